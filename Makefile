@@ -1,0 +1,32 @@
+# `make test` is the one test command (README, .ci/run). On a fresh Debian 12 host, as root, it installs what
+# the tests need and runs the whole suite; a second run installs nothing.
+PYTHON ?= python3
+VENV := .venv
+APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager iproute2 util-linux
+PYTEST_ARGS ?=
+
+.PHONY: test deps apt venv clean
+
+test: deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "apt-get install:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-test.txt setup.cfg pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e .
+	touch $@
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,984 @@
+"""
+Patroni clusters the Debian way: postgresql-common clusters ``<version>/<cluster>`` run by
+``patroni@<version>-<cluster>`` with ``/etc/patroni/<version>-<cluster>.yml``.
+
+This file has two doors. Salt loads it as the execution module ``patroni_debian``; Patroni will run the
+very same file as a plain ``python3`` program for bootstrap and replica creation, where no Salt is
+importable. So it uses the standard library and PyYAML only, and reaches Salt solely through the loader's
+dunders when they exist.
+
+:depends: postgresql-common, iproute2, PyYAML
+"""
+
+import copy
+import glob
+import ipaddress
+import json
+import logging
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+
+import yaml
+
+try:
+    from salt.exceptions import CommandExecutionError, SaltInvocationError
+except ImportError:  # run by Patroni as a plain program
+
+    class CommandExecutionError(Exception):
+        """A command or an operation on the host failed."""
+
+    class SaltInvocationError(Exception):
+        """An argument is invalid."""
+
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "patroni_debian"
+
+PATRONI_DIR = "/etc/patroni"
+DCS_FILE = "/etc/patroni/dcs.yml"
+CREATECLUSTER_CONF = "/etc/postgresql-common/createcluster.conf"
+PG_LIB_DIR = "/usr/lib/postgresql"
+PG_HOME = "/var/lib/postgresql"
+NAMESPACE = "/postgresql-common/"
+DEFAULT_PORT = 5432
+RESTAPI_PORT_OFFSET = 2576  # Debian's rule: REST API 8008 for PostgreSQL 5432
+MAX_PORT = 65535
+BOOTSTRAP_COMMAND = "/usr/share/patroni/pg_createcluster_patroni"
+CLONE_COMMAND = "/usr/share/patroni/pg_clonecluster_patroni"
+DEBIAN_REPLICATION = {"username": "replicator", "password": "rep-pass"}
+CONFIG_OWNER, CONFIG_MODE = "postgres", 0o660
+VIP_OWNER = "root"
+
+DCS_TYPES = ("etcd", "etcd3", "consul", "zookeeper", "kubernetes", "raft", "exhibitor")
+# Top-level Patroni keys that may travel with the DCS section: Debian pastes dcs.yml in at top level,
+# which is the documented way to add them.
+FRAGMENT_EXTRA_KEYS = ("tags", "log", "watchdog", "ctl", "citus")
+# Keys the generated config owns; Debian lets its template win over a dcs.yml repeating them.
+TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgresql")
+# Which Patroni DCS sections each vip-manager major version can follow, and its dcs-type for it.
+# 1.x (bookworm) reads etcd's v2 keys API only; 2.x reads etcd through the v3 API, and consul.
+VIP_DCS_TYPES = {1: {"etcd": "etcd"}, 2: {"etcd3": "etcd", "consul": "consul"}}
+
+OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config")
+VERSION_RE = re.compile(r"^(?:[1-9]\d*\.\d+|[1-9]\d+)$")
+# pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
+CLUSTER_RE = re.compile(r"^\w[-.\w]*$", re.ASCII)
+SCOPE_FILE_RE = re.compile(r"^(?:[1-9]\d*\.\d+|[1-9]\d+)-\w[-.\w]*\.yml$", re.ASCII)
+SECRET_KEY_RE = re.compile(r"(^|_)(password|passwd|token|secret)$", re.I)
+MASK = "********"
+SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def __virtual__():
+    grains = globals().get("__grains__") or {}
+    if grains.get("os_family", "Debian") != "Debian":
+        return (False, "patroni_debian manages Debian's postgresql-common and patroni packages only")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _which(name):
+    """Find a program on PATH, then in the sbin folders a minion or a systemd unit may lack."""
+    path = os.pathsep.join([os.environ.get("PATH", "")] + list(SEARCH_PATH))
+    return shutil.which(name, path=path)
+
+
+def _run(argv, check=True):
+    """Run a command without a shell; subprocess, not cmd.run, because the plain-program door has no Salt."""
+    program = _which(argv[0]) if os.sep not in argv[0] else argv[0]
+    if not program:
+        raise CommandExecutionError(f"{argv[0]} is not installed")
+    proc = subprocess.run([program] + list(argv[1:]), capture_output=True, text=True, check=False)
+    if check and proc.returncode:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise CommandExecutionError(f"{' '.join(argv)} failed with exit code {proc.returncode}: {detail}")
+    return proc
+
+
+def _pillar_get(key, default=None):
+    salt_functions = globals().get("__salt__")
+    if not salt_functions:
+        return default
+    return salt_functions["pillar.get"](key, default)
+
+
+def _deep_merge(base, override):
+    """A copy of ``base`` with ``override`` merged in: mappings merge key by key, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _is_secret_key(key):
+    return isinstance(key, str) and bool(SECRET_KEY_RE.search(key))
+
+
+def _masked(value, key=None):
+    """``value`` with every secret replaced by a mask, for output, logs and errors."""
+    if _is_secret_key(key) and value is not None:
+        return MASK
+    if isinstance(value, dict):
+        return {k: _masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def _diff(old, new, prefix=""):
+    """Key-by-key differences of two parsed documents, as ``{"a.b": {"old": …, "new": …}}``, secrets masked."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        if old == new:
+            return {}
+        key = prefix.rsplit(".", 1)[-1]
+        return {prefix or "(document)": {"old": _masked(old, key), "new": _masked(new, key)}}
+    changes = {}
+    for key in list(old) + [k for k in new if k not in old]:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in new:
+            changes[path] = {"old": _masked(old[key], key), "new": None}
+        elif key not in old:
+            changes[path] = {"old": None, "new": _masked(new[key], key)}
+        else:
+            changes.update(_diff(old[key], new[key], path))
+    return changes
+
+
+def _host_port(host, port):
+    """``host:port`` as Patroni parses it: an IPv6 address goes in brackets."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """A safe dumper that writes every value in full: Patroni configs are read by people too."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _dump_yaml(document):
+    return yaml.dump(document, Dumper=_NoAliasDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation: every argument is checked before the host is looked at or touched
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, (str, int, float)):
+        raise SaltInvocationError(f"version: {version!r} is not a PostgreSQL major version such as 15 or 9.6")
+    version = str(version).strip()
+    if not VERSION_RE.match(version):
+        raise SaltInvocationError(
+            f"version: {version!r} is not a PostgreSQL major version; expected 10 or later (15) or 9.x (9.6)"
+        )
+    return version
+
+
+def _check_initdb(version):
+    initdb = os.path.join(PG_LIB_DIR, version, "bin", "initdb")
+    if not os.path.isfile(initdb):
+        raise SaltInvocationError(
+            f"version: no initdb program for PostgreSQL {version} at {initdb}; install postgresql-{version}"
+        )
+
+
+def _check_cluster(cluster):
+    if isinstance(cluster, bool) or not isinstance(cluster, (str, int)):
+        raise SaltInvocationError(f"cluster: {cluster!r} is not a cluster name (quote names such as 'yes' or 'on')")
+    cluster = str(cluster)
+    if not CLUSTER_RE.match(cluster):
+        raise SaltInvocationError(
+            f"cluster: {cluster!r} is not a valid cluster name; use letters, digits, '_', '-' and '.', "
+            "starting with a letter, digit or '_'"
+        )
+    return cluster
+
+
+def _check_port(port):
+    if port is None:
+        return None
+    if isinstance(port, bool) or not (isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
+        raise SaltInvocationError(f"port: {port!r} is not a TCP port number")
+    port = int(port)
+    highest = MAX_PORT - RESTAPI_PORT_OFFSET
+    if not 1 <= port <= highest:
+        raise SaltInvocationError(
+            f"port: {port} is out of range; expected 1 to {highest}, so that the REST API port "
+            f"(port + {RESTAPI_PORT_OFFSET}) stays a valid port"
+        )
+    return port
+
+
+def _check_address(name, value):
+    if value is None:
+        return None
+    try:
+        return ipaddress.ip_address(str(value).strip("[]"))
+    except ValueError:
+        raise SaltInvocationError(
+            f"{name}: {value!r} is not an IP address; expected e.g. 10.0.0.11 or fd00::11"
+        ) from None
+
+
+def _check_network(network):
+    if network is None:
+        return None
+    text = str(network)
+    try:
+        if "/" not in text:
+            raise ValueError
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise SaltInvocationError(
+            f"network: {network!r} is not an address range for pg_hba; expected CIDR such as 10.0.0.0/24"
+        ) from None
+
+
+def _check_endpoints(endpoint):
+    """``endpoint`` (comma-separated string or list) as a list of validated http(s) URLs."""
+    if endpoint is None:
+        return None
+    items = endpoint.split(",") if isinstance(endpoint, str) else endpoint
+    if not isinstance(items, (list, tuple)) or not items:
+        raise SaltInvocationError(f"endpoint: {endpoint!r} is not a URL or a list of URLs")
+    urls = []
+    for item in items:
+        url = str(item).strip()
+        parsed = urllib.parse.urlsplit(url)
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+            raise SaltInvocationError(
+                f"endpoint: {url!r} is not a DCS URL; expected http(s)://host:port, several joined by commas"
+            )
+        urls.append(url)
+    return urls
+
+
+def _check_mapping(name, value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SaltInvocationError(f"{name}: expected a mapping of Patroni keys, got {type(value).__name__}")
+    return value
+
+
+def _check_dcs(dcs, source):
+    """Validate a DCS section (a mapping such as ``{"etcd3": {"hosts": [...]}}``); return its DCS type."""
+    if dcs is None or dcs == {}:
+        raise SaltInvocationError(
+            f"dcs: DCS not configured ({source} is empty); give dcs=, pillar patroni:dcs or edit {DCS_FILE}"
+        )
+    if not isinstance(dcs, dict):
+        raise SaltInvocationError(
+            f"dcs: {source} must be a mapping such as {{etcd3: {{hosts: [10.0.0.5:2379]}}}}, "
+            f"got {type(dcs).__name__}"
+        )
+    known = DCS_TYPES + FRAGMENT_EXTRA_KEYS + TEMPLATE_KEYS
+    unknown = [str(key) for key in dcs if key not in known]
+    if unknown:
+        raise SaltInvocationError(
+            f"dcs: unknown key(s) {', '.join(unknown)} in {source}; a DCS section names one of "
+            f"{', '.join(DCS_TYPES)} (and may add {', '.join(FRAGMENT_EXTRA_KEYS)})"
+        )
+    types = [key for key in dcs if key in DCS_TYPES]
+    if len(types) != 1:
+        found = ", ".join(types) if types else "none"
+        raise SaltInvocationError(
+            f"dcs: {source} must name exactly one DCS of {', '.join(DCS_TYPES)}; found {found}"
+        )
+    settings = dcs[types[0]]
+    if not isinstance(settings, dict) or not settings:
+        raise SaltInvocationError(
+            f"dcs: {types[0]} in {source} must be a mapping of its settings, e.g. {{hosts: [10.0.0.5:2379]}}"
+        )
+    return types[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# facts read from the host (read only)
+
+
+def _read_yaml(path):
+    """Parsed YAML of ``path``; None when the file is missing."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CommandExecutionError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _pg_clusters():
+    """pg-common clusters from ``pg_lsclusters``: ``{(version, name): port}``."""
+    if not _which("pg_lsclusters"):
+        return {}
+    clusters = {}
+    for line in _run(["pg_lsclusters", "-h"]).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            clusters[(fields[0], fields[1])] = int(fields[2]) if fields[2].isdigit() else None
+    return clusters
+
+
+def _listen_port(config):
+    """The PostgreSQL port a Patroni config listens on, or None."""
+    try:
+        return int(str(config["postgresql"]["listen"]).rsplit(":", 1)[1])
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
+def _patroni_config_ports(own_path):
+    """Ports claimed by the other Debian-style Patroni configs in /etc/patroni: ``{path: port}``."""
+    ports = {}
+    for path in sorted(glob.glob(os.path.join(PATRONI_DIR, "*.yml"))):
+        if path == own_path or not SCOPE_FILE_RE.match(os.path.basename(path)):
+            continue
+        try:
+            port = _listen_port(_read_yaml(path))
+        except CommandExecutionError:
+            continue  # an unreadable neighbour claims no port; its own run will complain about it
+        if port:
+            ports[path] = port
+    return ports
+
+
+def _choose_port(version, cluster, requested, clusters, own_config_port, other_config_ports):
+    """The PostgreSQL port: given, else the cluster's own, else one past the highest in use, else 5432."""
+    own_port = clusters.get((version, cluster))
+    taken = {}
+    for (other_version, other_name), port in clusters.items():
+        if port and (other_version, other_name) != (version, cluster):
+            taken.setdefault(port, f"cluster {other_version}/{other_name}")
+    for path, port in other_config_ports.items():
+        taken.setdefault(port, f"Patroni config {path}")
+    if requested is not None:
+        if requested != own_port and requested in taken:
+            raise SaltInvocationError(f"port: {requested} is already used by {taken[requested]}")
+        return requested
+    if own_port:
+        return own_port
+    if own_config_port and own_config_port not in taken:
+        return own_config_port
+    return max(taken, default=DEFAULT_PORT - 1) + 1
+
+
+def _data_dir(version, cluster):
+    """The data directory pg_createcluster would pick, from createcluster.conf's ``data_directory``."""
+    pattern = None
+    try:
+        with open(CREATECLUSTER_CONF, encoding="utf-8") as handle:
+            for line in handle:
+                match = re.match(r"""\s*data_directory\s*=\s*(?:'([^']*)'|"([^"]*)"|([^\s#]+))""", line)
+                if match:
+                    pattern = next(group for group in match.groups() if group is not None)
+    except FileNotFoundError:
+        pass
+    if not pattern:
+        return f"{PG_HOME}/{version}/{cluster}"
+    if not pattern.startswith("/"):
+        raise CommandExecutionError(f"data_directory {pattern!r} in {CREATECLUSTER_CONF} is not an absolute path")
+    if "%v" not in pattern and "%c" not in pattern:
+        # one folder for every cluster would collide; keep them apart the way Debian's template does
+        return f"{pattern.rstrip('/')}/{version}/{cluster}"
+    substitutes = {"%v": version, "%c": cluster, "%%": "%"}
+    return re.sub(r"%[vc%]", lambda m: substitutes[m.group(0)], pattern).rstrip("/")
+
+
+def _addresses():
+    """Every address on the host: ``[(interface, ipaddress.ip_interface)]``."""
+    links = json.loads(_run(["ip", "-j", "address", "show"]).stdout or "[]")
+    return [
+        (link["ifname"], ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}"))
+        for link in links
+        for info in link.get("addr_info", [])
+        if info.get("family") in ("inet", "inet6") and "local" in info
+    ]
+
+
+def _default_source():
+    """``(address, interface)`` that the default route leaves from: IPv4 first, then IPv6; None without one.
+
+    Asks the routing table only (``ip route get``); no packet is sent.
+    """
+    for family, probe in (("-4", "8.8.8.8"), ("-6", "2001:4860:4860::8888")):
+        proc = _run(["ip", "-j", family, "route", "get", probe], check=False)
+        routes = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+        if routes and routes[0].get("prefsrc"):
+            return ipaddress.ip_address(routes[0]["prefsrc"]), routes[0].get("dev")
+    return None
+
+
+def _host_network(hostip, addresses):
+    """The pg_hba range for replication: the host address with its prefix, as Debian writes it."""
+    for _, interface in addresses:
+        if interface.ip == hostip:
+            return interface
+    return None
+
+
+def _resolve_host_address(hostip, network):
+    """Fill in the host address and network the Debian way, from the default route when not given."""
+    if hostip is not None and network is not None:
+        return hostip, network
+    if not _which("ip"):
+        raise CommandExecutionError("iproute2 is not installed: cannot find the host address; install it or pass hostip= and network=")
+    addresses = _addresses()
+    source = _default_source()
+    if hostip is None:
+        if source is None:
+            raise CommandExecutionError(
+                "hostip: this host has no default route, so its address cannot be found; pass hostip= and network="
+            )
+        hostip = source[0]
+    if network is None:
+        network = _host_network(hostip, addresses)
+        if network is None and source is not None:
+            network = _host_network(source[0], addresses)
+        if network is None:
+            raise CommandExecutionError(f"network: no local address range found for {hostip}; pass network=")
+    return hostip, network
+
+
+def _hostname():
+    # os.uname is what `hostname` prints, and what Patroni's vip-manager trigger value must equal
+    return os.uname().nodename
+
+
+def _account(name):
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise CommandExecutionError(f"user {name} does not exist; install postgresql-common") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _vip_manager_major():
+    """Major version of the installed vip-manager package, or None when it is not installed."""
+    try:
+        proc = _run(["dpkg-query", "-W", "-f=${Version}", "vip-manager"], check=False)
+    except CommandExecutionError:
+        return None
+    match = re.match(r"(?:\d+:)?(\d+)\.", proc.stdout.strip()) if proc.returncode == 0 else None
+    return int(match.group(1)) if match else None
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+def _hba_line(kind, database, user, address, method):
+    return f"{kind:<7} {database:<15} {user:<15} {address:<23} {method}"
+
+
+def _pg_hba(network):
+    return [
+        _hba_line("local", "all", "all", "", "peer"),
+        _hba_line("host", "all", "all", "127.0.0.1/32", "md5"),
+        _hba_line("host", "all", "all", "::1/128", "md5"),
+        _hba_line("local", "replication", "all", "", "peer"),
+        _hba_line("host", "replication", "all", "127.0.0.1/32", "md5"),
+        _hba_line("host", "replication", "all", "::1/128", "md5"),
+        # Debian's template pads this line for a 9-character placeholder; the same spacing keeps configs made
+        # by hand with pg_createconfig_patroni equal to ours, so adopting them needs no force.
+        f"host    replication     all             {network}               md5",
+    ]
+
+
+def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication):
+    """The configuration Debian's template yields, as data; the DCS section sits after ``name`` as there."""
+    api = _host_port(hostip, port + RESTAPI_PORT_OFFSET)
+    config = {"scope": f"{version}-{cluster}", "namespace": NAMESPACE, "name": name}
+    config.update((key, copy.deepcopy(value)) for key, value in dcs.items() if key not in TEMPLATE_KEYS)
+    config["restapi"] = {"listen": api, "connect_address": api}
+    config["bootstrap"] = {
+        "method": "pg_createcluster",
+        "pg_createcluster": {"command": BOOTSTRAP_COMMAND},
+        "dcs": {
+            "ttl": 30,
+            "loop_wait": 10,
+            "retry_timeout": 10,
+            "maximum_lag_on_failover": 1048576,
+            "check_timeline": True,
+            "postgresql": {
+                "use_pg_rewind": True,
+                "remove_data_directory_on_rewind_failure": True,
+                "remove_data_directory_on_diverged_timelines": True,
+                "use_slots": True,
+                "parameters": None,
+                "pg_hba": _pg_hba(network),
+            },
+        },
+    }
+    config["postgresql"] = {
+        "create_replica_method": ["pg_clonecluster"],
+        "pg_clonecluster": {"command": CLONE_COMMAND},
+        "listen": f"*:{port}",
+        "connect_address": _host_port(hostip, port),
+        "use_unix_socket": True,
+        "data_dir": data_dir,
+        "bin_dir": f"{PG_LIB_DIR}/{version}/bin",
+        "config_dir": f"/etc/postgresql/{version}/{cluster}",
+        "pgpass": f"{PG_HOME}/{version}-{cluster}.pgpass",
+        "authentication": _deep_merge(
+            {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
+            authentication,
+        ),
+        "parameters": {
+            "unix_socket_directories": "/var/run/postgresql/",
+            "logging_collector": "on",
+            "log_directory": "/var/log/postgresql",
+            "log_filename": f"postgresql-{version}-{cluster}.log",
+        },
+    }
+    return config
+
+
+def _dcs_endpoints(dcs_type, settings):
+    """vip-manager endpoints derived from a parsed DCS section (hostnames and ``hosts:`` included)."""
+    if settings.get("url"):
+        return [str(settings["url"])]
+    scheme = settings.get("protocol") or settings.get("scheme") or "http"
+    hosts = settings.get("hosts") or settings.get("host")
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    if not hosts:
+        raise SaltInvocationError(
+            f"endpoint: cannot derive vip-manager's DCS endpoint from the {dcs_type} section "
+            "(it has no host, hosts or url); pass endpoint=http://host:2379"
+        )
+    return [h if "://" in h else f"{scheme}://{h}" for h in (str(host).strip() for host in hosts)]
+
+
+def _vip_interface(vip, addresses):
+    """The interface and prefix length of the local network that contains the VIP."""
+    for ifname, interface in addresses:
+        if interface.version == vip.version and not interface.is_loopback and vip in interface.network:
+            if interface.network.prefixlen < interface.max_prefixlen:
+                return ifname, interface.network.prefixlen
+    known = ", ".join(f"{ifname} {interface}" for ifname, interface in addresses if not interface.is_loopback)
+    raise SaltInvocationError(
+        f"vip: {vip} is in none of this host's networks ({known or 'none'}); a VIP must be in the subnet of an interface"
+    )
+
+
+def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_major):
+    """The vip-manager env file's keys, for the vip-manager that is installed."""
+    if vip_manager_major is None:
+        raise CommandExecutionError("vip: vip-manager is not installed; install it before configuring a VIP")
+    followable = VIP_DCS_TYPES[min(max(vip_manager_major, 1), max(VIP_DCS_TYPES))]
+    if dcs_type not in followable:
+        raise SaltInvocationError(
+            f"vip: the installed vip-manager {vip_manager_major}.x cannot follow Patroni's {dcs_type} DCS; it "
+            f"follows only {', '.join(followable)}. "
+            + (
+                "On bookworm use an etcd: section (etcd v2 API, etcd started with --enable-v2=true), "
+                "or install vip-manager 2 or later for etcd3 or consul."
+                if vip_manager_major < 2
+                else "Use etcd3 or consul for the VIP."
+            )
+        )
+    settings = config[dcs_type]
+    endpoints = endpoints or _dcs_endpoints(dcs_type, settings)
+    ifname, prefix = _vip_interface(vip, addresses)
+    key = f"{config['namespace'].rstrip('/')}/{config['scope']}/leader"
+    name = str(config["name"])
+    env = {
+        "VIP_IP": str(vip),
+        "VIP_MASK": str(prefix),
+        "VIP_NETMASK": str(prefix),
+        "VIP_IFACE": ifname,
+        "VIP_KEY": key,
+        "VIP_TRIGGER_KEY": key,
+        "VIP_HOST": name,
+        "VIP_TRIGGER_VALUE": name,
+        "VIP_TYPE": followable[dcs_type],
+        "VIP_DCS_ENDPOINTS": ",".join(endpoints),
+        "VIP_ENDPOINT": ",".join(endpoints),
+    }
+    # credentials and TLS files the DCS needs, so vip-manager can read what Patroni writes
+    for source, target in (
+        ("username", "VIP_ETCD_USER"),
+        ("password", "VIP_ETCD_PASSWORD"),
+        ("cacert", "VIP_ETCD_CA_FILE"),
+        ("cert", "VIP_ETCD_CERT_FILE"),
+        ("key", "VIP_ETCD_KEY_FILE"),
+        ("token", "VIP_CONSUL_TOKEN"),
+    ):
+        if settings.get(source) and (target.startswith("VIP_ETCD") == dcs_type.startswith("etcd")):
+            env[target] = str(settings[source])
+    return env
+
+
+def _env_file_text(header, env):
+    escaped = {key: str(value).replace("\\", "\\\\").replace('"', '\\"') for key, value in env.items()}
+    return header + "".join(f'{key}="{value}"\n' for key, value in escaped.items())
+
+
+def _read_env_file(path):
+    """A systemd EnvironmentFile's assignments as a dict; None when the file is missing."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return None
+    env = {}
+    for line in lines:
+        match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
+        if not match:
+            continue
+        value = match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1]) if value[0] == '"' else value[1:-1]
+        env[match.group(1)] = value
+    return env
+
+
+def _dcs_source(dcs, cluster_pillar):
+    """The DCS section and where it came from: argument, cluster pillar, pillar patroni:dcs, dcs.yml."""
+    if dcs is not None:
+        return dcs, "the dcs argument"
+    if cluster_pillar.get("dcs") is not None:
+        return cluster_pillar["dcs"], "pillar patroni:clusters:<scope>:dcs"
+    pillar_dcs = _pillar_get("patroni:dcs")
+    if pillar_dcs is not None:
+        return pillar_dcs, "pillar patroni:dcs"
+    if not os.path.exists(DCS_FILE):
+        raise SaltInvocationError(
+            f"dcs: DCS not configured: give dcs=, set pillar patroni:dcs, or write {DCS_FILE}"
+        )
+    return _read_yaml(DCS_FILE), DCS_FILE
+
+
+def _settings(version, cluster, kwargs):
+    """Arguments over the cluster's pillar entry ``patroni:clusters:<version>-<cluster>``."""
+    unknown = sorted(key for key in kwargs if not key.startswith("__") and key not in OPTIONS)
+    if unknown:
+        raise SaltInvocationError(f"unknown argument(s): {', '.join(unknown)}; accepted: {', '.join(OPTIONS)}, force")
+    cluster_pillar = _pillar_get(f"patroni:clusters:{version}-{cluster}", {}) or {}
+    if not isinstance(cluster_pillar, dict):
+        raise SaltInvocationError(f"pillar patroni:clusters:{version}-{cluster} must be a mapping")
+    settings = {key: kwargs.get(key) if kwargs.get(key) is not None else cluster_pillar.get(key) for key in OPTIONS}
+    settings["dcs"], settings["dcs_source"] = _dcs_source(kwargs.get("dcs"), cluster_pillar)
+    return settings
+
+
+def _render(version, cluster, kwargs):
+    """Everything createconfig would write, computed without writing: the one rendering implementation."""
+    version, cluster = _check_version(version), _check_cluster(cluster)
+    settings = _settings(version, cluster, kwargs)
+    port = _check_port(settings["port"])
+    hostip = _check_address("hostip", settings["hostip"])
+    network = _check_network(settings["network"])
+    vip = _check_address("vip", settings["vip"])
+    endpoints = _check_endpoints(settings["endpoint"])
+    authentication = _check_mapping("authentication", settings["authentication"])
+    dynamic = _check_mapping("dynamic", settings["dynamic"])
+    overrides = _check_mapping("config", settings["config"])
+    dcs = settings["dcs"]
+    dcs_type = _check_dcs(dcs, settings["dcs_source"])
+    if vip is not None and hostip is not None and vip == hostip:
+        raise SaltInvocationError(f"vip: {vip} is the host address; a VIP must be an address of its own")
+    _check_initdb(version)
+    _account(CONFIG_OWNER)
+
+    scope = f"{version}-{cluster}"
+    config_file = os.path.join(PATRONI_DIR, f"{scope}.yml")
+    vip_file = os.path.join(PATRONI_DIR, f"{scope}.vip")
+    warnings = []
+    _, existing = _existing_document(config_file, _read_yaml)
+    port = _choose_port(
+        version, cluster, port, _pg_clusters(), _listen_port(existing), _patroni_config_ports(config_file)
+    )
+    hostip, network = _resolve_host_address(hostip, network)
+
+    config = _base_config(
+        version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication
+    )
+    config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], dynamic)
+    config = _deep_merge(config, overrides)
+
+    ignored = [key for key in dcs if key in TEMPLATE_KEYS]
+    if ignored:
+        warnings.append(
+            f"{', '.join(ignored)} in {settings['dcs_source']} ignored, as Debian does: the generated keys win; "
+            "set them with config= instead"
+        )
+    replication = config["postgresql"]["authentication"].get("replication") or {}
+    if replication.get("password") == DEBIAN_REPLICATION["password"]:
+        warnings.append(
+            "replication password: none given, so Debian's default password, the same on every Debian install, is "
+            f"used; set pillar patroni:clusters:{scope}:authentication:replication:password"
+        )
+
+    vip_env = None
+    if vip is not None:
+        vip_env = _vip_environment(config, dcs_type, vip, endpoints, _addresses(), _vip_manager_major())
+
+    return {
+        "config_file": config_file,
+        "config": config,
+        "vip_file": vip_file if vip_env else None,
+        "vip": vip_env,
+        "port": port,
+        "restapi_port": port + RESTAPI_PORT_OFFSET,
+        "warnings": warnings,
+    }
+
+
+def _existing_document(path, read):
+    """``(present, document)`` of a file already there; an empty file (a failed Debian run) counts as absent.
+
+    ``document`` is ``_UNREADABLE`` when the file cannot be parsed: it is still the user's, so it is only
+    replaced with ``force``.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            return False, None
+        return True, read(path)
+    except FileNotFoundError:
+        return False, None
+    except CommandExecutionError:
+        return True, _UNREADABLE
+
+
+_UNREADABLE = "(not valid YAML)"
+
+
+# --------------------------------------------------------------------------------------------------
+# writing: plan every file first, write only when every plan holds
+
+
+class _Target:
+    """A file createconfig owns: where, what, and whose."""
+
+    def __init__(self, path, document, text, read, owner, group, mode):
+        self.path, self.document, self.text, self.read = path, document, text, read
+        self.owner, self.group, self.mode = owner, group, mode
+
+
+def _targets(rendered):
+    config = rendered["config"]
+    scope = config["scope"]
+    header = (
+        f"# Patroni configuration of PostgreSQL cluster {scope.replace('-', '/', 1)}, written by Salt's "
+        "patroni_debian.createconfig.\n"
+        "# bootstrap.dcs applies at the first bootstrap only: change a running cluster with patronictl edit-config.\n"
+    )
+    targets = [
+        _Target(rendered["config_file"], config, header + _dump_yaml(config), _read_yaml,
+                CONFIG_OWNER, CONFIG_OWNER, CONFIG_MODE)
+    ]
+    env = rendered["vip"]
+    if env is not None:
+        secret = any(_is_secret_key(key) for key in env)
+        text = _env_file_text(f"# vip-manager settings for vip-manager@{scope}, written by Salt's "
+                              "patroni_debian.createconfig.\n", env)
+        targets.append(_Target(rendered["vip_file"], env, text, _read_env_file,
+                               VIP_OWNER, VIP_OWNER, 0o600 if secret else 0o644))
+    return targets
+
+
+def _plan(target, force):
+    """What writing ``target`` would change, e.g. ``{"diff": {...}, "mode": {...}}``; empty when nothing.
+
+    Raises when the file holds something else and ``force`` is not set: that file is the user's.
+    """
+    present, current = _existing_document(target.path, target.read)
+    if not present:
+        return {"created": True}
+    changes = {}
+    if current != target.document:
+        diff = (
+            _diff(current, target.document)
+            if isinstance(current, dict)
+            else {"(document)": {"old": _masked(current), "new": "(generated)"}}
+        )
+        if not force:
+            summary = "; ".join(f"{key}: {change['old']!r} -> {change['new']!r}" for key, change in diff.items())
+            raise CommandExecutionError(
+                f"{target.path} already exists with other content ({summary}); pass force=True to replace it"
+            )
+        changes["diff"] = diff
+    uid, gid = _account(target.owner)[0], _group_id(target.group)
+    status = os.stat(target.path)
+    if (status.st_uid, status.st_gid) != (uid, gid):
+        changes["owner"] = {"old": f"{status.st_uid}:{status.st_gid}", "new": f"{target.owner}:{target.group}"}
+    if status.st_mode & 0o7777 != target.mode:
+        changes["mode"] = {"old": f"{status.st_mode & 0o7777:04o}", "new": f"{target.mode:04o}"}
+    return changes
+
+
+def _group_id(name):
+    import grp  # pylint: disable=import-outside-toplevel
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise CommandExecutionError(f"group {name} does not exist") from None
+
+
+def _write_atomic(path, text, uid, gid, mode):
+    """Replace ``path`` in one step; the new file is never readable by others, nor partly written."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")  # mode 0600
+    try:
+        os.fchown(handle, uid, gid)
+        os.fchmod(handle, mode)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    directory_handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_handle)
+    finally:
+        os.close(directory_handle)
+
+
+def _apply(target, changes):
+    uid, gid = _account(target.owner)[0], _group_id(target.group)
+    if "created" in changes or "diff" in changes:
+        _write_atomic(target.path, target.text, uid, gid, target.mode)
+    else:
+        os.chown(target.path, uid, gid)
+        os.chmod(target.path, target.mode)
+
+
+def _result(rendered, plans):
+    return {
+        "config_file": rendered["config_file"],
+        "vip_file": rendered["vip_file"],
+        "port": rendered["port"],
+        "restapi_port": rendered["restapi_port"],
+        "changes": {target.path: changes for target, changes in plans if changes},
+        "warnings": rendered["warnings"],
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# public functions
+
+
+def render_config(version, cluster, force=False, **kwargs):
+    """
+    Compute what :py:func:`createconfig` would write and change, writing nothing.
+
+    Takes the same arguments as :py:func:`createconfig` and fails the same way. Secrets in the returned
+    configuration and changes are masked.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.render_config 15 main
+        salt pg1 patroni_debian.render_config 15 main port=5433 vip=10.0.0.100
+    """
+    rendered = _render(version, cluster, kwargs)
+    plans = [(target, _plan(target, force)) for target in _targets(rendered)]
+    result = _result(rendered, plans)
+    result["config"] = _masked(rendered["config"])
+    result["vip"] = _masked(rendered["vip"])
+    return result
+
+
+def createconfig(version, cluster, force=False, **kwargs):
+    """
+    Write the Patroni configuration of the pg-common cluster ``<version>/<cluster>``, as Debian's
+    ``pg_createconfig_patroni`` does, with its bugs fixed.
+
+    Writes ``/etc/patroni/<version>-<cluster>.yml`` (``postgres:postgres``, mode 0660, atomically) and,
+    with ``vip``, ``/etc/patroni/<version>-<cluster>.vip`` for ``vip-manager@<version>-<cluster>``.
+    Content equal to what is there is left alone and reported as no change; other content is replaced
+    only with ``force=True``. Every argument is validated before anything is written.
+
+    version
+        PostgreSQL major version, e.g. ``15`` or ``9.6``; its ``initdb`` must be installed.
+
+    cluster
+        pg-common cluster name, e.g. ``main`` or ``my-app``.
+
+    hostip
+        Address for the REST API and for PostgreSQL's ``connect_address``. Default: the source address of
+        the default route (IPv4, else IPv6).
+
+    network
+        Address range (CIDR) allowed to replicate in pg_hba. Default: the host address with its prefix.
+
+    port
+        PostgreSQL port. Default: the cluster's existing port, else the port in its existing config, else
+        one past the highest port of every pg-common cluster and Patroni config, else 5432. The REST API
+        listens on ``port + 2576``.
+
+    force
+        Replace existing files whose content differs. Default ``False``.
+
+    vip
+        Virtual IP address: also write the vip-manager file. The installed vip-manager must be able to
+        follow the DCS (bookworm's 1.0.2 follows only ``etcd``, the v2 API).
+
+    endpoint
+        DCS URL(s) for vip-manager, comma-separated or a list. Default: derived from the DCS section.
+
+    dcs
+        The DCS section, e.g. ``{"etcd3": {"hosts": ["10.0.0.5:2379"]}}``. Default: pillar
+        ``patroni:clusters:<version>-<cluster>:dcs``, else pillar ``patroni:dcs``, else ``/etc/patroni/dcs.yml``.
+
+    authentication
+        Merged over ``postgresql.authentication``, e.g. ``{"replication": {"password": "…"}}``. Without a
+        replication password, Debian's default credentials are kept and a warning says so.
+
+    dynamic
+        Deep-merged into ``bootstrap.dcs`` (ttl, loop_wait, postgresql.parameters, …).
+
+    config
+        Deep-merged over the whole generated configuration: any Patroni key.
+
+    Every argument but ``force`` defaults to the same key in pillar ``patroni:clusters:<version>-<cluster>``.
+
+    Returns the files, the ports, the changes (secrets masked) and warnings.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.createconfig 15 main
+        salt pg1 patroni_debian.createconfig 15 main port=5433 network=10.0.0.0/24 force=True
+        salt pg1 patroni_debian.createconfig 15 main vip=10.0.0.100 dcs='{etcd: {host: 10.0.0.5:2379}}'
+    """
+    rendered = _render(version, cluster, kwargs)
+    plans = [(target, _plan(target, force)) for target in _targets(rendered)]
+    written = []
+    for target, changes in plans:
+        if changes:
+            _apply(target, changes)
+        if "created" in changes or "diff" in changes:
+            written.append(target.path)
+    result = _result(rendered, plans)
+    result["written"] = written
+    return result

@@ -1,0 +1,148 @@
+"""A throw-away Debian host for one command: private mount, UTS and network namespaces.
+
+The command sees its own host name, an ``eth0`` with the case's addresses and default route (or none), and
+per-case ``/etc/patroni``, ``/etc/postgresql-common`` and ``/usr/lib/postgresql`` folders bind-mounted over the
+real ones; ``pg_lsclusters`` is a stub printing the case's clusters. Nothing outside the case folder changes,
+and no packet leaves the namespace (it has no link to anything).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DEBIAN_CONFFILES = ("config.yml.in", "dcs.yml", "vip.in")
+DEBIAN_DEFAULT_DCS = object()  # marker: keep the package's dcs.yml as shipped
+
+
+@dataclasses.dataclass
+class Host:
+    hostname: str = "pg1"
+    addresses: tuple = ("10.0.0.11/24",)
+    gateway: object = "10.0.0.1"  # None: no default route; "onlink": on-link default route via eth0
+    clusters: tuple = ()  # (version, name, port)
+    versions: tuple = ("15",)  # versions whose initdb exists
+    createcluster_conf: object = None
+    dcs_yml: object = DEBIAN_DEFAULT_DCS  # text, None (missing) or DEBIAN_DEFAULT_DCS
+    vip_in: bool = True
+    files: dict = dataclasses.field(default_factory=dict)  # extra files in /etc/patroni
+
+    def build(self, root):
+        """Lay out the case folder ``root`` for this host."""
+        etc_patroni = root / "etc_patroni"
+        etc_patroni.mkdir(parents=True)
+        for name in DEBIAN_CONFFILES:
+            if name == "dcs.yml" and self.dcs_yml is not DEBIAN_DEFAULT_DCS:
+                continue
+            if name == "vip.in" and not self.vip_in:
+                continue
+            shutil.copy2(f"/etc/patroni/{name}", etc_patroni / name)
+        if isinstance(self.dcs_yml, str):
+            (etc_patroni / "dcs.yml").write_text(self.dcs_yml)
+        for name, text in self.files.items():
+            (etc_patroni / name).write_text(text)
+        pgcommon = root / "etc_pgcommon"
+        pgcommon.mkdir()
+        if self.createcluster_conf is not None:
+            (pgcommon / "createcluster.conf").write_text(self.createcluster_conf)
+        for version in self.versions:
+            bindir = root / "usr_lib_pg" / version / "bin"
+            bindir.mkdir(parents=True)
+            (bindir / "initdb").write_text("#!/bin/sh\nexit 0\n")
+            (bindir / "initdb").chmod(0o755)
+        (root / "usr_lib_pg").mkdir(exist_ok=True)
+        stubs = root / "bin"
+        stubs.mkdir()
+        listing = "".join(
+            f"{v} {n} {p} online postgres /var/lib/postgresql/{v}/{n} /var/log/postgresql/postgresql-{v}-{n}.log\n"
+            for v, n, p in self.clusters
+        )
+        (stubs / "pg_lsclusters").write_text(f"#!/bin/sh\ncat <<'EOF'\n{listing}EOF\n")
+        (stubs / "pg_lsclusters").chmod(0o755)
+
+    def setup_script(self, root):
+        """Shell lines run inside the new namespaces before the command."""
+        lines = [
+            "set -e",
+            f"mount --bind {root}/etc_patroni /etc/patroni",
+            f"mount --bind {root}/etc_pgcommon /etc/postgresql-common",
+            f"mount --bind {root}/usr_lib_pg /usr/lib/postgresql",
+            f"hostname {self.hostname}",
+            "ip link set lo up",
+        ]
+        if self.addresses:
+            lines += ["ip link add eth0 type veth peer name peer0", "ip link set peer0 up", "ip link set eth0 up"]
+            lines += [f"ip address add {address} dev eth0" for address in self.addresses]
+        if self.gateway == "onlink":
+            lines.append("ip route add default dev eth0")
+        elif self.gateway:
+            family = "-6" if ":" in self.gateway else "-4"
+            lines.append(f"ip {family} route add default via {self.gateway} dev eth0")
+        lines.append(f"export PATH={root}/bin:$PATH")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+    files: dict  # name -> (text, owner, group, mode)
+
+
+def run(host, root, argv, env=None):
+    """Run ``argv`` on a fresh sandboxed ``host`` laid out under ``root``; return its outcome and files."""
+    root = pathlib.Path(root)
+    host.build(root)
+    before = {path.name for path in (root / "etc_patroni").iterdir()}
+    script = host.setup_script(root) + '\nexec "$@"\n'
+    proc = subprocess.run(
+        ["unshare", "--mount", "--uts", "--net", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+    files = {}
+    for path in (root / "etc_patroni").iterdir():
+        if path.name in before and path.name in DEBIAN_CONFFILES:
+            continue
+        status = path.stat()
+        import grp
+        import pwd
+
+        files[path.name] = (
+            path.read_text(),
+            pwd.getpwuid(status.st_uid).pw_name,
+            grp.getgrgid(status.st_gid).gr_name,
+            status.st_mode & 0o7777,
+        )
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
+
+
+def module_argv(function, *args, **kwargs):
+    """argv that calls ``patroni_debian.<function>`` from this checkout and prints its JSON result.
+
+    Errors print ``Error: <message>`` and exit 1, the way a command-line tool reports them.
+    """
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO / "_modules")!r})
+        import patroni_debian as module
+        args, kwargs = json.loads(sys.argv[1])
+        try:
+            result = getattr(module, {function!r})(*args, **kwargs)
+        except (module.CommandExecutionError, module.SaltInvocationError) as exc:
+            print(f"Error: {{exc}}")
+            sys.exit(1)
+        print(json.dumps(result))
+        """
+    )
+    return [sys.executable, "-c", code, json.dumps([list(args), kwargs])]
