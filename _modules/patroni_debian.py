@@ -423,8 +423,9 @@ def _default_source():
     for family, probe in (("-4", "8.8.8.8"), ("-6", "2001:4860:4860::8888")):
         proc = _run(["ip", "-j", family, "route", "get", probe], check=False)
         routes = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-        if routes and routes[0].get("prefsrc"):
-            return ipaddress.ip_address(routes[0]["prefsrc"]), routes[0].get("dev")
+        source = ipaddress.ip_address(routes[0]["prefsrc"]) if routes and routes[0].get("prefsrc") else None
+        if source is not None and not source.is_loopback:
+            return source, routes[0].get("dev")
     return None
 
 

@@ -7,9 +7,11 @@ and no packet leaves the namespace (it has no link to anything).
 """
 
 import dataclasses
+import grp
 import json
 import os
 import pathlib
+import pwd
 import shutil
 import subprocess
 import sys
@@ -77,7 +79,10 @@ class Host:
         ]
         if self.addresses:
             lines += ["ip link add eth0 type veth peer name peer0", "ip link set peer0 up", "ip link set eth0 up"]
-            lines += [f"ip address add {address} dev eth0" for address in self.addresses]
+            # nodad: an IPv6 address still in duplicate detection is not used as a source address
+            lines += [
+                f"ip address add {address} dev eth0" + (" nodad" if ":" in address else "") for address in self.addresses
+            ]
         if self.gateway == "onlink":
             lines.append("ip route add default dev eth0")
         elif self.gateway:
@@ -92,14 +97,14 @@ class Outcome:
     returncode: int
     stdout: str
     stderr: str
-    files: dict  # name -> (text, owner, group, mode)
+    files: dict  # name -> (text, owner, group, mode), for every file the command created or changed
 
 
 def run(host, root, argv, env=None):
     """Run ``argv`` on a fresh sandboxed ``host`` laid out under ``root``; return its outcome and files."""
     root = pathlib.Path(root)
     host.build(root)
-    before = {path.name for path in (root / "etc_patroni").iterdir()}
+    before = _snapshot(root / "etc_patroni")
     script = host.setup_script(root) + '\nexec "$@"\n'
     proc = subprocess.run(
         ["unshare", "--mount", "--uts", "--net", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *argv],
@@ -109,21 +114,23 @@ def run(host, root, argv, env=None):
         timeout=120,
         check=False,
     )
-    files = {}
-    for path in (root / "etc_patroni").iterdir():
-        if path.name in before and path.name in DEBIAN_CONFFILES:
-            continue
-        status = path.stat()
-        import grp
-        import pwd
+    after = _snapshot(root / "etc_patroni")
+    changed = {name: state for name, state in after.items() if before.get(name) != state}
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, changed)
 
+
+def _snapshot(folder):
+    """Every file in ``folder`` as ``name -> (text, owner, group, mode)``."""
+    files = {}
+    for path in folder.iterdir():
+        status = path.stat()
         files[path.name] = (
             path.read_text(),
             pwd.getpwuid(status.st_uid).pw_name,
             grp.getgrgid(status.st_gid).gr_name,
             status.st_mode & 0o7777,
         )
-    return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
+    return files
 
 
 def module_argv(function, *args, **kwargs):
