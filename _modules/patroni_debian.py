@@ -105,10 +105,29 @@ def _run(argv, check=True):
 
 
 def _pillar_get(key, default=None):
-    salt_functions = globals().get("__salt__")
-    if not salt_functions:
+    """A pillar value by ``a:b:c`` key, as plain data.
+
+    Reads ``__pillar__`` itself: Salt 3008's ``pillar.get`` redacts every value unless ``unmask=True``,
+    an argument older Salt versions reject, and the config needs the real values.
+    """
+    value = globals().get("__pillar__")
+    if value is None:
         return default
-    return salt_functions["pillar.get"](key, default)
+    for part in key.split(":"):
+        try:
+            value = value[part]
+        except (KeyError, TypeError, IndexError):
+            return default
+    return _plain(value)
+
+
+def _plain(value):
+    """Plain dicts and lists in place of their subclasses (Salt's masked pillar containers), for YAML."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _deep_merge(base, override):

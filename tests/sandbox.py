@@ -58,6 +58,10 @@ class Host:
             (bindir / "initdb").write_text("#!/bin/sh\nexit 0\n")
             (bindir / "initdb").chmod(0o755)
         (root / "usr_lib_pg").mkdir(exist_ok=True)
+        # a host file naming the host, as on a real Debian host, and no name server: lookups end at once
+        # instead of waiting on a link to nowhere (Salt's grains resolve the host name)
+        (root / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.hostname}\n")
+        (root / "resolv.conf").write_text("")
         stubs = root / "bin"
         stubs.mkdir()
         listing = "".join(
@@ -74,6 +78,8 @@ class Host:
             f"mount --bind {root}/etc_patroni /etc/patroni",
             f"mount --bind {root}/etc_pgcommon /etc/postgresql-common",
             f"mount --bind {root}/usr_lib_pg /usr/lib/postgresql",
+            f"mount --bind {root}/hosts /etc/hosts",
+            f"mount --bind {root}/resolv.conf /etc/resolv.conf",
             f"hostname {self.hostname}",
             "ip link set lo up",
         ]

@@ -1,0 +1,89 @@
+"""Bad input to createconfig: a clear error naming the argument and the accepted form, and nothing written.
+
+Runs on sandboxed hosts (tests/sandbox.py) that also hold an existing config of another cluster, which
+must come through every refusal byte for byte.
+"""
+
+import pytest
+import sandbox
+
+pytestmark = pytest.mark.differential
+
+OTHER = "15-other.yml"
+OTHER_TEXT = "scope: 15-other\npostgresql:\n  listen: '*:5440'\n"
+ETCD3 = {"etcd3": {"hosts": ["10.0.0.5:2379"]}}
+
+
+def host(**changes):
+    settings = {"files": {OTHER: OTHER_TEXT}, "clusters": (("15", "other", 5433),)}
+    settings.update(changes)
+    return sandbox.Host(**settings)
+
+
+# id, positional arguments, keyword arguments, host, words the message must contain
+BAD_INPUT = [
+    ("version 9", ("9", "main"), {}, host(), ["version", "9.6"]),
+    ("version v15", ("v15", "main"), {}, host(), ["version", "'v15'"]),
+    ("version 15.1.2", ("15.1.2", "main"), {}, host(), ["version", "15.1.2"]),
+    ("version empty", ("", "main"), {}, host(), ["version", "major version"]),
+    ("version boolean", (True, "main"), {}, host(), ["version", "major version"]),
+    ("version without initdb", ("16", "main"), {}, host(), ["version", "initdb", "postgresql-16"]),
+    ("cluster empty", ("15", ""), {}, host(), ["cluster", "letters, digits"]),
+    ("cluster with slash", ("15", "a/b"), {}, host(), ["cluster", "'a/b'"]),
+    ("cluster with space", ("15", "my app"), {}, host(), ["cluster", "'my app'"]),
+    ("cluster with leading dash", ("15", "-main"), {}, host(), ["cluster", "starting with"]),
+    ("cluster dot-dot", ("15", ".."), {}, host(), ["cluster", "'..'"]),
+    ("cluster with ampersand", ("15", "a&b"), {}, host(), ["cluster", "'a&b'"]),
+    ("cluster boolean", ("15", True), {}, host(), ["cluster", "quote"]),
+    ("port not a number", ("15", "main"), {"port": "abc"}, host(), ["port", "'abc'", "TCP port"]),
+    ("port zero", ("15", "main"), {"port": 0}, host(), ["port", "1 to 62959"]),
+    ("port too high", ("15", "main"), {"port": 70000}, host(), ["port", "1 to 62959"]),
+    ("port leaves no REST API port", ("15", "main"), {"port": 62960}, host(), ["port", "REST API"]),
+    ("port negative", ("15", "main"), {"port": -1}, host(), ["port", "1 to 62959"]),
+    ("port boolean", ("15", "main"), {"port": True}, host(), ["port", "TCP port"]),
+    ("port of another cluster", ("15", "main"), {"port": 5433}, host(), ["port", "5433", "cluster 15/other"]),
+    ("port of another Patroni config", ("15", "main"), {"port": 5440}, host(), ["port", "Patroni config"]),
+    ("hostip malformed", ("15", "main"), {"hostip": "10.0.0.300"}, host(), ["hostip", "IP address"]),
+    ("hostip with prefix", ("15", "main"), {"hostip": "10.0.0.11/24"}, host(), ["hostip", "IP address"]),
+    ("hostip a name", ("15", "main"), {"hostip": "pg1"}, host(), ["hostip", "IP address"]),
+    ("network without prefix", ("15", "main"), {"network": "10.0.0.0"}, host(), ["network", "CIDR"]),
+    ("network prefix too long", ("15", "main"), {"network": "10.0.0.0/33"}, host(), ["network", "CIDR"]),
+    ("network words", ("15", "main"), {"network": "lan"}, host(), ["network", "CIDR"]),
+    ("vip malformed", ("15", "main"), {"vip": "10.0.0.999"}, host(), ["vip", "IP address"]),
+    ("vip is the host address", ("15", "main"), {"vip": "10.0.0.11", "hostip": "10.0.0.11", "dcs": {"etcd": {"host": "10.0.0.5:2379"}}}, host(), ["vip", "host address"]),
+    ("vip outside every network", ("15", "main"), {"vip": "192.168.99.9", "dcs": {"etcd": {"host": "10.0.0.5:2379"}}}, host(), ["vip", "subnet", "eth0 10.0.0.11/24"]),
+    ("vip with a DCS vip-manager 1 cannot follow", ("15", "main"), {"vip": "10.0.0.100", "dcs": ETCD3}, host(), ["vip", "etcd3", "vip-manager 2"]),
+    ("vip with srv only etcd", ("15", "main"), {"vip": "10.0.0.100", "dcs": {"etcd": {"srv": "example.org"}}}, host(), ["endpoint", "pass endpoint="]),
+    ("endpoint without scheme", ("15", "main"), {"vip": "10.0.0.100", "endpoint": "10.0.0.5:2379"}, host(), ["endpoint", "http(s)://host:port"]),
+    ("endpoint other scheme", ("15", "main"), {"vip": "10.0.0.100", "endpoint": "ftp://10.0.0.5:2379"}, host(), ["endpoint", "http(s)://host:port"]),
+    ("endpoint without port", ("15", "main"), {"vip": "10.0.0.100", "endpoint": "http://10.0.0.5"}, host(), ["endpoint", "http(s)://host:port"]),
+    ("endpoint empty list", ("15", "main"), {"vip": "10.0.0.100", "endpoint": []}, host(), ["endpoint", "URL"]),
+    ("dcs missing", ("15", "main"), {}, host(dcs_yml=None), ["dcs", "DCS not configured", "/etc/patroni/dcs.yml"]),
+    ("dcs empty mapping", ("15", "main"), {"dcs": {}}, host(), ["dcs", "DCS not configured"]),
+    ("dcs a string", ("15", "main"), {"dcs": "etcd3"}, host(), ["dcs", "mapping", "str"]),
+    ("dcs a list", ("15", "main"), {"dcs": ["etcd3"]}, host(), ["dcs", "mapping", "list"]),
+    ("dcs of unknown type", ("15", "main"), {"dcs": {"etcdd": {"host": "x:1"}}}, host(), ["dcs", "etcdd", "etcd3"]),
+    ("dcs naming two types", ("15", "main"), {"dcs": {"etcd": {"host": "a:1"}, "etcd3": {"host": "b:1"}}}, host(), ["dcs", "exactly one", "etcd, etcd3"]),
+    ("dcs only tags", ("15", "main"), {"dcs": {"tags": {"nofailover": True}}}, host(), ["dcs", "exactly one", "none"]),
+    ("dcs type without settings", ("15", "main"), {"dcs": {"etcd3": None}}, host(), ["dcs", "etcd3", "mapping of its settings"]),
+    ("dcs.yml not YAML", ("15", "main"), {}, host(dcs_yml="etcd: [unclosed\n"), ["/etc/patroni/dcs.yml", "not valid YAML"]),
+    ("dcs.yml a scalar", ("15", "main"), {}, host(dcs_yml="just words\n"), ["dcs", "mapping"]),
+    ("config not a mapping", ("15", "main"), {"config": "x"}, host(), ["config", "mapping"]),
+    ("dynamic a list", ("15", "main"), {"dynamic": [1]}, host(), ["dynamic", "mapping"]),
+    ("authentication a string", ("15", "main"), {"authentication": "secret"}, host(), ["authentication", "mapping"]),
+    ("unknown argument", ("15", "main"), {"prot": 5433}, host(), ["unknown argument", "prot", "port"]),
+    ("no default route and no hostip", ("15", "main"), {}, host(gateway=None), ["hostip", "pass hostip="]),
+]
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,case_host,words", [row[1:] for row in BAD_INPUT], ids=[row[0] for row in BAD_INPUT]
+)
+@pytest.mark.parametrize("function", ["createconfig", "render_config"])
+def test_bad_input_is_refused_and_writes_nothing(function, args, kwargs, case_host, words, tmp_path):
+    outcome = sandbox.run(case_host, tmp_path, sandbox.module_argv(function, *args, **kwargs))
+    assert outcome.returncode == 1, outcome.stdout + outcome.stderr
+    assert outcome.stdout.startswith("Error: ") and "Traceback" not in outcome.stderr, outcome.stdout + outcome.stderr
+    for word in words:
+        assert word in outcome.stdout
+    assert outcome.files == {}, "a refused call changed files"

@@ -1,0 +1,120 @@
+"""The execution module through real salt-call, both ways of installing it (DESIGN.md §2).
+
+Each call runs on a sandboxed host (tests/sandbox.py), so the files it writes land in a case folder.
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+import sandbox
+import yaml
+
+pytestmark = pytest.mark.differential  # needs root for the sandbox
+
+VENV_BIN = pathlib.Path(sys.executable).parent
+WITHOUT_ENTRY_POINT = pathlib.Path(__file__).with_name("salt_call_without_entry_point.py")
+PILLAR = {
+    "patroni": {
+        "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379", "10.0.0.6:2379"]}},
+        "clusters": {
+            "15-main": {
+                "network": "10.0.0.0/24",
+                "authentication": {"replication": {"username": "replicator", "password": "S3cret-from-pillar"}},
+                "dynamic": {"ttl": 20, "postgresql": {"parameters": {"max_connections": 200}}},
+            }
+        },
+    }
+}
+
+
+@pytest.fixture
+def minion_dir(tmp_path):
+    """A masterless minion configuration with the repository as file root and a pillar for 15-main."""
+    config = tmp_path / "conf"
+    pillar = tmp_path / "pillar"
+    config.mkdir()
+    pillar.mkdir()
+    (pillar / "top.sls").write_text("base:\n  '*':\n    - patroni\n")
+    (pillar / "patroni.sls").write_text(yaml.safe_dump(PILLAR))
+    minion = {
+        "id": "pg1",
+        "file_client": "local",
+        "root_dir": str(tmp_path / "root"),
+        "log_file": str(tmp_path / "minion.log"),
+        "file_roots": {"base": [str(sandbox.REPO)]},
+        "pillar_roots": {"base": [str(pillar)]},
+        "enable_fqdns_grains": False,
+    }
+    (config / "minion").write_text(yaml.safe_dump(minion))
+    return config
+
+
+def salt_call(launcher, config, *args):
+    return launcher + ["--local", "-c", str(config), "--out=json", "--retcode-passthrough", *args]
+
+
+def test_entry_point_way(minion_dir, tmp_path):
+    """pip install -e . is enough: no sync, pillar supplies the DCS and the password, which never shows."""
+    launcher = [str(VENV_BIN / "salt-call")]
+    outcome = sandbox.run(
+        sandbox.Host(dcs_yml=None), tmp_path / "host", salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main")
+    )
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    result = json.loads(outcome.stdout)["local"]
+    assert result["written"] == ["/etc/patroni/15-main.yml"] and result["port"] == 5432 and result["restapi_port"] == 8008
+    assert result["warnings"] == []
+    assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
+
+    text, owner, group, mode = outcome.files["15-main.yml"]
+    config = yaml.safe_load(text)
+    assert (owner, group, mode) == ("postgres", "postgres", 0o660)
+    assert config["etcd3"] == PILLAR["patroni"]["dcs"]["etcd3"]
+    assert config["postgresql"]["authentication"]["replication"]["password"] == "S3cret-from-pillar"
+    assert config["bootstrap"]["dcs"]["ttl"] == 20
+    assert config["bootstrap"]["dcs"]["postgresql"]["parameters"] == {"max_connections": 200}
+    assert config["bootstrap"]["dcs"]["postgresql"]["pg_hba"][-1].split()[3] == "10.0.0.0/24"
+
+
+def test_formula_way_needs_sync_and_then_works(minion_dir, tmp_path):
+    """Repository as file root, then saltutil.sync_all: the module is missing before and present after."""
+    launcher = [sys.executable, str(WITHOUT_ENTRY_POINT)]
+    host = sandbox.Host(dcs_yml=None)
+    before = sandbox.run(host, tmp_path / "before", salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main"))
+    assert before.returncode != 0 and "is not available" in before.stdout + before.stderr
+
+    sync = sandbox.run(host, tmp_path / "sync", salt_call(launcher, minion_dir, "saltutil.sync_all"))
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert "modules.patroni_debian" in json.loads(sync.stdout)["local"]["modules"]
+
+    first = sandbox.run(host, tmp_path / "after", salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(first.stdout)["local"]["written"] == ["/etc/patroni/15-main.yml"]
+    assert yaml.safe_load(first.files["15-main.yml"][0])["etcd3"] == PILLAR["patroni"]["dcs"]["etcd3"]
+
+
+def test_second_run_changes_nothing(minion_dir, tmp_path):
+    """createconfig twice on one host: the second run writes nothing and reports no change."""
+    launcher = [str(VENV_BIN / "salt-call")]
+    call = salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main")
+    script = ["/bin/sh", "-c", '"$@" > /dev/null && exec "$@"', "twice", *call]
+    outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, script)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    result = json.loads(outcome.stdout)["local"]
+    assert result["written"] == [] and result["changes"] == {}
+    assert "15-main.yml" in outcome.files  # written by the first run, untouched by the second
+
+
+def test_render_config_masks_secrets_and_predicts(minion_dir, tmp_path):
+    launcher = [str(VENV_BIN / "salt-call")]
+    outcome = sandbox.run(
+        sandbox.Host(dcs_yml=None), tmp_path, salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main", "port=5433")
+    )
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    result = json.loads(outcome.stdout)["local"]
+    assert outcome.files == {}
+    assert result["changes"] == {"/etc/patroni/15-main.yml": {"created": True}}
+    assert result["config"]["postgresql"]["authentication"]["replication"]["password"] == "********"
+    assert result["config"]["postgresql"]["listen"] == "*:5433"
+    assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
