@@ -66,10 +66,10 @@ TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgres
 VIP_DCS_TYPES = {1: {"etcd": "etcd"}, 2: {"etcd3": "etcd", "consul": "consul"}}
 
 OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config")
-VERSION_RE = re.compile(r"^(?:[1-9]\d*\.\d+|[1-9]\d+)$")
+VERSION_RE = re.compile(r"(?:[1-9]\d*\.\d+|[1-9]\d+)")
 # pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
-CLUSTER_RE = re.compile(r"^\w[-.\w]*$", re.ASCII)
-SCOPE_FILE_RE = re.compile(r"^(?:[1-9]\d*\.\d+|[1-9]\d+)-\w[-.\w]*\.yml$", re.ASCII)
+CLUSTER_RE = re.compile(r"\w[-.\w]*", re.ASCII)
+SCOPE_FILE_RE = re.compile(r"(?:[1-9]\d*\.\d+|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
 SECRET_KEY_RE = re.compile(r"(^|_)(password|passwd|token|secret)$", re.I)
 MASK = "********"
 SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -199,7 +199,7 @@ def _check_version(version):
     if isinstance(version, bool) or not isinstance(version, (str, int, float)):
         raise SaltInvocationError(f"version: {version!r} is not a PostgreSQL major version such as 15 or 9.6")
     version = str(version).strip()
-    if not VERSION_RE.match(version):
+    if not VERSION_RE.fullmatch(version):
         raise SaltInvocationError(
             f"version: {version!r} is not a PostgreSQL major version; expected 10 or later (15) or 9.x (9.6)"
         )
@@ -218,7 +218,7 @@ def _check_cluster(cluster):
     if isinstance(cluster, bool) or not isinstance(cluster, (str, int)):
         raise SaltInvocationError(f"cluster: {cluster!r} is not a cluster name (quote names such as 'yes' or 'on')")
     cluster = str(cluster)
-    if not CLUSTER_RE.match(cluster):
+    if not CLUSTER_RE.fullmatch(cluster):
         raise SaltInvocationError(
             f"cluster: {cluster!r} is not a valid cluster name; use letters, digits, '_', '-' and '.', "
             "starting with a letter, digit or '_'"
@@ -370,7 +370,7 @@ def _patroni_config_ports(own_path):
     """Ports claimed by the other Debian-style Patroni configs in /etc/patroni: ``{path: port}``."""
     ports = {}
     for path in sorted(glob.glob(os.path.join(PATRONI_DIR, "*.yml"))):
-        if path == own_path or not SCOPE_FILE_RE.match(os.path.basename(path)):
+        if path == own_path or not SCOPE_FILE_RE.fullmatch(os.path.basename(path)):
             continue
         try:
             port = _listen_port(_read_yaml(path))

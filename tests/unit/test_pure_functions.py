@@ -1,0 +1,240 @@
+"""Edge cases of the module's pure helpers; the behaviour on hosts is tested in differential/ and functional/."""
+
+import ipaddress
+import os
+import pwd
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
+import patroni_debian as pd  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_deep_merge_merges_mappings_replaces_the_rest_and_leaves_inputs_alone():
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": None}
+    override = {"a": {"c": [3], "e": {"f": 1}}, "d": {"g": 2}}
+    assert pd._deep_merge(base, override) == {"a": {"b": 1, "c": [3], "e": {"f": 1}}, "d": {"g": 2}}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": None}
+
+
+@pytest.mark.parametrize(
+    "key,secret",
+    [("password", True), ("PASSWORD", True), ("VIP_ETCD_PASSWORD", True), ("token", True), ("client_secret", True),
+     ("password_encryption", False), ("username", False), ("keyfile", False), (None, False), (3, False)],
+)
+def test_secret_keys(key, secret):
+    assert pd._is_secret_key(key) is secret
+
+
+def test_masked_hides_nested_secrets_but_not_absent_ones():
+    document = {"auth": {"replication": {"username": "r", "password": "p"}, "superuser": {"password": None}},
+                "hosts": [{"token": "t"}], "password_encryption": "scram-sha-256"}
+    assert pd._masked(document) == {
+        "auth": {"replication": {"username": "r", "password": pd.MASK}, "superuser": {"password": None}},
+        "hosts": [{"token": pd.MASK}], "password_encryption": "scram-sha-256"}
+
+
+def test_diff_reports_changed_added_and_removed_keys_masked():
+    old = {"a": 1, "auth": {"password": "old"}, "gone": {"token": "x"}}
+    new = {"a": 2, "auth": {"password": "new"}, "added": [1]}
+    assert pd._diff(old, new) == {
+        "a": {"old": 1, "new": 2},
+        "auth.password": {"old": pd.MASK, "new": pd.MASK},
+        "gone": {"old": {"token": pd.MASK}, "new": None},
+        "added": {"old": None, "new": [1]},
+    }
+    assert pd._diff(new, new) == {}
+
+
+@pytest.mark.parametrize("host,expected", [("10.0.0.11", "10.0.0.11:8008"), ("fd00::11", "[fd00::11]:8008"),
+                                           (ipaddress.ip_address("::1"), "[::1]:8008")])
+def test_host_port_brackets_ipv6(host, expected):
+    assert pd._host_port(host, 8008) == expected
+
+
+CLUSTERS = {("15", "main"): 5432, ("14", "old"): 5433}
+
+
+@pytest.mark.parametrize(
+    "version,cluster,requested,clusters,own_config,others,expected",
+    [
+        ("15", "new", None, {}, None, {}, 5432),
+        ("15", "new", None, CLUSTERS, None, {}, 5434),
+        ("15", "main", None, CLUSTERS, None, {}, 5432),
+        ("15", "main", 5432, CLUSTERS, None, {}, 5432),
+        ("15", "new", 543, CLUSTERS, None, {}, 543),
+        ("15", "new", None, CLUSTERS, 6000, {}, 6000),
+        ("15", "new", None, CLUSTERS, 5433, {}, 5434),  # its old port went to another cluster
+        ("15", "new", None, {}, None, {"/etc/patroni/15-a.yml": 5432}, 5433),
+        ("15", "main", 5440, CLUSTERS, None, {}, 5440),  # moving a cluster to a free port is allowed
+    ],
+)
+def test_choose_port(version, cluster, requested, clusters, own_config, others, expected):
+    assert pd._choose_port(version, cluster, requested, clusters, own_config, others) == expected
+
+
+@pytest.mark.parametrize("requested,clusters,others,culprit", [
+    (5433, CLUSTERS, {}, "cluster 14/old"),
+    (5432, {}, {"/etc/patroni/15-a.yml": 5432}, "Patroni config /etc/patroni/15-a.yml"),
+])
+def test_choose_port_refuses_a_taken_port(requested, clusters, others, culprit):
+    with pytest.raises(pd.SaltInvocationError, match=culprit):
+        pd._choose_port("15", "new", requested, clusters, None, others)
+
+
+@pytest.mark.parametrize(
+    "conf,expected",
+    [
+        (None, "/var/lib/postgresql/15/my-app"),
+        ("#data_directory = '/srv/%v/%c'\n", "/var/lib/postgresql/15/my-app"),
+        ("data_directory = '/srv/pg/%v/%c'\n", "/srv/pg/15/my-app"),
+        ('  data_directory = "/srv/pg/%v/%c/"  # trailing comment\n', "/srv/pg/15/my-app"),
+        ("data_directory = /srv/%c-%v\n", "/srv/my-app-15"),
+        ("data_directory = '/srv/100%%/%v/%c'\n", "/srv/100%/15/my-app"),
+        ("data_directory = '/srv/pgdata'\n", "/srv/pgdata/15/my-app"),
+        ("data_directory = '/a/%v/%c'\ndata_directory = '/b/%v/%c'\n", "/b/15/my-app"),  # last wins, as in pg-common
+    ],
+)
+def test_data_dir_follows_createcluster_conf(conf, expected, tmp_path, monkeypatch):
+    path = tmp_path / "createcluster.conf"
+    if conf is not None:
+        path.write_text(conf)
+    monkeypatch.setattr(pd, "CREATECLUSTER_CONF", str(path))
+    assert pd._data_dir("15", "my-app") == expected
+
+
+def test_data_dir_must_be_absolute(tmp_path, monkeypatch):
+    path = tmp_path / "createcluster.conf"
+    path.write_text("data_directory = 'pg/%v/%c'\n")
+    monkeypatch.setattr(pd, "CREATECLUSTER_CONF", str(path))
+    with pytest.raises(pd.CommandExecutionError, match="not an absolute path"):
+        pd._data_dir("15", "main")
+
+
+@pytest.mark.parametrize(
+    "section,expected",
+    [
+        ({"host": "10.0.0.5:2379"}, ["http://10.0.0.5:2379"]),
+        ({"hosts": "a:2379, b:2379"}, ["http://a:2379", "http://b:2379"]),
+        ({"hosts": ["a:2379", "https://b:2379"]}, ["http://a:2379", "https://b:2379"]),
+        ({"host": "a:2379", "protocol": "https"}, ["https://a:2379"]),
+        ({"url": "https://etcd.example:2379"}, ["https://etcd.example:2379"]),
+        ({"host": "consul:8500", "scheme": "https"}, ["https://consul:8500"]),
+    ],
+)
+def test_dcs_endpoints(section, expected):
+    assert pd._dcs_endpoints("etcd", section) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("http://a:1", ["http://a:1"]),
+    ("http://a:1, https://[fd00::5]:2379", ["http://a:1", "https://[fd00::5]:2379"]),
+    (["http://10.0.0.5:2379"], ["http://10.0.0.5:2379"]),
+    (None, None),
+])
+def test_endpoints_accepted(value, expected):
+    assert pd._check_endpoints(value) == expected
+
+
+@pytest.mark.parametrize("value", ["a:1", "http://a", "http://:1", "http://a:99999", "", [], 5, "http://a:1,"])
+def test_endpoints_rejected(value):
+    with pytest.raises(pd.SaltInvocationError, match="endpoint"):
+        pd._check_endpoints(value)
+
+
+@pytest.mark.parametrize("version,expected", [(15, "15"), ("10", "10"), (9.6, "9.6"), ("9.6", "9.6"), (" 16 ", "16")])
+def test_versions_accepted(version, expected):
+    assert pd._check_version(version) == expected
+
+
+@pytest.mark.parametrize("version", ["9", 9, "v15", "15.1.2", "", "015", "0.1", None, True, [15]])
+def test_versions_rejected(version):
+    with pytest.raises(pd.SaltInvocationError, match="version"):
+        pd._check_version(version)
+
+
+@pytest.mark.parametrize("name", ["main", "my-app", "a.b", "_x", "12345", 12345, "x" * 60])
+def test_cluster_names_accepted(name):
+    assert pd._check_cluster(name) == str(name)
+
+
+@pytest.mark.parametrize("name", ["", "-x", ".x", "..", "a/b", "a b", "a&b", "ä", "a\n", None, False])
+def test_cluster_names_rejected(name):
+    with pytest.raises(pd.SaltInvocationError, match="cluster"):
+        pd._check_cluster(name)
+
+
+@pytest.mark.parametrize("name", ["12345", "yes", "on", "null", "1e3", "0x10", "~", "true"])
+def test_member_name_stays_a_string_in_yaml(name):
+    assert yaml.safe_load(pd._dump_yaml({"name": name}))["name"] == name
+
+
+def test_env_file_round_trip_keeps_quotes_backslashes_and_dollars():
+    env = {"VIP_IP": "10.0.0.100", "VIP_ETCD_PASSWORD": 'a"b\\c$d e'}
+    text = pd._env_file_text("# header\n", env)
+    path_env = {}
+    for line in text.splitlines()[1:]:
+        key, value = line.split("=", 1)
+        path_env[key] = value
+    assert path_env["VIP_ETCD_PASSWORD"] == '"a\\"b\\\\c$d e"'
+
+
+def test_env_file_parser_reads_what_the_writer_writes(tmp_path):
+    env = {"VIP_IP": "10.0.0.100", "VIP_ETCD_PASSWORD": 'a"b\\c$d e'}
+    path = tmp_path / "x.vip"
+    path.write_text(pd._env_file_text("# header\n", env) + "# VIP_OTHER=1\nVIP_PLAIN=unquoted\n")
+    assert pd._read_env_file(str(path)) == {**env, "VIP_PLAIN": "unquoted"}
+    assert pd._read_env_file(str(tmp_path / "missing")) is None
+
+
+def test_plain_turns_dict_and_list_subclasses_into_plain_data():
+    class Masked(dict):
+        pass
+
+    class MaskedList(list):
+        pass
+
+    value = pd._plain(Masked(a=MaskedList([Masked(b=1)])))
+    assert type(value) is dict and type(value["a"]) is list and type(value["a"][0]) is dict
+    assert yaml.safe_load(pd._dump_yaml(value)) == {"a": [{"b": 1}]}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to postgres needs root")
+def test_write_atomic_never_exposes_a_partial_or_readable_file(tmp_path, monkeypatch):
+    """At the rename the new file is already complete, postgres-owned and 0660; a failure keeps the old file."""
+    target = tmp_path / "15-main.yml"
+    target.write_text("old\n")
+    postgres = pwd.getpwnam("postgres")
+    seen = {}
+    real_replace = os.replace
+
+    def spying_replace(source, destination):
+        status = os.stat(source)
+        seen.update(mode=status.st_mode & 0o7777, uid=status.st_uid, text=open(source).read())
+        real_replace(source, destination)
+
+    monkeypatch.setattr(pd.os, "replace", spying_replace)
+    pd._write_atomic(str(target), "new: text\n", postgres.pw_uid, postgres.pw_gid, 0o660)
+    assert seen == {"mode": 0o660, "uid": postgres.pw_uid, "text": "new: text\n"}
+    assert target.read_text() == "new: text\n" and os.listdir(tmp_path) == ["15-main.yml"]
+
+    def failing_fsync(_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        pd._write_atomic(str(target), "newer\n", postgres.pw_uid, postgres.pw_gid, 0o660)
+    assert target.read_text() == "new: text\n" and os.listdir(tmp_path) == ["15-main.yml"]
+
+
+def test_mkstemp_creates_private_files(tmp_path):
+    """The temporary file starts life 0600 whatever the umask: the basis of 'never readable by others'."""
+    old = os.umask(0)
+    try:
+        handle, path = __import__("tempfile").mkstemp(dir=tmp_path)
+        os.close(handle)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o600
