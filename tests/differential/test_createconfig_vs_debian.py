@@ -188,6 +188,13 @@ def check_debian_file_adopted(debian, ours):
     assert ours.files["15-main.yml"][0] == DEBIAN_DEFAULT_CONFIG  # Debian's text, comments and all, kept
 
 
+def check_local_hostip_prefix(debian, ours):
+    assert yml(debian)["bootstrap"]["dcs"]["postgresql"]["pg_hba"][-1].split()[3] == "10.0.0.11/24"
+    config = yml(ours)
+    assert config["bootstrap"]["dcs"]["postgresql"]["pg_hba"][-1].split()[3] == "192.168.5.5/16"
+    assert config["restapi"]["listen"] == yml(debian)["restapi"]["listen"] == "192.168.5.5:8008"
+
+
 def check_indented_comment_only(debian, ours):
     assert debian.returncode == 0 and "zookeeper" not in yml(debian) and "etcd" not in yml(debian)
     assert_refused(ours, "dcs", "DCS not configured")
@@ -382,6 +389,14 @@ CASES = [
         "secondary address is ignored",
         ["15", "main"],
         host=sandbox.Host(addresses=("10.0.0.11/24", "10.0.0.12/24")),
+    ),
+    Case(
+        "hostip on a second local network",
+        ["--hostip=192.168.5.5", "15", "main"],
+        kwargs={"hostip": "192.168.5.5"},
+        host=sandbox.Host(addresses=("10.0.0.11/24", "192.168.5.5/16")),
+        expect="deliberate",
+        check=check_local_hostip_prefix,
     ),
     Case("on-link default route", ["15", "main"], host=sandbox.Host(gateway="onlink")),
     Case(
