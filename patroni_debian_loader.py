@@ -1,4 +1,5 @@
 """Tell Salt's loader where this extension's modules live (``salt.loader`` entry point)."""
+
 import os
 import sys
 

@@ -305,8 +305,7 @@ def _check_dcs(dcs, source):
         )
     if not isinstance(dcs, dict):
         raise SaltInvocationError(
-            f"dcs: {source} must be a mapping such as {{etcd3: {{hosts: [10.0.0.5:2379]}}}}, "
-            f"got {type(dcs).__name__}"
+            f"dcs: {source} must be a mapping such as {{etcd3: {{hosts: [10.0.0.5:2379]}}}}, got {type(dcs).__name__}"
         )
     known = DCS_TYPES + FRAGMENT_EXTRA_KEYS + TEMPLATE_KEYS
     unknown = [str(key) for key in dcs if key not in known]
@@ -318,9 +317,7 @@ def _check_dcs(dcs, source):
     types = [key for key in dcs if key in DCS_TYPES]
     if len(types) != 1:
         found = ", ".join(types) if types else "none"
-        raise SaltInvocationError(
-            f"dcs: {source} must name exactly one DCS of {', '.join(DCS_TYPES)}; found {found}"
-        )
+        raise SaltInvocationError(f"dcs: {source} must name exactly one DCS of {', '.join(DCS_TYPES)}; found {found}")
     settings = dcs[types[0]]
     if not isinstance(settings, dict) or not settings:
         raise SaltInvocationError(
@@ -461,7 +458,9 @@ def _resolve_host_address(hostip, network):
     if hostip is not None and network is not None:
         return hostip, network
     if not _which("ip"):
-        raise CommandExecutionError("iproute2 is not installed: cannot find the host address; install it or pass hostip= and network=")
+        raise CommandExecutionError(
+            "iproute2 is not installed: cannot find the host address; install it or pass hostip= and network="
+        )
     addresses = _addresses()
     source = _default_source()
     if hostip is None:
@@ -683,9 +682,7 @@ def _dcs_source(dcs, cluster_pillar):
     if pillar_dcs is not None:
         return pillar_dcs, "pillar patroni:dcs"
     if not os.path.exists(DCS_FILE):
-        raise SaltInvocationError(
-            f"dcs: DCS not configured: give dcs=, set pillar patroni:dcs, or write {DCS_FILE}"
-        )
+        raise SaltInvocationError(f"dcs: DCS not configured: give dcs=, set pillar patroni:dcs, or write {DCS_FILE}")
     return _read_yaml(DCS_FILE), DCS_FILE
 
 
@@ -805,16 +802,25 @@ def _targets(rendered):
         "# bootstrap.dcs applies at the first bootstrap only: change a running cluster with patronictl edit-config.\n"
     )
     targets = [
-        _Target(rendered["config_file"], config, header + _dump_yaml(config), _read_yaml,
-                CONFIG_OWNER, CONFIG_OWNER, CONFIG_MODE)
+        _Target(
+            rendered["config_file"],
+            config,
+            header + _dump_yaml(config),
+            _read_yaml,
+            CONFIG_OWNER,
+            CONFIG_OWNER,
+            CONFIG_MODE,
+        )
     ]
     env = rendered["vip"]
     if env is not None:
         secret = any(_is_secret_key(key) for key in env)
-        text = _env_file_text(f"# vip-manager settings for vip-manager@{scope}, written by Salt's "
-                              "patroni_debian.createconfig.\n", env)
-        targets.append(_Target(rendered["vip_file"], env, text, _read_env_file,
-                               VIP_OWNER, VIP_OWNER, 0o600 if secret else 0o644))
+        text = _env_file_text(
+            f"# vip-manager settings for vip-manager@{scope}, written by Salt's patroni_debian.createconfig.\n", env
+        )
+        targets.append(
+            _Target(rendered["vip_file"], env, text, _read_env_file, VIP_OWNER, VIP_OWNER, 0o600 if secret else 0o644)
+        )
     return targets
 
 

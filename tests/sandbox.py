@@ -87,7 +87,8 @@ class Host:
             lines += ["ip link add eth0 type veth peer name peer0", "ip link set peer0 up", "ip link set eth0 up"]
             # nodad: an IPv6 address still in duplicate detection is not used as a source address
             lines += [
-                f"ip address add {address} dev eth0" + (" nodad" if ":" in address else "") for address in self.addresses
+                f"ip address add {address} dev eth0" + (" nodad" if ":" in address else "")
+                for address in self.addresses
             ]
         if self.gateway == "onlink":
             lines.append("ip route add default dev eth0")
@@ -113,7 +114,20 @@ def run(host, root, argv, env=None):
     before = _snapshot(root / "etc_patroni")
     script = host.setup_script(root) + '\nexec "$@"\n'
     proc = subprocess.run(
-        ["unshare", "--mount", "--uts", "--net", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", *argv],
+        [
+            "unshare",
+            "--mount",
+            "--uts",
+            "--net",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            *argv,
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

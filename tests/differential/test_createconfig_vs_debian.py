@@ -296,7 +296,12 @@ CASES = [
         expect="deliberate",
         check=check_debian_file_adopted,
     ),
-    Case("A18 dcs.yml only comments", ["15", "main"], host=sandbox.Host(dcs_yml="# nothing\n\n#etcd:\n"), expect="both_fail"),
+    Case(
+        "A18 dcs.yml only comments",
+        ["15", "main"],
+        host=sandbox.Host(dcs_yml="# nothing\n\n#etcd:\n"),
+        expect="both_fail",
+    ),
     Case("A18 dcs.yml missing", ["15", "main"], host=sandbox.Host(dcs_yml=None), expect="both_fail"),
     Case(
         "A19 createcluster.conf data_directory",
@@ -316,7 +321,13 @@ CASES = [
         expect="deliberate",
         check=check_numeric_name,
     ),
-    Case("A22 no default route", ["15", "main"], host=sandbox.Host(gateway=None), expect="deliberate", check=check_no_route),
+    Case(
+        "A22 no default route",
+        ["15", "main"],
+        host=sandbox.Host(gateway=None),
+        expect="deliberate",
+        check=check_no_route,
+    ),
     Case(
         "A23 slash in dcs.yml",
         ["15", "main"],
@@ -324,7 +335,12 @@ CASES = [
         expect="deliberate",
         check=check_slash_in_dcs,
     ),
-    Case("A24 vip with etcd", ["--vip=10.0.0.100", "15", "main"], kwargs={"vip": "10.0.0.100"}, host=sandbox.Host(dcs_yml=ETCD)),
+    Case(
+        "A24 vip with etcd",
+        ["--vip=10.0.0.100", "15", "main"],
+        kwargs={"vip": "10.0.0.100"},
+        host=sandbox.Host(dcs_yml=ETCD),
+    ),
     Case(
         "A25 vip with etcd3",
         ["--vip=10.0.0.100", "15", "main"],
@@ -359,7 +375,7 @@ CASES = [
         "vip and force replace both files",
         ["--force", "--vip=10.0.0.100", "15", "main"],
         kwargs={"vip": "10.0.0.100", "force": True},
-        host=sandbox.Host(dcs_yml=ETCD, files={"15-main.yml": DEBIAN_WIDE_CONFIG, "15-main.vip": "VIP_IP=\"1.2.3.4\"\n"}),
+        host=sandbox.Host(dcs_yml=ETCD, files={"15-main.yml": DEBIAN_WIDE_CONFIG, "15-main.vip": 'VIP_IP="1.2.3.4"\n'}),
     ),
     Case(
         "vip endpoint with a host name",
@@ -471,7 +487,11 @@ CASES = [
         ["15", "main"],
         host=sandbox.Host(createcluster_conf="#data_directory = '/srv/pg/%v/%c'\ncreate_main_cluster = false\n"),
     ),
-    Case("cluster of another version next to 15", ["14", "main"], host=sandbox.Host(versions=("14", "15"), clusters=(("15", "main", 5432),))),
+    Case(
+        "cluster of another version next to 15",
+        ["14", "main"],
+        host=sandbox.Host(versions=("14", "15"), clusters=(("15", "main", 5432),)),
+    ),
 ]
 
 

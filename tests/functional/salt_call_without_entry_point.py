@@ -2,6 +2,7 @@
 
 The project's .venv has it installed (editable), which would hide a broken file_roots + saltutil.sync_all path.
 """
+
 import salt.utils.entrypoints
 from salt.scripts import salt_call
 

@@ -59,11 +59,15 @@ def test_entry_point_way(minion_dir, tmp_path):
     """pip install -e . is enough: no sync, pillar supplies the DCS and the password, which never shows."""
     launcher = [str(VENV_BIN / "salt-call")]
     outcome = sandbox.run(
-        sandbox.Host(dcs_yml=None), tmp_path / "host", salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main")
+        sandbox.Host(dcs_yml=None),
+        tmp_path / "host",
+        salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main"),
     )
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     result = json.loads(outcome.stdout)["local"]
-    assert result["written"] == ["/etc/patroni/15-main.yml"] and result["port"] == 5432 and result["restapi_port"] == 8008
+    assert (
+        result["written"] == ["/etc/patroni/15-main.yml"] and result["port"] == 5432 and result["restapi_port"] == 8008
+    )
     assert result["warnings"] == []
     assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
 
@@ -81,14 +85,18 @@ def test_formula_way_needs_sync_and_then_works(minion_dir, tmp_path):
     """Repository as file root, then saltutil.sync_all: the module is missing before and present after."""
     launcher = [sys.executable, str(WITHOUT_ENTRY_POINT)]
     host = sandbox.Host(dcs_yml=None)
-    before = sandbox.run(host, tmp_path / "before", salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main"))
+    before = sandbox.run(
+        host, tmp_path / "before", salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main")
+    )
     assert before.returncode != 0 and "is not available" in before.stdout + before.stderr
 
     sync = sandbox.run(host, tmp_path / "sync", salt_call(launcher, minion_dir, "saltutil.sync_all"))
     assert sync.returncode == 0, sync.stdout + sync.stderr
     assert "modules.patroni_debian" in json.loads(sync.stdout)["local"]["modules"]
 
-    first = sandbox.run(host, tmp_path / "after", salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main"))
+    first = sandbox.run(
+        host, tmp_path / "after", salt_call(launcher, minion_dir, "patroni_debian.createconfig", "15", "main")
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     assert json.loads(first.stdout)["local"]["written"] == ["/etc/patroni/15-main.yml"]
     assert yaml.safe_load(first.files["15-main.yml"][0])["etcd3"] == PILLAR["patroni"]["dcs"]["etcd3"]
@@ -109,7 +117,9 @@ def test_second_run_changes_nothing(minion_dir, tmp_path):
 def test_render_config_masks_secrets_and_predicts(minion_dir, tmp_path):
     launcher = [str(VENV_BIN / "salt-call")]
     outcome = sandbox.run(
-        sandbox.Host(dcs_yml=None), tmp_path, salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main", "port=5433")
+        sandbox.Host(dcs_yml=None),
+        tmp_path,
+        salt_call(launcher, minion_dir, "patroni_debian.render_config", "15", "main", "port=5433"),
     )
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     result = json.loads(outcome.stdout)["local"]

@@ -21,19 +21,34 @@ def test_deep_merge_merges_mappings_replaces_the_rest_and_leaves_inputs_alone():
 
 @pytest.mark.parametrize(
     "key,secret",
-    [("password", True), ("PASSWORD", True), ("VIP_ETCD_PASSWORD", True), ("token", True), ("client_secret", True),
-     ("password_encryption", False), ("username", False), ("keyfile", False), (None, False), (3, False)],
+    [
+        ("password", True),
+        ("PASSWORD", True),
+        ("VIP_ETCD_PASSWORD", True),
+        ("token", True),
+        ("client_secret", True),
+        ("password_encryption", False),
+        ("username", False),
+        ("keyfile", False),
+        (None, False),
+        (3, False),
+    ],
 )
 def test_secret_keys(key, secret):
     assert pd._is_secret_key(key) is secret
 
 
 def test_masked_hides_nested_secrets_but_not_absent_ones():
-    document = {"auth": {"replication": {"username": "r", "password": "p"}, "superuser": {"password": None}},
-                "hosts": [{"token": "t"}], "password_encryption": "scram-sha-256"}
+    document = {
+        "auth": {"replication": {"username": "r", "password": "p"}, "superuser": {"password": None}},
+        "hosts": [{"token": "t"}],
+        "password_encryption": "scram-sha-256",
+    }
     assert pd._masked(document) == {
         "auth": {"replication": {"username": "r", "password": pd.MASK}, "superuser": {"password": None}},
-        "hosts": [{"token": pd.MASK}], "password_encryption": "scram-sha-256"}
+        "hosts": [{"token": pd.MASK}],
+        "password_encryption": "scram-sha-256",
+    }
 
 
 def test_diff_reports_changed_added_and_removed_keys_masked():
@@ -48,8 +63,10 @@ def test_diff_reports_changed_added_and_removed_keys_masked():
     assert pd._diff(new, new) == {}
 
 
-@pytest.mark.parametrize("host,expected", [("10.0.0.11", "10.0.0.11:8008"), ("fd00::11", "[fd00::11]:8008"),
-                                           (ipaddress.ip_address("::1"), "[::1]:8008")])
+@pytest.mark.parametrize(
+    "host,expected",
+    [("10.0.0.11", "10.0.0.11:8008"), ("fd00::11", "[fd00::11]:8008"), (ipaddress.ip_address("::1"), "[::1]:8008")],
+)
 def test_host_port_brackets_ipv6(host, expected):
     assert pd._host_port(host, 8008) == expected
 
@@ -75,10 +92,13 @@ def test_choose_port(version, cluster, requested, clusters, own_config, others, 
     assert pd._choose_port(version, cluster, requested, clusters, own_config, others) == expected
 
 
-@pytest.mark.parametrize("requested,clusters,others,culprit", [
-    (5433, CLUSTERS, {}, "cluster 14/old"),
-    (5432, {}, {"/etc/patroni/15-a.yml": 5432}, "Patroni config /etc/patroni/15-a.yml"),
-])
+@pytest.mark.parametrize(
+    "requested,clusters,others,culprit",
+    [
+        (5433, CLUSTERS, {}, "cluster 14/old"),
+        (5432, {}, {"/etc/patroni/15-a.yml": 5432}, "Patroni config /etc/patroni/15-a.yml"),
+    ],
+)
 def test_choose_port_refuses_a_taken_port(requested, clusters, others, culprit):
     with pytest.raises(pd.SaltInvocationError, match=culprit):
         pd._choose_port("15", "new", requested, clusters, None, others)
@@ -128,12 +148,15 @@ def test_dcs_endpoints(section, expected):
     assert pd._dcs_endpoints("etcd", section) == expected
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("http://a:1", ["http://a:1"]),
-    ("http://a:1, https://[fd00::5]:2379", ["http://a:1", "https://[fd00::5]:2379"]),
-    (["http://10.0.0.5:2379"], ["http://10.0.0.5:2379"]),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("http://a:1", ["http://a:1"]),
+        ("http://a:1, https://[fd00::5]:2379", ["http://a:1", "https://[fd00::5]:2379"]),
+        (["http://10.0.0.5:2379"], ["http://10.0.0.5:2379"]),
+        (None, None),
+    ],
+)
 def test_endpoints_accepted(value, expected):
     assert pd._check_endpoints(value) == expected
 
