@@ -18,8 +18,11 @@ import logging
 import os
 import pwd
 import re
+import stat
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.parse
 
@@ -36,6 +39,12 @@ except ImportError:  # run by Patroni as a plain program
         """An argument is invalid."""
 
 
+
+
+class DataSafetyError(CommandExecutionError):
+    """Refused: going on would remove or overwrite data that nobody asked to replace."""
+
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "patroni_debian"
@@ -49,8 +58,13 @@ NAMESPACE = "/postgresql-common/"
 DEFAULT_PORT = 5432
 RESTAPI_PORT_OFFSET = 2576  # Debian's rule: REST API 8008 for PostgreSQL 5432
 MAX_PORT = 65535
-BOOTSTRAP_COMMAND = "/usr/share/patroni/pg_createcluster_patroni"
-CLONE_COMMAND = "/usr/share/patroni/pg_clonecluster_patroni"
+# Where the formula installs this very file for Patroni to run (createconfig's ``program`` overrides it).
+PROGRAM = "/usr/share/patroni-debian/patroni_debian.py"
+PYTHON = "/usr/bin/python3"
+PG_CONF_DIR = "/etc/postgresql"
+# Files Patroni leaves in a pg-common config folder; pg_dropcluster does not know them, so the folder would
+# survive the drop and block pg_createcluster ("configuration already exists").
+PATRONI_CONFIG_LEFTOVERS = ("postgresql.base.conf", "postgresql.conf.backup", "pg_hba.conf.backup", "pg_ident.conf.backup")
 DEBIAN_REPLICATION = {"username": "replicator", "password": "rep-pass"}
 CONFIG_OWNER, CONFIG_MODE = "postgres", 0o660
 VIP_OWNER = "root"
@@ -65,7 +79,7 @@ TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgres
 # 1.x (bookworm) reads etcd's v2 keys API only; 2.x reads etcd through the v3 API, and consul.
 VIP_DCS_TYPES = {1: {"etcd": "etcd"}, 2: {"etcd3": "etcd", "consul": "consul"}}
 
-OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config")
+OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config", "program")
 VERSION_RE = re.compile(r"(?:[1-9]\d*\.\d+|[1-9]\d+)")
 # pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
 CLUSTER_RE = re.compile(r"\w[-.\w]*", re.ASCII)
@@ -92,12 +106,34 @@ def _which(name):
     return shutil.which(name, path=path)
 
 
-def _run(argv, check=True):
-    """Run a command without a shell; subprocess, not cmd.run, because the plain-program door has no Salt."""
+def _run(argv, check=True, user=None, env=None):
+    """Run a command without a shell, as ``user`` when given and we are root.
+
+    subprocess rather than cmd.run: the plain-program door has no Salt. Output is captured, never logged
+    here, so a caller decides what is safe to show.
+    """
     program = _which(argv[0]) if os.sep not in argv[0] else argv[0]
     if not program:
         raise CommandExecutionError(f"{argv[0]} is not installed")
-    proc = subprocess.run([program] + list(argv[1:]), capture_output=True, text=True, check=False)
+    demote = None
+    if user is not None and os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+
+        def demote():
+            os.initgroups(entry.pw_name, entry.pw_gid)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+
+        env = {**(env if env is not None else os.environ), "HOME": entry.pw_dir, "USER": entry.pw_name}
+    proc = subprocess.run(
+        [program] + list(argv[1:]),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd="/",  # a tool run as postgres must not start in root's folder
+        preexec_fn=demote,
+    )
     if check and proc.returncode:
         detail = (proc.stderr or proc.stdout).strip()
         raise CommandExecutionError(f"{' '.join(argv)} failed with exit code {proc.returncode}: {detail}")
@@ -343,16 +379,29 @@ def _read_yaml(path):
         raise CommandExecutionError(f"{path} is not valid YAML: {exc}") from exc
 
 
-def _pg_clusters():
-    """pg-common clusters from ``pg_lsclusters``: ``{(version, name): port}``."""
+def _pg_cluster_table():
+    """pg-common clusters from ``pg_lsclusters``: dicts of version, cluster, port, status, datadir."""
     if not _which("pg_lsclusters"):
-        return {}
-    clusters = {}
+        return []
+    table = []
     for line in _run(["pg_lsclusters", "-h"]).stdout.splitlines():
         fields = line.split()
         if len(fields) >= 3:
-            clusters[(fields[0], fields[1])] = int(fields[2]) if fields[2].isdigit() else None
-    return clusters
+            table.append(
+                {
+                    "version": fields[0],
+                    "cluster": fields[1],
+                    "port": int(fields[2]) if fields[2].isdigit() else None,
+                    "status": fields[3] if len(fields) > 3 else "",
+                    "datadir": fields[5] if len(fields) > 5 else None,
+                }
+            )
+    return table
+
+
+def _pg_clusters():
+    """pg-common clusters as ``{(version, name): port}``."""
+    return {(row["version"], row["cluster"]): row["port"] for row in _pg_cluster_table()}
 
 
 def _listen_port(config):
@@ -509,29 +558,58 @@ def _hba_line(kind, database, user, address, method):
     return f"{kind:<7} {database:<15} {user:<15} {address:<23} {method}"
 
 
-def _pg_hba(network):
-    return [
+def _pg_hba(network, rewind_user=None):
+    """Debian's pg_hba entries, plus pg_rewind's way in from the network when there is a rewind user."""
+    entries = [
         _hba_line("local", "all", "all", "", "peer"),
         _hba_line("host", "all", "all", "127.0.0.1/32", "md5"),
         _hba_line("host", "all", "all", "::1/128", "md5"),
+    ]
+    if rewind_user:
+        # pg_rewind reads the new leader's files through database postgres; nothing else is opened
+        entries.append(_hba_line("host", "postgres", rewind_user, str(network), "md5"))
+    return entries + [
         _hba_line("local", "replication", "all", "", "peer"),
         _hba_line("host", "replication", "all", "127.0.0.1/32", "md5"),
         _hba_line("host", "replication", "all", "::1/128", "md5"),
-        # Debian's template pads this line for a 9-character placeholder; the same spacing keeps configs made
-        # by hand with pg_createconfig_patroni equal to ours, so adopting them needs no force.
+        # Debian's template pads this line for a 9-character placeholder; the same spacing keeps a diff against
+        # a config made by pg_createconfig_patroni down to the differences that matter.
         f"host    replication     all             {network}               md5",
     ]
 
 
-def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication):
-    """The configuration Debian's template yields, as data; the DCS section sits after ``name`` as there."""
+def _rewind_user(authentication):
+    """The role Patroni runs pg_rewind as: the rewind user, else a superuser with a password; else None."""
+    for role in ("rewind", "superuser"):
+        credentials = authentication.get(role) or {}
+        if credentials.get("username") and credentials.get("password"):
+            return str(credentials["username"])
+    return None
+
+
+def _program_command(program, action):
+    return f"{PYTHON} {shlex.quote(program)} {action}"
+
+
+def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication, program):
+    """The configuration Debian's template yields, as data, with this project's methods and rejoin settings.
+
+    An ex-leader that crashed must rejoin unattended. With credentials pg_rewind can use, it rewinds;
+    without them it is re-cloned, because Debian's ``use_pg_rewind: true`` with no credentials makes Patroni
+    retry a rewind it can never authenticate, forever.
+    """
     api = _host_port(hostip, port + RESTAPI_PORT_OFFSET)
+    authentication = _deep_merge(
+        {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
+        authentication,
+    )
+    rewind_user = _rewind_user(authentication)
     config = {"scope": f"{version}-{cluster}", "namespace": NAMESPACE, "name": name}
     config.update((key, copy.deepcopy(value)) for key, value in dcs.items() if key not in TEMPLATE_KEYS)
     config["restapi"] = {"listen": api, "connect_address": api}
     config["bootstrap"] = {
         "method": "pg_createcluster",
-        "pg_createcluster": {"command": BOOTSTRAP_COMMAND},
+        "pg_createcluster": {"command": _program_command(program, "createcluster")},
         "dcs": {
             "ttl": 30,
             "loop_wait": 10,
@@ -539,29 +617,26 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
             "maximum_lag_on_failover": 1048576,
             "check_timeline": True,
             "postgresql": {
-                "use_pg_rewind": True,
+                "use_pg_rewind": rewind_user is not None,
                 "remove_data_directory_on_rewind_failure": True,
                 "remove_data_directory_on_diverged_timelines": True,
                 "use_slots": True,
                 "parameters": None,
-                "pg_hba": _pg_hba(network),
+                "pg_hba": _pg_hba(network, rewind_user),
             },
         },
     }
     config["postgresql"] = {
         "create_replica_method": ["pg_clonecluster"],
-        "pg_clonecluster": {"command": CLONE_COMMAND},
+        "pg_clonecluster": {"command": _program_command(program, "clone")},
         "listen": f"*:{port}",
         "connect_address": _host_port(hostip, port),
         "use_unix_socket": True,
         "data_dir": data_dir,
         "bin_dir": f"{PG_LIB_DIR}/{version}/bin",
-        "config_dir": f"/etc/postgresql/{version}/{cluster}",
+        "config_dir": f"{PG_CONF_DIR}/{version}/{cluster}",
         "pgpass": f"{PG_HOME}/{version}-{cluster}.pgpass",
-        "authentication": _deep_merge(
-            {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
-            authentication,
-        ),
+        "authentication": authentication,
         "parameters": {
             "unix_socket_directories": "/var/run/postgresql/",
             "logging_collector": "on",
@@ -728,8 +803,11 @@ def _render(version, cluster, kwargs):
     )
     hostip, network = _resolve_host_address(hostip, network)
 
+    program = str(settings["program"] or PROGRAM)
+    if not os.path.isabs(program):
+        raise SaltInvocationError(f"program: {program!r} must be an absolute path")
     config = _base_config(
-        version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication
+        version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication, program
     )
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], dynamic)
     config = _deep_merge(config, overrides)
@@ -746,6 +824,14 @@ def _render(version, cluster, kwargs):
             "replication password: none given, so Debian's default password, the same on every Debian install, is "
             f"used; set pillar patroni:clusters:{scope}:authentication:replication:password"
         )
+
+    if not config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"]:
+        warnings.append(
+            "no rewind credentials: a crashed ex-leader rejoins by re-cloning its data; set "
+            f"pillar patroni:clusters:{scope}:authentication:rewind (username, password) to use pg_rewind instead"
+        )
+    if not os.path.isfile(program):
+        warnings.append(f"{program} is not installed yet: Patroni cannot bootstrap or clone until it is")
 
     vip_env = None
     if vip is not None:
@@ -1008,3 +1094,312 @@ def createconfig(version, cluster, force=False, **kwargs):
     result = _result(rendered, plans)
     result["written"] = written
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# createcluster and clone: Patroni's bootstrap and replica-creation methods
+
+
+def _check_datadir(datadir, required=True):
+    if datadir is None or datadir == "":
+        if required:
+            raise SaltInvocationError("datadir: required, an absolute path such as /var/lib/postgresql/15/main")
+        return None
+    path = str(datadir)
+    if not os.path.isabs(path) or "\n" in path:
+        raise SaltInvocationError(f"datadir: {datadir!r} must be an absolute path")
+    return os.path.normpath(path)
+
+
+def _split_scope(scope):
+    """``15-my-app`` is version 15, cluster ``my-app``: the version ends at the first dash (or slash)."""
+    for separator in ("-", "/"):
+        if separator in scope:
+            version, cluster = scope.split(separator, 1)
+            return _check_version(version), _check_cluster(cluster)
+    raise SaltInvocationError(f"scope: {scope!r} is not <version>-<cluster>, e.g. 15-main")
+
+
+def _is_empty_dir(path):
+    """True for an empty or missing folder."""
+    try:
+        return not os.listdir(path)
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return False
+
+
+def _running_postmaster(datadir):
+    """PID of a live server that holds ``datadir`` (its postmaster.pid), or None."""
+    try:
+        with open(os.path.join(datadir, "postmaster.pid"), encoding="ascii") as handle:
+            pid = int(handle.readline())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return pid
+
+
+def _same_path(first, second):
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _make_room_for_clone(version, cluster, datadir):
+    """Check that cloning into ``datadir`` loses nothing, and drop a stale pg-common cluster of this name."""
+    if not _is_empty_dir(datadir):
+        pid = _running_postmaster(datadir)
+        if pid:
+            raise DataSafetyError(f"data directory {datadir} is in use by a running server (pid {pid})")
+        raise DataSafetyError(
+            f"data directory {datadir} is not empty; refusing to overwrite it (Patroni empties it before cloning)"
+        )
+    table = _pg_cluster_table()
+    for row in table:
+        if (row["version"], row["cluster"]) != (version, cluster) and row["datadir"]:
+            if _same_path(row["datadir"], datadir):
+                raise DataSafetyError(
+                    f"data directory {datadir} belongs to cluster {row['version']}/{row['cluster']}"
+                )
+    own = next((row for row in table if (row["version"], row["cluster"]) == (version, cluster)), None)
+    config_dir = f"{PG_CONF_DIR}/{version}/{cluster}"
+    if own is None and not os.path.exists(config_dir):
+        return
+    if own is not None and own["status"].startswith("online"):
+        raise DataSafetyError(f"cluster {version}/{cluster} is running; refusing to drop it to clone over it")
+    if own is not None and own["datadir"] and not _same_path(own["datadir"], datadir):
+        if not _is_empty_dir(own["datadir"]):
+            raise DataSafetyError(
+                f"cluster {version}/{cluster} keeps its data in {own['datadir']}, not {datadir}; "
+                "drop it with pg_dropcluster if that data is not needed"
+            )
+    _drop_stale_cluster(version, cluster, config_dir)
+
+
+def _drop_stale_cluster(version, cluster, config_dir):
+    """Remove the pg-common metadata of a cluster whose data is gone (a re-clone)."""
+    if os.path.exists(os.path.join(config_dir, "postgresql.conf")):
+        _run(["pg_dropcluster", "--stop", version, cluster])
+    for leftover in PATRONI_CONFIG_LEFTOVERS:
+        path = os.path.join(config_dir, leftover)
+        if os.path.isfile(path):
+            os.unlink(path)
+    if os.path.isdir(config_dir) and not os.listdir(config_dir):
+        os.rmdir(config_dir)
+    if os.path.exists(config_dir):
+        raise CommandExecutionError(
+            f"{config_dir} still holds {', '.join(sorted(os.listdir(config_dir)))} after pg_dropcluster; "
+            f"remove them to let cluster {version}/{cluster} be cloned"
+        )
+
+
+def _empty_directory(path):
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+_CONNINFO_PAIR = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
+
+
+def _conninfo_without_password(connstring):
+    """``(connstring without its password, the password or None)``, for key=value and URI forms."""
+    connstring = str(connstring or "").strip()
+    if not connstring:
+        raise SaltInvocationError("connstring: required, a libpq connection string such as 'host=10.0.0.11 port=5432'")
+    if connstring.startswith(("postgres://", "postgresql://")):
+        parts = urllib.parse.urlsplit(connstring)
+        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        if parts.username:
+            netloc = f"{parts.username}@{netloc}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), password
+    pairs, position, password = [], 0, None
+    while position < len(connstring):
+        match = _CONNINFO_PAIR.match(connstring, position)
+        if not match or match.end() == position:
+            raise SaltInvocationError("connstring: not a libpq connection string (key=value pairs)")
+        key, value = match.group(1), match.group(2)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        if key == "password":
+            password = value
+        else:
+            pairs.append((key, value))
+        position = match.end()
+        while position < len(connstring) and connstring[position].isspace():
+            position += 1
+    quoted = (
+        f"{key}={value}" if value and not re.search(r"[\s'\\]", value) else f"{key}='" + re.sub(r"(['\\])", r"\\\1", value) + "'"
+        for key, value in pairs
+    )
+    return " ".join(quoted), password
+
+
+def _pgpass_file(password):
+    """A private pgpass file holding ``password`` for any server, readable by postgres only."""
+    escaped = re.sub(r"([:\\])", r"\\\1", password)
+    handle, path = tempfile.mkstemp(prefix="patroni-debian-", suffix=".pgpass")  # mode 0600
+    try:
+        if os.geteuid() == 0:
+            uid, gid = _account(CONFIG_OWNER)
+            os.fchown(handle, uid, gid)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(f"*:*:*:*:{escaped}\n")
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def _basebackup(version, datadir, conninfo, password):
+    """pg_basebackup of the source into ``datadir``, as postgres; the password only through PGPASSFILE."""
+    argv = [f"{PG_LIB_DIR}/{version}/bin/pg_basebackup", "--pgdata", datadir, "-X", "stream", f"--dbname={conninfo}"]
+    env = dict(os.environ)
+    pgpass = _pgpass_file(password) if password is not None else None
+    if pgpass:
+        env["PGPASSFILE"] = pgpass
+    try:
+        _run(argv, user=CONFIG_OWNER, env=env)
+    finally:
+        if pgpass:
+            os.unlink(pgpass)
+
+
+def createcluster(version, cluster, datadir=None):
+    """
+    Create the pg-common cluster ``<version>/<cluster>`` for Patroni to bootstrap, as Debian's
+    ``pg_createcluster_patroni`` does: ``pg_createcluster --start-conf=manual``, so that only Patroni starts it.
+
+    Refuses, touching nothing, when the cluster's configuration already exists or its data directory is not
+    empty. Patroni calls this as its custom bootstrap method (through this file run as a program).
+
+    version
+        PostgreSQL major version, e.g. ``15``.
+
+    cluster
+        pg-common cluster name, e.g. ``main`` or ``my-app``.
+
+    datadir
+        Data directory; default: where pg_createcluster puts it (createcluster.conf).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.createcluster 15 main
+        salt pg1 patroni_debian.createcluster 15 my-app datadir=/srv/pg/15/my-app
+    """
+    version, cluster = _check_version(version), _check_cluster(cluster)
+    datadir = _check_datadir(datadir, required=False)
+    _check_initdb(version)
+    config_dir = f"{PG_CONF_DIR}/{version}/{cluster}"
+    target = datadir or _data_dir(version, cluster)
+    if os.path.exists(config_dir):
+        raise DataSafetyError(
+            f"cluster {version}/{cluster} already exists ({config_dir}); refusing to create it again. "
+            "Drop it with pg_dropcluster if its data is not needed"
+        )
+    if not _is_empty_dir(target):
+        raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
+    _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
+    return {"cluster": f"{version}/{cluster}", "datadir": target, "config_dir": config_dir}
+
+
+def clone(version, cluster, datadir, connstring, password=None):
+    """
+    Make ``<version>/<cluster>`` a copy of a running member, as Debian's ``pg_clonecluster_patroni`` does:
+    pg-common metadata from ``pg_createcluster --start-conf=manual``, data from ``pg_basebackup``.
+
+    A stale pg-common cluster of the same name whose data is gone (a re-clone) is dropped first, with
+    ``--stop``. Refuses, touching nothing, when the data directory is not empty (in use by a running server or
+    not), when it belongs to another cluster, or when the cluster of this name is running or keeps data
+    elsewhere. Patroni calls this as its replica creation method, with the password in ``PGPASSFILE``.
+
+    version
+        PostgreSQL major version, e.g. ``15``.
+
+    cluster
+        pg-common cluster name, e.g. ``main`` or ``my-app``.
+
+    datadir
+        Data directory to fill, empty or missing.
+
+    connstring
+        libpq connection string of the source, e.g. ``host=10.0.0.11 port=5432 user=replicator``. A password in
+        it is moved into a private pgpass file; it never reaches a command line.
+
+    password
+        Replication password; default: from ``connstring``, else ``PGPASSFILE`` or ``~postgres/.pgpass``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.clone 15 main /var/lib/postgresql/15/main 'host=10.0.0.11 port=5432 user=replicator' password=secret
+    """
+    version, cluster = _check_version(version), _check_cluster(cluster)
+    datadir = _check_datadir(datadir)
+    conninfo, found = _conninfo_without_password(connstring)
+    password = str(password) if password is not None else found
+    _check_initdb(version)
+    _make_room_for_clone(version, cluster, datadir)
+    _run(["pg_createcluster", "--start-conf=manual", f"--datadir={datadir}", version, cluster])
+    _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
+    _basebackup(version, datadir, conninfo, password)
+    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": conninfo}
+
+
+# --------------------------------------------------------------------------------------------------
+# the plain-program door: Patroni runs this file as its bootstrap and replica-creation command
+
+USAGE = (
+    "usage: patroni_debian.py createcluster --scope=<version>-<cluster> [--datadir=<dir>]\n"
+    "       patroni_debian.py clone --scope=<version>-<cluster> --datadir=<dir> --connstring=<dsn>\n"
+    "Other --key=value options (Patroni passes --role and, from Patroni 4, its method settings) are ignored."
+)
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+
+
+def main(argv=None):
+    """Run ``createcluster`` or ``clone`` with Patroni's ``--key=value`` arguments; return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("createcluster", "clone"):
+        print(USAGE, file=sys.stderr)
+        return EXIT_USAGE
+    action, options = argv[0], {}
+    for argument in argv[1:]:
+        if not (argument.startswith("--") and "=" in argument):
+            print(f"patroni_debian {action}: unexpected argument {argument!r}\n{USAGE}", file=sys.stderr)
+            return EXIT_USAGE
+        key, value = argument[2:].split("=", 1)
+        options[key] = value
+    scope = options.get("scope", "")
+    try:
+        version, cluster = _split_scope(scope)
+        if action == "createcluster":
+            result = createcluster(version, cluster, options.get("datadir") or None)
+        else:
+            result = clone(version, cluster, options.get("datadir"), options.get("connstring"))
+    except SaltInvocationError as exc:
+        print(f"patroni_debian {action} {scope}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataSafetyError as exc:
+        print(f"patroni_debian {action} {scope}: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except CommandExecutionError as exc:
+        print(f"patroni_debian {action} {scope}: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"patroni_debian {action} {scope}: done: {result}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,11 +53,20 @@ def assert_same(debian, ours):
     for name, (text, *owner_mode) in debian.files.items():
         assert ours.files[name][1:] == tuple(owner_mode), name
         if name.endswith(".yml"):
-            expected = yaml.safe_load(text)
-            expected["name"] = str(expected["name"])  # deliberate: the member name is always a string
-            assert yml(ours, name) == expected
+            assert yml(ours, name) == debian_equivalent(yaml.safe_load(text))
         else:
             assert env_file(ours, name) == env_file(debian, name)
+
+
+def debian_equivalent(config):
+    """Debian's config with the deliberate differences that hold for every valid input (README)."""
+    config["name"] = str(config["name"])  # the member name is always a string
+    program = "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py"
+    config["bootstrap"]["pg_createcluster"]["command"] = f"{program} createcluster"  # this project's methods
+    config["postgresql"]["pg_clonecluster"]["command"] = f"{program} clone"
+    # no rewind credentials: rejoin by re-cloning instead of a rewind that can never authenticate
+    config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] = False
+    return config
 
 
 def assert_refused(outcome, *words):
@@ -181,11 +190,19 @@ def check_existing_port_kept(debian, ours):
     assert ours.files["15-main.yml"][1:] == ("postgres", "postgres", 0o660)  # ownership and mode repaired
 
 
-def check_debian_file_adopted(debian, ours):
+def check_identical_file_kept(debian, ours):
     assert debian.returncode == 1 and "already exists" in debian.stdout
     assert ours.returncode == 0 and '"written": []' in ours.stdout
     assert '"diff"' not in ours.stdout and '"mode": {"old": "0644", "new": "0660"}' in ours.stdout
-    assert ours.files["15-main.yml"][0] == DEBIAN_DEFAULT_CONFIG  # Debian's text, comments and all, kept
+    assert ours.files["15-main.yml"][0] == OUR_DEFAULT_CONFIG  # not rewritten, only its mode repaired
+
+
+def check_debian_file_needs_force(debian, ours):
+    assert debian.returncode == 1 and "already exists" in debian.stdout
+    assert_refused(
+        ours, "bootstrap.pg_createcluster.command", "postgresql.pg_clonecluster.command", "use_pg_rewind", "force=True"
+    )
+    assert "postgresql.listen" not in ours.stdout  # only the deliberate differences, nothing else
 
 
 def check_local_hostip_prefix(debian, ours):
@@ -218,10 +235,19 @@ def _scratch():
     return folder
 
 
+def our_config(host, *args, **kwargs):
+    """The config createconfig writes for ``args`` on ``host``, to place as an existing file."""
+    outcome = sandbox.run(host, _scratch(), sandbox.module_argv("createconfig", *args, **kwargs))
+    assert outcome.returncode == 0, outcome.stdout
+    return next(text for name, (text, *_) in outcome.files.items() if name.endswith(".yml"))
+
+
 BASE = sandbox.Host()
 DEBIAN_DEFAULT_CONFIG = debian_config(BASE, ["15", "main"])
 DEBIAN_5433_CONFIG = debian_config(BASE, ["--port=5433", "15", "main"])
 DEBIAN_WIDE_CONFIG = debian_config(BASE, ["--network=10.0.0.0/16", "15", "main"])
+OUR_DEFAULT_CONFIG = our_config(BASE, "15", "main")
+OUR_5433_CONFIG = our_config(BASE, "15", "main", port=5433)
 ALPHA_CONFIG = debian_config(BASE, ["15", "alpha"])
 
 CASES = [
@@ -285,16 +311,23 @@ CASES = [
     Case(
         "existing config's port is kept",
         ["15", "main"],
-        host=sandbox.Host(files={"15-main.yml": DEBIAN_5433_CONFIG}),
+        host=sandbox.Host(files={"15-main.yml": OUR_5433_CONFIG}),
         expect="deliberate",
         check=check_existing_port_kept,
     ),
     Case(
-        "A17 identical Debian config adopted without force",
+        "A17 identical config left alone",
+        ["15", "main"],
+        host=sandbox.Host(files={"15-main.yml": OUR_DEFAULT_CONFIG}),
+        expect="deliberate",
+        check=check_identical_file_kept,
+    ),
+    Case(
+        "A17 config made by Debian's tool needs force",
         ["15", "main"],
         host=sandbox.Host(files={"15-main.yml": DEBIAN_DEFAULT_CONFIG}),
         expect="deliberate",
-        check=check_debian_file_adopted,
+        check=check_debian_file_needs_force,
     ),
     Case(
         "A18 dcs.yml only comments",

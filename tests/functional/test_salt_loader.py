@@ -21,7 +21,11 @@ PILLAR = {
         "clusters": {
             "15-main": {
                 "network": "10.0.0.0/24",
-                "authentication": {"replication": {"username": "replicator", "password": "S3cret-from-pillar"}},
+                "authentication": {
+                    "replication": {"username": "replicator", "password": "S3cret-from-pillar"},
+                    "rewind": {"username": "rewinder", "password": "Rew1nd-from-pillar"},
+                },
+                "program": str(sandbox.REPO / "_modules" / "patroni_debian.py"),
                 "dynamic": {"ttl": 20, "postgresql": {"parameters": {"max_connections": 200}}},
             }
         },
@@ -70,6 +74,7 @@ def test_entry_point_way(minion_dir, tmp_path):
     )
     assert result["warnings"] == []
     assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
+    assert "Rew1nd-from-pillar" not in outcome.stdout + outcome.stderr
 
     text, owner, group, mode = outcome.files["15-main.yml"]
     config = yaml.safe_load(text)
@@ -78,7 +83,13 @@ def test_entry_point_way(minion_dir, tmp_path):
     assert config["postgresql"]["authentication"]["replication"]["password"] == "S3cret-from-pillar"
     assert config["bootstrap"]["dcs"]["ttl"] == 20
     assert config["bootstrap"]["dcs"]["postgresql"]["parameters"] == {"max_connections": 200}
-    assert config["bootstrap"]["dcs"]["postgresql"]["pg_hba"][-1].split()[3] == "10.0.0.0/24"
+    hba = config["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
+    assert hba[-1].split()[3] == "10.0.0.0/24"
+    # rewind credentials from pillar: pg_rewind is used, and its role may reach database postgres from the network
+    assert config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] is True
+    assert ["host", "postgres", "rewinder", "10.0.0.0/24", "md5"] in [line.split() for line in hba]
+    program = PILLAR["patroni"]["clusters"]["15-main"]["program"]
+    assert config["postgresql"]["pg_clonecluster"]["command"] == f"/usr/bin/python3 {program} clone"
 
 
 def test_formula_way_needs_sync_and_then_works(minion_dir, tmp_path):
