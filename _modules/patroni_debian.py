@@ -64,7 +64,13 @@ PYTHON = "/usr/bin/python3"
 PG_CONF_DIR = "/etc/postgresql"
 # Files Patroni leaves in a pg-common config folder; pg_dropcluster does not know them, so the folder would
 # survive the drop and block pg_createcluster ("configuration already exists").
-PATRONI_CONFIG_LEFTOVERS = ("postgresql.base.conf", "postgresql.conf.backup", "pg_hba.conf.backup", "pg_ident.conf.backup")
+PATRONI_CONFIG_LEFTOVERS = (
+    "postgresql.base.conf",
+    "postgresql.base.conf.backup",
+    "postgresql.conf.backup",
+    "pg_hba.conf.backup",
+    "pg_ident.conf.backup",
+)
 DEBIAN_REPLICATION = {"username": "replicator", "password": "rep-pass"}
 CONFIG_OWNER, CONFIG_MODE = "postgres", 0o660
 VIP_OWNER = "root"
@@ -578,12 +584,25 @@ def _pg_hba(network, rewind_user=None):
     ]
 
 
+def _with_rewind_credentials(authentication):
+    """``authentication`` with a rewind role: the one given, else the replication role.
+
+    Patroni runs pg_rewind, and its check whether an ex-leader diverged, as the rewind role over the network.
+    Debian's config has none (the superuser has no password), so that check can never log in and a crashed
+    ex-leader loops forever. The replication role always has a password; at bootstrap Patroni only adds
+    LOGIN, the password and pg_rewind's EXECUTE grants to it, keeping REPLICATION.
+    """
+    replication = authentication.get("replication") or {}
+    if not authentication.get("rewind") and replication.get("username") and replication.get("password"):
+        authentication = {**authentication, "rewind": dict(replication)}
+    return authentication
+
+
 def _rewind_user(authentication):
-    """The role Patroni runs pg_rewind as: the rewind user, else a superuser with a password; else None."""
-    for role in ("rewind", "superuser"):
-        credentials = authentication.get(role) or {}
-        if credentials.get("username") and credentials.get("password"):
-            return str(credentials["username"])
+    """The role pg_rewind connects as, when it can log in over the network; else None."""
+    credentials = authentication.get("rewind") or {}
+    if credentials.get("username") and credentials.get("password"):
+        return str(credentials["username"])
     return None
 
 
@@ -594,14 +613,15 @@ def _program_command(program, action):
 def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication, program):
     """The configuration Debian's template yields, as data, with this project's methods and rejoin settings.
 
-    An ex-leader that crashed must rejoin unattended. With credentials pg_rewind can use, it rewinds;
-    without them it is re-cloned, because Debian's ``use_pg_rewind: true`` with no credentials makes Patroni
-    retry a rewind it can never authenticate, forever.
+    An ex-leader that crashed must rejoin unattended: it rewinds as the rewind role (see
+    ``_with_rewind_credentials``), and is re-cloned when rewinding fails.
     """
     api = _host_port(hostip, port + RESTAPI_PORT_OFFSET)
-    authentication = _deep_merge(
-        {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
-        authentication,
+    authentication = _with_rewind_credentials(
+        _deep_merge(
+            {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
+            authentication,
+        )
     )
     rewind_user = _rewind_user(authentication)
     config = {"scope": f"{version}-{cluster}", "namespace": NAMESPACE, "name": name}
@@ -827,8 +847,8 @@ def _render(version, cluster, kwargs):
 
     if not config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"]:
         warnings.append(
-            "no rewind credentials: a crashed ex-leader rejoins by re-cloning its data; set "
-            f"pillar patroni:clusters:{scope}:authentication:rewind (username, password) to use pg_rewind instead"
+            "no rewind role with a password: a crashed ex-leader can only rejoin by re-cloning, and Patroni cannot "
+            f"check whether it diverged; set pillar patroni:clusters:{scope}:authentication:rewind"
         )
     if not os.path.isfile(program):
         warnings.append(f"{program} is not installed yet: Patroni cannot bootstrap or clone until it is")

@@ -64,8 +64,12 @@ def debian_equivalent(config):
     program = "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py"
     config["bootstrap"]["pg_createcluster"]["command"] = f"{program} createcluster"  # this project's methods
     config["postgresql"]["pg_clonecluster"]["command"] = f"{program} clone"
-    # no rewind credentials: rejoin by re-cloning instead of a rewind that can never authenticate
-    config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"] = False
+    # an ex-leader must rejoin: the replication role doubles as pg_rewind's, reachable from the network
+    authentication = config["postgresql"]["authentication"]
+    authentication["rewind"] = dict(authentication["replication"])
+    hba = config["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
+    network = hba[-1].split()[3]
+    hba.insert(3, f"host    postgres        {authentication['rewind']['username']:<15} {network:<23} md5")
     return config
 
 
@@ -200,7 +204,12 @@ def check_identical_file_kept(debian, ours):
 def check_debian_file_needs_force(debian, ours):
     assert debian.returncode == 1 and "already exists" in debian.stdout
     assert_refused(
-        ours, "bootstrap.pg_createcluster.command", "postgresql.pg_clonecluster.command", "use_pg_rewind", "force=True"
+        ours,
+        "bootstrap.pg_createcluster.command",
+        "postgresql.pg_clonecluster.command",
+        "bootstrap.dcs.postgresql.pg_hba",
+        "postgresql.authentication.rewind",
+        "force=True",
     )
     assert "postgresql.listen" not in ours.stdout  # only the deliberate differences, nothing else
 
@@ -556,7 +565,9 @@ def test_acceptance_values_of_the_default_run(tmp_path):
     assert pg["pgpass"] == "/var/lib/postgresql/15-main.pgpass"
     assert pg["parameters"]["log_filename"] == "postgresql-15-main.log"
     hba = config["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
-    assert len(hba) == 7 and hba[-1].split() == ["host", "replication", "all", "10.0.0.11/24", "md5"]
+    assert len(hba) == 8 and hba[-1].split() == ["host", "replication", "all", "10.0.0.11/24", "md5"]
+    assert hba[3].split() == ["host", "postgres", "replicator", "10.0.0.11/24", "md5"]  # pg_rewind's way in
+    assert pg["authentication"]["rewind"] == pg["authentication"]["replication"]
     assert pg["authentication"]["superuser"]["password"] is None
     assert "Debian's default password" in ours.stdout
 

@@ -1,0 +1,288 @@
+"""Lab tier B: Debian hosts as namespaces on one machine (shared/reference/test-lab.md, part B).
+
+A switch namespace holds a bridge and etcd; each node is a network namespace with a veth into that bridge, its
+own address in a private test subnet that exists only inside these namespaces, an on-link default route, and
+private mount and UTS namespaces: its own host name, /etc/hosts, /etc/postgresql, /var/lib/postgresql,
+/etc/patroni, /var/log/postgresql and /run. The Debian packages on the machine (PostgreSQL, postgresql-common,
+Patroni) run there unmodified. Nothing is added to the machine's own network namespace, and ``down()`` removes
+every process, namespace and folder the lab made, also those of a run that was killed.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+PREFIX = "pdl"  # namespace names: pdl-sw, pdl-n1, …
+SUBNET = "10.77.0"
+GATEWAY = f"{SUBNET}.1"
+ETCD = f"{GATEWAY}:2379"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _sh(*argv, check=True, timeout=60, **kwargs):
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout, **kwargs)
+
+
+def _pids_in_netns(name):
+    proc = _sh("ip", "netns", "pids", name, check=False)
+    return [int(pid) for pid in proc.stdout.split()]
+
+
+def _kill(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def remove_stale():
+    """Remove what an earlier lab left behind (a run that was killed before its teardown)."""
+    for line in _sh("ip", "netns", "list").stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(f"{PREFIX}-"):
+            _kill(_pids_in_netns(name))
+            _sh("ip", "netns", "delete", name, check=False)
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}-lab-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_until(what, probe, timeout, interval=0.5):
+    """Call ``probe`` until it returns something true; return it, or fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = probe()
+        except Exception as exc:  # noqa: BLE001 - a probe's failure is a value to report, not to raise
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {timeout} s; last seen: {last!r}")
+        time.sleep(interval)
+
+
+class Node:
+    """One Debian host of the lab."""
+
+    def __init__(self, lab, index):
+        self.lab = lab
+        self.name = f"pg{index}"
+        self.netns = f"{PREFIX}-n{index}"
+        self.address = f"{SUBNET}.{10 + index}"
+        self.root = lab.root / self.name
+        self.holder = None
+
+    # -- life cycle
+
+    def create(self):
+        _sh("ip", "netns", "add", self.netns)
+        host_end = f"{PREFIX}v{self.name[2:]}"
+        _sh("ip", "-n", self.lab.switch, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        _sh("ip", "-n", self.lab.switch, "link", "set", host_end, "master", "br0", "up")
+        for command in (
+            ["link", "set", "lo", "up"],
+            ["link", "set", "eth0", "up"],
+            ["address", "add", f"{self.address}/24", "dev", "eth0"],
+            ["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
+        ):
+            _sh("ip", "-n", self.netns, *command)
+        self._lay_out_folders()
+        self._start_holder()
+
+    def _lay_out_folders(self):
+        postgres = ("postgres", "postgres")
+        for folder, owner, mode in (
+            ("etc_postgresql", postgres, 0o755),
+            ("var_lib_postgresql", postgres, 0o755),
+            ("etc_patroni", ("root", "root"), 0o755),
+            ("var_log_postgresql", ("root", "postgres"), 0o1775),
+        ):
+            path = self.root / folder
+            path.mkdir(parents=True)
+            shutil.chown(path, *owner)
+            path.chmod(mode)
+        (self.root / "hosts").write_text(
+            "127.0.0.1 localhost\n"
+            + "".join(f"{node.address} {node.name}\n" for node in self.lab.nodes)
+            + f"{GATEWAY} etcd\n"
+        )
+        (self.root / "resolv.conf").write_text("")
+
+    def _start_holder(self):
+        """A process that keeps the node's mount and UTS namespaces alive; commands join it with nsenter."""
+        root = self.root
+        setup = "\n".join(
+            [
+                "set -e",
+                f"hostname {self.name}",
+                f"mount --bind {root}/etc_postgresql /etc/postgresql",
+                f"mount --bind {root}/var_lib_postgresql /var/lib/postgresql",
+                f"mount --bind {root}/etc_patroni /etc/patroni",
+                f"mount --bind {root}/var_log_postgresql /var/log/postgresql",
+                f"mount --bind {root}/hosts /etc/hosts",
+                f"mount --bind {root}/resolv.conf /etc/resolv.conf",
+                "mount -t tmpfs -o mode=0755 tmpfs /run",
+                "install -d -o postgres -g postgres -m 2775 /run/postgresql",
+                "echo ready",
+                "exec sleep infinity",
+            ]
+        )
+        self.holder = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts", "--propagation", "private", "--",
+             "/bin/sh", "-c", setup],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        line = self.holder.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"{self.name}: namespace set-up failed: {line} {self.holder.stderr.read()}")
+        self.mount_ns = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
+
+    # -- running things on the node
+
+    def _enter(self, user=None):
+        argv = ["nsenter", "-t", str(self.holder.pid), "-m", "-u", "-n", "--"]
+        if user:
+            argv += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env"]
+        return argv
+
+    def run(self, argv, user=None, check=True, timeout=120, env=None):
+        proc = subprocess.run(
+            self._enter(user) + list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd="/",
+            env={**os.environ, **(env or {})},
+        )
+        if check and proc.returncode:
+            raise AssertionError(f"{self.name}: {' '.join(map(str, argv))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, argv, user, log):
+        with open(log, "ab") as stream:
+            return subprocess.Popen(
+                self._enter(user) + list(argv), stdout=stream, stderr=subprocess.STDOUT, cwd="/", start_new_session=True
+            )
+
+    def processes(self):
+        """PIDs of every process inside this node but its namespace holder."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != self.holder.pid:
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/mnt") == self.mount_ns:
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
+
+    def kill_all(self):
+        """A power cut of everything running on the node (its namespaces stay)."""
+        while pids := self.processes():
+            _kill(pids)
+            time.sleep(0.1)
+
+    def module(self, function, *args, **kwargs):
+        """Call a function of this checkout's execution module on the node, as root; return its result."""
+        code = (
+            "import json, sys\n"
+            f"sys.path.insert(0, {str(REPO / '_modules')!r})\n"
+            "import patroni_debian as module\n"
+            "args, kwargs = json.loads(sys.argv[1])\n"
+            "print(json.dumps(getattr(module, sys.argv[2])(*args, **kwargs)))\n"
+        )
+        proc = self.run([sys.executable, "-c", code, json.dumps([list(args), kwargs]), function])
+        return json.loads(proc.stdout)
+
+    def http(self, path, port=8008):
+        """GET from this node's Patroni REST API, from the switch (as a client on the network would)."""
+        return self.lab.http(f"http://{self.address}:{port}{path}")
+
+    def psql(self, sql, port=5432):
+        return self.run(["psql", "-X", "-q", "-At", "-p", str(port), "-c", sql], user="postgres").stdout.strip()
+
+
+class Lab:
+    """The switch, etcd, and the nodes; use as a context manager or call up() and down()."""
+
+    def __init__(self, nodes=3):
+        self.switch = f"{PREFIX}-sw"
+        self.root = None
+        self.nodes = []
+        self.count = nodes
+        self.etcd = None
+
+    def __enter__(self):
+        self.up()
+        return self
+
+    def __exit__(self, *exc):
+        self.down()
+
+    def up(self):
+        remove_stale()
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix=f"{PREFIX}-lab-"))
+        self.root.chmod(0o755)  # postgres must reach the program copy below
+        self.program = self.root / "program" / "patroni_debian.py"
+        self.program.parent.mkdir(mode=0o755)
+        shutil.copy(REPO / "_modules" / "patroni_debian.py", self.program)
+        self.program.chmod(0o755)
+        try:
+            _sh("ip", "netns", "add", self.switch)
+            for command in (
+                ["link", "set", "lo", "up"],
+                ["link", "add", "br0", "type", "bridge"],
+                ["address", "add", f"{GATEWAY}/24", "dev", "br0"],
+                ["link", "set", "br0", "up"],
+            ):
+                _sh("ip", "-n", self.switch, *command)
+            self.nodes = [Node(self, index) for index in range(1, self.count + 1)]
+            for node in self.nodes:
+                node.create()
+            self._start_etcd()
+        except BaseException:
+            self.down()
+            raise
+
+    def _start_etcd(self):
+        data = self.root / "etcd"
+        peer = f"http://{GATEWAY}:2380"
+        with open(self.root / "etcd.log", "ab") as log:
+            self.etcd = subprocess.Popen(
+                ["ip", "netns", "exec", self.switch, "etcd", "--name", "lab", "--data-dir", str(data),
+                 "--listen-client-urls", f"http://{ETCD}", "--advertise-client-urls", f"http://{ETCD}",
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"lab={peer}", "--enable-v2=true"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
+
+    def http(self, url, timeout=3):
+        """GET ``url`` from inside the switch namespace; the body as text."""
+        code = "import sys, urllib.request\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\nexcept urllib.error.HTTPError as e:\n    r = e\nsys.stdout.write(r.read().decode())\n"
+        return _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, url, str(timeout), timeout=timeout + 10).stdout
+
+    def down(self):
+        for node in self.nodes:
+            if node.holder is not None:
+                node.kill_all()
+                node.holder.kill()
+                node.holder.wait()
+        if self.etcd is not None:
+            self.etcd.kill()
+            self.etcd.wait()
+        remove_stale()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
