@@ -261,3 +261,59 @@ def test_mkstemp_creates_private_files(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "connstring,expected,password",
+    [
+        ("host=10.0.0.11 port=5432 user=replicator", "host=10.0.0.11 port=5432 user=replicator", None),
+        ("host=a password=s3cr user=r", "host=a user=r", "s3cr"),
+        ("dbname=postgres password='a b\\'c' host=a", "dbname=postgres host=a", "a b'c"),
+        ("  host = a   application_name='my app' ", "host=a application_name='my app'", None),
+        ("postgresql://rep:p%40ss@h:5432/postgres", "postgresql://rep@h:5432/postgres", "p@ss"),
+        ("postgres://h/postgres", "postgres://h/postgres", None),
+    ],
+)
+def test_conninfo_without_password(connstring, expected, password):
+    assert pd._conninfo_without_password(connstring) == (expected, password)
+
+
+@pytest.mark.parametrize("connstring", ["", None, "host", "host=a 'x'", "=a"])
+def test_conninfo_rejected(connstring):
+    with pytest.raises(pd.SaltInvocationError, match="connstring"):
+        pd._conninfo_without_password(connstring)
+
+
+@pytest.mark.parametrize("scope,expected", [("15-main", ("15", "main")), ("15-my-app", ("15", "my-app")),
+                                            ("9.6-main", ("9.6", "main")), ("15/main", ("15", "main"))])
+def test_split_scope_takes_the_version_up_to_the_first_dash(scope, expected):
+    assert pd._split_scope(scope) == expected
+
+
+@pytest.mark.parametrize("scope", ["main", "15", "15-", "-main", "x-main", "15-a/b"])
+def test_split_scope_rejects(scope):
+    with pytest.raises(pd.SaltInvocationError):
+        pd._split_scope(scope)
+
+
+def test_basebackup_password_only_in_a_private_pgpass_file(monkeypatch):
+    """At the process boundary: the password is in no argument, only in a 0600 PGPASSFILE removed afterwards."""
+    seen = {}
+
+    def recording_run(argv, check=True, user=None, env=None):
+        path = env["PGPASSFILE"]
+        seen.update(argv=argv, user=user, path=path, mode=os.stat(path).st_mode & 0o777, text=open(path).read())
+
+    monkeypatch.setattr(pd, "_run", recording_run)
+    pd._basebackup("15", "/var/lib/postgresql/15/main", "host=a user=r", "pa:ss\\word")
+    assert not any("pa:ss" in argument for argument in seen["argv"])
+    assert seen["argv"][0] == "/usr/lib/postgresql/15/bin/pg_basebackup" and seen["user"] == "postgres"
+    assert seen["mode"] == 0o600 and seen["text"] == "*:*:*:*:pa\\:ss\\\\word\n"
+    assert not os.path.exists(seen["path"])
+
+
+@pytest.mark.parametrize("argv", [[], ["bootstrap"], ["clone", "positional"], ["createcluster", "--scope=main"]])
+def test_program_door_usage_errors_exit_2(argv, capsys):
+    assert pd.main(argv) == pd.EXIT_USAGE
+    message = capsys.readouterr().err
+    assert "usage" in message.lower() or "scope: 'main' is not <version>-<cluster>" in message

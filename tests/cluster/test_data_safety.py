@@ -1,0 +1,139 @@
+"""createcluster and clone refuse whatever would lose data, and leave that data exactly as it was.
+
+Real pg-common clusters on one lab node (tests/netlab.py); the program door is run as postgres, the way
+Patroni runs it, and the Salt door as root.
+"""
+
+import netlab
+import pytest
+
+pytestmark = pytest.mark.lab
+
+REFUSED = 3
+
+
+@pytest.fixture(scope="module")
+def node():
+    with netlab.Lab(nodes=1) as lab:
+        yield lab.nodes[0]
+
+
+def fingerprint(node, *paths):
+    """Every file under ``paths`` with its size, mode, owner and modification time."""
+    proc = node.run(["find", *paths, "-printf", "%p %s %m %u %T@\n"], check=False)
+    return sorted(proc.stdout.splitlines()) + [f"exit {proc.returncode}"]
+
+
+def door(node, *args):
+    """The program door, as postgres: what Patroni runs."""
+    return node.run(["/usr/bin/python3", str(node.lab.program), *args], user="postgres", check=False)
+
+
+def assert_refused(proc, *words):
+    assert proc.returncode == REFUSED, proc.stdout + proc.stderr
+    assert "refused" in proc.stderr
+    for word in words:
+        assert word in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def safe(node):
+    """Cluster 15/safe, created through the Salt door and running, with a table in it."""
+    result = node.module("createcluster", "15", "safe")
+    assert result["datadir"] == "/var/lib/postgresql/15/safe"
+    node.run(["pg_ctlcluster", "15", "safe", "start"])
+    port = node.run(["pg_conftool", "-s", "15", "safe", "show", "port"]).stdout.strip()
+    node.psql("CREATE TABLE precious AS SELECT 42 AS answer", port=port)
+    return port
+
+
+def test_createcluster_refuses_an_existing_cluster(node, safe):
+    before = fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe")
+    proc = door(node, "createcluster", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/safe")
+    assert_refused(proc, "15/safe already exists")
+    assert fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe") == before
+    assert node.psql("SELECT answer FROM precious", port=safe) == "42"
+
+
+def test_createcluster_refuses_a_non_empty_data_directory(node):
+    node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "/var/lib/postgresql/15/other"])
+    node.run(["sh", "-c", "echo keep > /var/lib/postgresql/15/other/data"])
+    before = fingerprint(node, "/var/lib/postgresql/15/other")
+    assert_refused(door(node, "createcluster", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other"), "not empty")
+    assert fingerprint(node, "/var/lib/postgresql/15/other") == before
+    assert node.run(["test", "-e", "/etc/postgresql/15/other"], check=False).returncode == 1
+
+
+def test_clone_refuses_a_data_directory_in_use_by_a_running_server(node, safe):
+    before = fingerprint(node, "/var/lib/postgresql/15/safe")[-1:]  # a running server's files change on their own
+    proc = door(node, "clone", "--scope=15-thief", "--role=replica", "--datadir=/var/lib/postgresql/15/safe",
+                f"--connstring=host=127.0.0.1 port={safe}")
+    assert_refused(proc, "in use by a running server")
+    assert fingerprint(node, "/var/lib/postgresql/15/safe")[-1:] == before
+    assert node.psql("SELECT answer FROM precious", port=safe) == "42"
+    assert node.run(["test", "-e", "/etc/postgresql/15/thief"], check=False).returncode == 1
+
+
+def test_clone_refuses_a_non_empty_data_directory(node):
+    before = fingerprint(node, "/var/lib/postgresql/15/other")
+    proc = door(node, "clone", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other", "--connstring=host=127.0.0.1")
+    assert_refused(proc, "not empty")
+    assert fingerprint(node, "/var/lib/postgresql/15/other") == before
+
+
+def test_clone_refuses_to_drop_its_cluster_while_it_runs(node, safe):
+    before = fingerprint(node, "/etc/postgresql/15/safe")
+    proc = door(node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1")
+    assert_refused(proc, "15/safe is running")
+    assert fingerprint(node, "/etc/postgresql/15/safe") == before
+    assert node.psql("SELECT answer FROM precious", port=safe) == "42"
+
+
+def test_clone_refuses_to_drop_its_cluster_that_keeps_data_elsewhere(node, safe):
+    node.run(["pg_ctlcluster", "15", "safe", "stop"])
+    try:
+        before = fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe")
+        proc = door(node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1")
+        assert_refused(proc, "keeps its data in /var/lib/postgresql/15/safe")
+        assert fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe") == before
+    finally:
+        node.run(["pg_ctlcluster", "15", "safe", "start"])
+    assert node.psql("SELECT answer FROM precious", port=safe) == "42"
+
+
+def test_clone_refuses_the_emptied_data_directory_of_another_cluster(node):
+    node.module("createcluster", "15", "emptied")
+    node.run(["find", "/var/lib/postgresql/15/emptied", "-mindepth", "1", "-delete"])
+    before = fingerprint(node, "/etc/postgresql/15/emptied")
+    proc = door(node, "clone", "--scope=15-thief", "--datadir=/var/lib/postgresql/15/emptied", "--connstring=host=127.0.0.1")
+    assert_refused(proc, "belongs to cluster 15/emptied")
+    assert fingerprint(node, "/etc/postgresql/15/emptied") == before
+
+
+def test_bad_arguments_exit_2_and_touch_nothing(node):
+    before = fingerprint(node, "/etc/postgresql", "/var/lib/postgresql")
+    for args in (["clone"], ["createcluster", "--scope=main"], ["createcluster", "--scope=15-a/b"], ["nonsense"],
+                 ["clone", "--scope=15-x", "--datadir=relative", "--connstring=host=a"], ["createcluster", "15", "main"]):
+        proc = door(node, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert fingerprint(node, "/etc/postgresql", "/var/lib/postgresql") == before
+
+
+def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, safe):
+    """A real pg_basebackup as postgres, authenticated through a private pgpass file that is gone afterwards."""
+    node.psql("ALTER ROLE postgres PASSWORD 'Cl0ne-secret'", port=safe)
+    result = node.module(
+        "clone", "15", "copy", "/var/lib/postgresql/15/copy",
+        f"host=127.0.0.1 port={safe} user=postgres password=Cl0ne-secret",
+    )
+    assert result["source"] == f"host=127.0.0.1 port={safe} user=postgres"  # the password stays out
+    listing = node.run(["pg_lsclusters", "-h"]).stdout
+    assert any(line.split()[:2] == ["15", "copy"] for line in listing.splitlines())
+    owner = node.run(["stat", "-c", "%U", "/var/lib/postgresql/15/copy/PG_VERSION"]).stdout.strip()
+    assert owner == "postgres"
+    node.run(["pg_ctlcluster", "15", "copy", "start"])
+    copy_port = node.run(["pg_conftool", "-s", "15", "copy", "show", "port"]).stdout.strip()
+    assert node.psql("SELECT answer FROM precious", port=copy_port) == "42"
+    leftovers = node.run(["sh", "-c", "grep -rl Cl0ne-secret /tmp /var/lib/postgresql/*.pgpass 2>/dev/null || true"])
+    assert leftovers.stdout.strip() == ""
