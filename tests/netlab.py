@@ -269,12 +269,23 @@ class Lab:
             )
         wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
 
+    def _keep_logs(self):
+        """Copy every log of the lab to $PATRONI_DEBIAN_LAB_LOGS, when set, before it is removed."""
+        target = os.environ.get("PATRONI_DEBIAN_LAB_LOGS")
+        if not target or self.root is None:
+            return
+        for log in self.root.rglob("*.log"):
+            destination = pathlib.Path(target) / log.relative_to(self.root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, destination)
+
     def http(self, url, timeout=3):
         """GET ``url`` from inside the switch namespace; the body as text."""
         code = "import sys, urllib.request\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\nexcept urllib.error.HTTPError as e:\n    r = e\nsys.stdout.write(r.read().decode())\n"
         return _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, url, str(timeout), timeout=timeout + 10).stdout
 
     def down(self):
+        self._keep_logs()
         for node in self.nodes:
             if node.holder is not None:
                 node.kill_all()
@@ -286,3 +297,38 @@ class Lab:
         remove_stale()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _holder_pid(netns):
+    """The namespace holder of a node of a running lab (its `sleep infinity`)."""
+    for pid in _pids_in_netns(netns):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if handle.read().split(b"\0")[:2] == [b"sleep", b"infinity"]:
+                    return pid
+        except OSError:
+            continue
+    raise SystemExit(f"no lab node {netns} is running; start one with: {sys.argv[0]} up")
+
+
+def main(argv):
+    """Commands for people: ``up [N]``, ``run <node> <command…>``, ``down``."""
+    if argv[:1] == ["up"]:
+        lab = Lab(nodes=int(argv[1]) if len(argv) > 1 else 3)
+        lab.up()  # its processes outlive this command, in their own sessions
+        for node in lab.nodes:
+            print(f"{node.name} {node.address}")
+        print(f"etcd {ETCD}; folders in {lab.root}; program {lab.program}")
+        return 0
+    if len(argv) >= 3 and argv[0] == "run":
+        pid = _holder_pid(f"{PREFIX}-n{argv[1].removeprefix('pg')}")
+        return subprocess.call(["nsenter", "-t", str(pid), "-m", "-u", "-n", "--", *argv[2:]])
+    if argv[:1] == ["down"]:
+        remove_stale()
+        return 0
+    print(f"usage: {sys.argv[0]} up [N] | run <node> <command…> | down", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
