@@ -135,5 +135,7 @@ def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, 
     node.run(["pg_ctlcluster", "15", "copy", "start"])
     copy_port = node.run(["pg_conftool", "-s", "15", "copy", "show", "port"]).stdout.strip()
     assert node.psql("SELECT answer FROM precious", port=copy_port) == "42"
-    leftovers = node.run(["sh", "-c", "grep -rl Cl0ne-secret /tmp /var/lib/postgresql/*.pgpass 2>/dev/null || true"])
-    assert leftovers.stdout.strip() == ""
+    temporary = node.run(["find", "/tmp", "-maxdepth", "1", "-name", "patroni-debian-*.pgpass"]).stdout
+    assert temporary.strip() == ""  # the private pgpass file is gone
+    plaintext = node.run(["grep", "-rl", "Cl0ne-secret", "/var/lib/postgresql", "/var/log/postgresql"], check=False)
+    assert plaintext.returncode == 1, plaintext.stdout  # in no data file and no log, on source or copy
