@@ -2,7 +2,7 @@
 # the tests need and runs the whole suite; a second run installs nothing.
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server iproute2 util-linux
+APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: test deps apt venv clean

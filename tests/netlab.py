@@ -49,7 +49,20 @@ def remove_stale():
         if name.startswith(f"{PREFIX}-"):
             _kill(_pids_in_netns(name))
             _sh("ip", "netns", "delete", name, check=False)
-    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}-lab-*"):
+    labs = list(pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}-lab-*"))
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in reversed(points):  # machine overlays, innermost first
+        if any(point.startswith(f"{lab}/") for lab in labs):
+            _sh("umount", "-l", point, check=False)
+    for hierarchy in ("systemd", "unified"):
+        for group in pathlib.Path(f"/sys/fs/cgroup/{hierarchy}").glob(f"{PREFIX}-*"):
+            for folder in sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [group]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+    for folder in labs:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -69,6 +82,67 @@ def wait_until(what, probe, timeout, interval=0.5):
         time.sleep(interval)
 
 
+def plug_in(switch, netns, address):
+    """A network namespace with ``eth0`` on the switch's bridge, ``address``/24 and a default route."""
+    _sh("ip", "netns", "add", netns)
+    host_end = f"{PREFIX}v{netns.rsplit('-', 1)[-1]}"
+    _sh("ip", "-n", switch, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    _sh("ip", "-n", switch, "link", "set", host_end, "master", "br0", "up")
+    for command in (
+        ["link", "set", "lo", "up"],
+        ["link", "set", "eth0", "up"],
+        ["address", "add", f"{address}/24", "dev", "eth0"],
+        ["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
+    ):
+        _sh("ip", "-n", netns, *command)
+
+
+def hosts_file(names_and_addresses):
+    return "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in names_and_addresses) + f"{GATEWAY} etcd salt\n"
+
+
+LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
+
+
+def member_statuses(members, api_port):
+    """Each member's ``GET /patroni``, or None where it does not answer."""
+    seen = {}
+    for member in members:
+        try:
+            seen[member.name] = json.loads(member.http("/patroni", port=api_port))
+        except Exception:  # noqa: BLE001 - a member that does not answer is simply not healthy
+            seen[member.name] = None
+    return seen
+
+
+def health(members, api_port):
+    """``(leader, timeline)`` when one leader has every other member streaming from it on its timeline.
+
+    Judged from the leader's replication view and each replica's timeline, never from "running", which a
+    replica reports before it streams.
+    """
+    seen = member_statuses(members, api_port)
+    leaders = [name for name, status in seen.items() if status and status.get("role") in LEADER_ROLES]
+    if len(leaders) != 1:
+        return None
+    leader = seen[leaders[0]]
+    timeline = leader.get("timeline")
+    streaming = {row.get("application_name") for row in leader.get("replication", []) if row.get("state") == "streaming"}
+    for name, status in seen.items():
+        if name != leaders[0]:
+            if not status or status.get("role") != "replica" or status.get("timeline") != timeline:
+                return None
+            if name not in streaming:
+                return None
+    return leaders[0], timeline
+
+
+def leader_among(members, api_port):
+    """The name of a member that reports itself leader, or None."""
+    seen = member_statuses(members, api_port)
+    return next((name for name, status in seen.items() if status and status.get("role") in LEADER_ROLES), None)
+
+
 class Node:
     """One Debian host of the lab."""
 
@@ -83,17 +157,7 @@ class Node:
     # -- life cycle
 
     def create(self):
-        _sh("ip", "netns", "add", self.netns)
-        host_end = f"{PREFIX}v{self.name[2:]}"
-        _sh("ip", "-n", self.lab.switch, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        _sh("ip", "-n", self.lab.switch, "link", "set", host_end, "master", "br0", "up")
-        for command in (
-            ["link", "set", "lo", "up"],
-            ["link", "set", "eth0", "up"],
-            ["address", "add", f"{self.address}/24", "dev", "eth0"],
-            ["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
-        ):
-            _sh("ip", "-n", self.netns, *command)
+        plug_in(self.lab.switch, self.netns, self.address)
         self._lay_out_folders()
         self._start_holder()
 
@@ -109,11 +173,7 @@ class Node:
             path.mkdir(parents=True)
             shutil.chown(path, *owner)
             path.chmod(mode)
-        (self.root / "hosts").write_text(
-            "127.0.0.1 localhost\n"
-            + "".join(f"{node.address} {node.name}\n" for node in self.lab.nodes)
-            + f"{GATEWAY} etcd\n"
-        )
+        (self.root / "hosts").write_text(hosts_file((node.name, node.address) for node in self.lab.nodes))
         (self.root / "resolv.conf").write_text("")
 
     def _start_holder(self):
@@ -147,6 +207,12 @@ class Node:
         if line != "ready":
             raise RuntimeError(f"{self.name}: namespace set-up failed: {line} {self.holder.stderr.read()}")
         self.mount_ns = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
+
+    def destroy(self):
+        if self.holder is not None:
+            self.kill_all()
+            self.holder.kill()
+            self.holder.wait()
 
     # -- running things on the node
 
@@ -248,13 +314,16 @@ class Lab:
                 ["link", "set", "br0", "up"],
             ):
                 _sh("ip", "-n", self.switch, *command)
-            self.nodes = [Node(self, index) for index in range(1, self.count + 1)]
+            self._start_etcd()
+            self.nodes = [self.member(index) for index in range(1, self.count + 1)]
             for node in self.nodes:
                 node.create()
-            self._start_etcd()
         except BaseException:
             self.down()
             raise
+
+    def member(self, index):
+        return Node(self, index)
 
     def _start_etcd(self):
         data = self.root / "etcd"
@@ -287,10 +356,7 @@ class Lab:
     def down(self):
         self._keep_logs()
         for node in self.nodes:
-            if node.holder is not None:
-                node.kill_all()
-                node.holder.kill()
-                node.holder.wait()
+            node.destroy()
         if self.etcd is not None:
             self.etcd.kill()
             self.etcd.wait()

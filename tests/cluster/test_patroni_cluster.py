@@ -5,7 +5,6 @@ Healthy means one leader and every other member streaming from it on the leader'
 REST API reports it; never judged by "running", which a replica reports before it streams.
 """
 
-import json
 import time
 
 import netlab
@@ -15,7 +14,6 @@ pytestmark = pytest.mark.lab
 
 DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}  # the fast timing profile of test-lab.md
-LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
 
 
 class Cluster:
@@ -39,35 +37,8 @@ class Cluster:
         log = node.root / f"patroni-{self.scope}.log"
         self.patroni[node.name] = node.spawn(["/usr/bin/patroni", f"/etc/patroni/{self.scope}.yml"], "postgres", log)
 
-    def status(self, node):
-        return json.loads(node.http("/patroni", port=self.api_port))
-
-    def statuses(self, nodes=None):
-        seen = {}
-        for node in nodes or self.lab.nodes:
-            try:
-                seen[node.name] = self.status(node)
-            except Exception:  # noqa: BLE001 - a member that does not answer is simply not healthy
-                seen[node.name] = None
-        return seen
-
     def healthy(self):
-        """``(leader name, timeline)`` when one leader has every other member streaming on its timeline."""
-        seen = self.statuses()
-        leaders = [name for name, status in seen.items() if status and status.get("role") in LEADER_ROLES]
-        if len(leaders) != 1:
-            return None
-        leader = seen[leaders[0]]
-        timeline = leader.get("timeline")
-        streaming = {row.get("application_name") for row in leader.get("replication", []) if row.get("state") == "streaming"}
-        for name, status in seen.items():
-            if name == leaders[0]:
-                continue
-            if not status or status.get("role") != "replica" or status.get("timeline") != timeline:
-                return None
-            if name not in streaming:
-                return None
-        return leaders[0], timeline
+        return netlab.health(self.lab.nodes, self.api_port)
 
     def wait_healthy(self, timeout=120):
         return netlab.wait_until(f"{self.scope} healthy", self.healthy, timeout)
@@ -154,11 +125,9 @@ def test_crashed_leader_is_replaced_and_rejoins_unattended(main_cluster, timings
     crashed = time.monotonic()
     old_leader.kill_all()  # SIGKILL of Patroni and every postgres process
 
-    def new_leader():
-        seen = main_cluster.statuses(others)
-        return next((name for name, status in seen.items() if status and status.get("role") in LEADER_ROLES), None)
-
-    new_leader_name = netlab.wait_until("a new leader", new_leader, timeout=90)
+    new_leader_name = netlab.wait_until(
+        "a new leader", lambda: netlab.leader_among(others, main_cluster.api_port), timeout=90
+    )
     timings["failover: leader SIGKILL to new leader"] = time.monotonic() - crashed
     new_leader = main_cluster.node(new_leader_name)
     new_leader.psql("INSERT INTO lab_rows SELECT g FROM generate_series(2001, 2500) AS g", port=main_cluster.port)

@@ -1,0 +1,314 @@
+"""Lab tier C: Debian machines that boot systemd (systemd-nspawn), with a Salt master (shared/reference/test-lab.md C).
+
+The image is Debian bookworm from debootstrap with systemd, PostgreSQL 15 (no auto-created cluster), Patroni,
+etcd, vip-manager and Salt for the minion (from wheels built on this host: the machines have no uplink). It is
+cached under $PATRONI_DEBIAN_IMAGE_CACHE (default /var/cache/patroni-debian) and rebuilt when its recipe changes.
+Each machine is an overlay on the image in its own network namespace on lab B's bridge (tests/netlab.py), booted
+by systemd-nspawn with real systemd and a salt-minion unit. The master runs in the switch namespace with this
+checkout as its file root, so minions get the modules through saltutil.sync_all, as from a formula.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import netlab
+
+REPO = netlab.REPO
+VENV_BIN = pathlib.Path(sys.executable).parent
+IMAGE_CACHE = pathlib.Path(os.environ.get("PATRONI_DEBIAN_IMAGE_CACHE", "/var/cache/patroni-debian"))
+SALT_PIN = "salt==3008.4"
+DEBOOTSTRAP_INCLUDE = "systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,ca-certificates"
+PACKAGES = "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager"
+# The program Patroni calls lives where the formula will install it; machines get this checkout's copy, read-only.
+PROGRAM_DIR = "/usr/share/patroni-debian"
+MINION_UNIT = """\
+[Unit]
+Description=The Salt minion (patroni_debian lab)
+After=network-online.target
+
+[Service]
+ExecStart=/opt/salt/bin/salt-minion
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+CHROOT_SCRIPT = f"""\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends postgresql-common > /dev/null
+sed -i 's/^#\\?\\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+apt-get install -y -qq --no-install-recommends {PACKAGES} > /dev/null
+python3 -m venv /opt/salt
+/opt/salt/bin/pip install -q --no-index --find-links /var/tmp/wheels '{SALT_PIN}'
+rm -rf /var/tmp/wheels
+cat > /etc/systemd/system/salt-minion.service <<'EOF'
+{MINION_UNIT}EOF
+systemctl enable salt-minion.service
+# nothing runs that the tests did not ask for: vip-manager has no config yet, etcd runs on the lab's bridge
+systemctl disable vip-manager.service etcd.service patroni.service
+mkdir -p {PROGRAM_DIR}
+apt-get clean
+rm -f /usr/sbin/policy-rc.d /etc/machine-id /var/lib/dbus/machine-id
+: > /etc/machine-id
+"""
+
+
+def _log(message):
+    print(f"[lab image] {message}", file=sys.stderr, flush=True)
+
+
+def _mirror_sources():
+    """The host's apt sources for Debian: the image uses the mirror this host uses, whatever it is."""
+    path = pathlib.Path("/etc/apt/sources.list.d/debian.sources")
+    if not path.exists():
+        raise RuntimeError("no /etc/apt/sources.list.d/debian.sources on this host to take the mirror from")
+    text = path.read_text()
+    uri = None
+    for line in text.splitlines():
+        if line.startswith("URIs:"):
+            uri = line.split()[1]
+        elif line.startswith("Suites:") and "bookworm" in line.split() and uri and "security" not in uri:
+            return text, uri
+    raise RuntimeError(f"no bookworm mirror in {path}")
+
+
+def recipe():
+    """Everything that decides the image's content; its hash names the cached image."""
+    sources, mirror = _mirror_sources()
+    return "\n".join([DEBOOTSTRAP_INCLUDE, PACKAGES, SALT_PIN, CHROOT_SCRIPT, sources, mirror])
+
+
+def image():
+    """The cached image folder for the current recipe, built first when missing."""
+    digest = hashlib.sha256(recipe().encode()).hexdigest()[:16]
+    target = IMAGE_CACHE / f"image-{digest}"
+    if (target / "etc" / "os-release").exists():
+        return target
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    build = pathlib.Path(tempfile.mkdtemp(prefix="build-", dir=IMAGE_CACHE))
+    try:
+        _build(build)
+        (build / "root").rename(target)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    for old in IMAGE_CACHE.glob("image-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _step(what, argv, **kwargs):
+    started = time.monotonic()
+    _log(f"{what} …")
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    _log(f"{what}: {time.monotonic() - started:.0f} s")
+
+
+def _build(build):
+    sources, mirror = _mirror_sources()
+    root = build / "root"
+    _step("debootstrap bookworm", ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}",
+                                   "bookworm", str(root), mirror])
+    _step("Salt wheels for the minion", [str(VENV_BIN / "pip"), "wheel", "-q", "--disable-pip-version-check",
+                                         "--wheel-dir", str(root / "var/tmp/wheels"), SALT_PIN])
+    (root / "etc/apt/sources.list").unlink(missing_ok=True)
+    (root / "etc/apt/sources.list.d/debian.sources").write_text(sources)
+    (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")  # install, start nothing
+    (root / "usr/sbin/policy-rc.d").chmod(0o755)
+    (root / "tmp/setup.sh").write_text(CHROOT_SCRIPT)
+    inside = f"mount -t proc proc {root}/proc && mount --bind /dev {root}/dev && exec chroot {root} /bin/sh /tmp/setup.sh"
+    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    _step("packages and Salt in the image", ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
+          env=environment)
+    (root / "tmp/setup.sh").unlink()
+
+
+class Machine:
+    """A Debian machine booting systemd, on the lab's bridge."""
+
+    def __init__(self, lab, index):
+        self.lab = lab
+        self.index = index
+        self.name = f"pg{index}"
+        self.netns = f"{netlab.PREFIX}-m{index}"
+        self.address = f"{netlab.SUBNET}.{10 + index}"
+        self.root = lab.root / self.name
+        self.merged = self.root / "merged"
+        self.role = "bootstrap" if index == 1 else "replica"
+        self.nspawn = None
+        self.cgroup = f"{netlab.PREFIX}-{self.name}"
+
+    def create(self):
+        netlab.plug_in(self.lab.switch, self.netns, self.address)
+        self._mount_overlay()
+        self.boot()
+
+    def _mount_overlay(self):
+        for folder in ("upper", "work", "merged"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        lower, upper, work = self.lab.image, self.root / "upper", self.root / "work"
+        netlab._sh("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
+                   str(self.merged))
+        etc = self.merged / "etc"
+        (etc / "hostname").write_text(f"{self.name}\n")
+        (etc / "hosts").write_text(netlab.hosts_file((m.name, m.address) for m in self.lab.nodes))
+        (etc / "resolv.conf").unlink(missing_ok=True)
+        (etc / "resolv.conf").write_text("")
+        (etc / "salt").mkdir(exist_ok=True)
+        minion = {"master": netlab.GATEWAY, "id": self.name, "grains": {"patroni_role": self.role},
+                  "acceptance_wait_time": 1, "random_reauth_delay": 0, "log_level_logfile": "info",
+                  "enable_fqdns_grains": False}  # reverse lookups of every address: the lab has no name server
+        (etc / "salt" / "minion").write_text(json.dumps(minion))  # JSON is YAML
+        self._install_keys(etc / "salt" / "pki" / "minion")
+
+    def _install_keys(self, pki):
+        """The machine's minion key pair, made once per lab and accepted on the master: a reset keeps it."""
+        keys = self.root / "keys"
+        if not (keys / "minion.pem").exists():
+            keys.mkdir(parents=True, exist_ok=True)
+            netlab._sh(str(VENV_BIN / "salt-key"), "--gen-keys=minion", f"--gen-keys-dir={keys}")
+            accepted = self.lab.master_pki / "minions"
+            accepted.mkdir(parents=True, exist_ok=True)
+            shutil.copy(keys / "minion.pub", accepted / self.name)
+        pki.mkdir(parents=True, exist_ok=True)
+        for name, mode in (("minion.pem", 0o400), ("minion.pub", 0o644)):
+            shutil.copy(keys / name, pki / name)
+            (pki / name).chmod(mode)
+
+    def boot(self):
+        """Start the machine; return once systemd says it is running (or degraded)."""
+        for hierarchy in ("systemd", "unified"):
+            os.makedirs(f"/sys/fs/cgroup/{hierarchy}/{self.cgroup}", exist_ok=True)
+        # each machine from a cgroup of its own, or they would share one payload cgroup (test-lab.md)
+        enter = (f"echo $$ > /sys/fs/cgroup/systemd/{self.cgroup}/cgroup.procs && "
+                 f"echo $$ > /sys/fs/cgroup/unified/{self.cgroup}/cgroup.procs && exec \"$@\"")
+        argv = ["systemd-nspawn", "-q", "-D", str(self.merged), "-M", self.name, "-b", "--register=no",
+                "--keep-unit", f"--network-namespace-path=/run/netns/{self.netns}", "--console=pipe",
+                "--resolv-conf=off",  # keep the machine's own, empty resolv.conf: no name server is reachable
+                f"--bind-ro={REPO / '_modules'}:{PROGRAM_DIR}"]
+        with open(self.root / "console.log", "ab") as log:
+            self.nspawn = subprocess.Popen(["sh", "-c", enter, "sh", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        netlab.wait_until(f"{self.name} systemd up", lambda: self.run(["systemctl", "is-system-running"],
+                                                                      check=False).stdout.strip() in ("running", "degraded"),
+                          timeout=90, interval=0.3)
+
+    def init_pid(self):
+        """PID of the machine's systemd, or None while it is down."""
+        if self.nspawn is None or self.nspawn.poll() is not None:
+            return None
+        children = subprocess.run(["pgrep", "-P", str(self.nspawn.pid)], capture_output=True, text=True).stdout.split()
+        return int(children[0]) if children else None
+
+    def run(self, argv, check=True, timeout=120):
+        pid = self.init_pid()
+        if pid is None:
+            raise AssertionError(f"{self.name} is not running")
+        proc = subprocess.run(["nsenter", "-t", str(pid), "-a", "--", *argv], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if check and proc.returncode:
+            raise AssertionError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def power_cut(self):
+        """SIGKILL of the machine's systemd: everything in it dies at once, its disk stays as it was."""
+        pid = self.init_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        if self.nspawn is not None:
+            self.nspawn.wait(timeout=30)
+
+    def power_off(self):
+        if self.nspawn is not None and self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)  # nspawn shuts the machine down cleanly
+            try:
+                self.nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.power_cut()
+
+    def reset(self):
+        """Back to the image, booted: power off, drop the overlay's upper layer, boot."""
+        self.power_off()
+        netlab._sh("umount", str(self.merged))
+        for folder in ("upper", "work"):
+            shutil.rmtree(self.root / folder)
+        self._mount_overlay()
+        self.boot()
+
+    def destroy(self):
+        self.power_cut()  # the lab is thrown away: no need to wait for a clean shutdown
+        netlab._sh("umount", "-l", str(self.merged), check=False)
+
+    def http(self, path, port=8008):
+        return self.lab.http(f"http://{self.address}:{port}{path}")
+
+
+class MachineLab(netlab.Lab):
+    """Lab B's switch and etcd, with Debian machines for nodes and a Salt master on the bridge."""
+
+    def __init__(self, machines=3):
+        super().__init__(nodes=machines)
+        self.master = None
+
+    def up(self):
+        self.image = image()
+        super().up()
+
+    def member(self, index):
+        return Machine(self, index)
+
+    def _start_etcd(self):
+        super()._start_etcd()
+        self._start_master()
+
+    def _start_master(self):
+        config = self.root / "salt"
+        (config / "pillar").mkdir(parents=True)
+        (config / "pillar" / "top.sls").write_text("base: {}\n")
+        self.master_pki = config / "root" / "etc" / "salt" / "pki" / "master"
+        master = {"interface": netlab.GATEWAY, "root_dir": str(config / "root"), "pki_dir": "/etc/salt/pki/master",
+                  "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": [str(config / "pillar")]},
+                  "log_file": str(config / "master.log"), "log_level_logfile": "info", "timeout": 30}
+        (config / "master").write_text(json.dumps(master))
+        self.salt_config = config
+        self.master = subprocess.Popen(["ip", "netns", "exec", self.switch, str(VENV_BIN / "salt-master"),
+                                        "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
+
+    def salt(self, target, function, *args, tgt_type=None, timeout=120):
+        """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
+        # the CLI reaches the master at its interface address, which exists only inside the switch namespace
+        argv = ["ip", "netns", "exec", self.switch, str(VENV_BIN / "salt"), "-c", str(self.salt_config),
+                "--out=json", "--static", f"--timeout={timeout}"]
+        if tgt_type:
+            argv.append(f"--{tgt_type}")
+        proc = subprocess.run(argv + [target, function, *args], capture_output=True, text=True, check=False,
+                              timeout=timeout + 60)
+        try:
+            return json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            raise AssertionError(f"salt {target} {function}: {proc.stdout}\n{proc.stderr}") from None
+
+    def wait_minions(self, timeout=120):
+        names = {machine.name for machine in self.nodes}
+        return netlab.wait_until("every minion answers test.ping",
+                                 lambda: set(self.salt("*", "test.ping", timeout=5)) >= names, timeout, interval=1)
+
+    def down(self):
+        if self.master is not None:
+            self.master.kill()
+            self.master.wait()
+        super().down()  # remove_stale() also takes the machines' overlays and cgroups
