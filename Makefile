@@ -2,15 +2,19 @@
 # the tests need and runs the whole suite; a second run installs nothing.
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server iproute2 util-linux systemd-container debootstrap
+APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server etcd-client iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: test deps apt venv clean
+.PHONY: test deps apt venv image clean
 
-test: deps
+test: deps image
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 deps: apt venv
+
+# The lab machines' image (tests/machines.py): built once per recipe, with progress, before the suite.
+image: apt venv
+	$(VENV)/bin/python tests/machines.py image
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \

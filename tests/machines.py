@@ -312,3 +312,55 @@ class MachineLab(netlab.Lab):
             self.master.kill()
             self.master.wait()
         super().down()  # remove_stale() also takes the machines' overlays and cgroups
+
+
+def debian_way(lab, dcs, authentication, dynamic, timeout=180):
+    """The Debian way by hand, through Salt: createconfig on every machine, then ``systemctl enable --now
+    patroni@15-main``; wait until healthy. Returns ``(createconfig results, (leader, timeline))``."""
+    created = lab.salt("*", "patroni_debian.createconfig", "15", "main", f"dcs={json.dumps(dcs)}",
+                       f"authentication={json.dumps(authentication)}", f"dynamic={json.dumps(dynamic)}")
+    lab.salt("*", "cmd.run", "systemctl enable --now patroni@15-main")
+    healthy = netlab.wait_until("15-main healthy", lambda: netlab.health(lab.nodes, 8008), timeout)
+    return created, healthy
+
+
+def _init_pid(name):
+    """PID 1 of a running lab machine, found through its network namespace."""
+    netns = f"{netlab.PREFIX}-m{name.removeprefix('pg')}"
+    for pid in netlab._pids_in_netns(netns):
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            if handle.read().strip() == "systemd":
+                return pid
+    raise SystemExit(f"no lab machine {name} is running; start the lab with: {sys.argv[0]} up")
+
+
+def main(argv):
+    """Commands for people: ``image``, ``up [N]``, ``run <machine> <command…>``, ``salt <args…>``, ``down``."""
+    if argv[:1] == ["image"]:
+        print(image())
+        return 0
+    if argv[:1] == ["up"]:
+        lab = MachineLab(machines=int(argv[1]) if len(argv) > 1 else 3)
+        lab.up()  # machines, etcd and the master outlive this command, in their own sessions
+        lab.wait_minions()
+        for machine in lab.nodes:
+            print(f"{machine.name} {machine.address} role={machine.role}")
+        print(f"etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config})")
+        return 0
+    if len(argv) >= 3 and argv[0] == "run":
+        return subprocess.call(["nsenter", "-t", str(_init_pid(argv[1])), "-a", "--", *argv[2:]])
+    if len(argv) >= 2 and argv[0] == "salt":
+        configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
+        if not configs:
+            raise SystemExit(f"no lab is running; start one with: {sys.argv[0]} up")
+        return subprocess.call(["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt"),
+                                "-c", str(configs[-1].parent), *argv[1:]])
+    if argv[:1] == ["down"]:
+        netlab.remove_stale()
+        return 0
+    print(f"usage: {sys.argv[0]} image | up [N] | run <machine> <command…> | salt <salt args…> | down", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -338,6 +338,11 @@ class Lab:
             )
         wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
 
+    def clear_dcs(self):
+        """Forget every cluster in etcd, as before a fresh rollout."""
+        _sh("ip", "netns", "exec", self.switch, "etcdctl", f"--endpoints=http://{ETCD}", "del", "--prefix", "/",
+            env={**os.environ, "ETCDCTL_API": "3"})
+
     def _keep_logs(self):
         """Copy every log of the lab to $PATRONI_DEBIAN_LAB_LOGS, when set, before it is removed."""
         target = os.environ.get("PATRONI_DEBIAN_LAB_LOGS")

@@ -13,9 +13,9 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-DCS = json.dumps({"etcd3": {"hosts": [netlab.ETCD]}})
-AUTHENTICATION = json.dumps({"replication": {"password": "lab-replication"}})
-FAST = json.dumps({"ttl": 20, "loop_wait": 5, "retry_timeout": 5})
+DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
+AUTHENTICATION = {"replication": {"password": "lab-replication"}}
+FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
 API_PORT = 8008
 
 
@@ -61,18 +61,16 @@ def test_reset_brings_a_machine_back_to_its_image(lab, timings):
 def test_debian_way_by_hand_through_salt(lab, timings):
     """createconfig through Salt on every machine, then systemctl start: 1 leader, 2 streaming replicas."""
     started = time.monotonic()
-    created = lab.salt("*", "patroni_debian.createconfig", "15", "main", f"dcs={DCS}",
-                       f"authentication={AUTHENTICATION}", f"dynamic={FAST}")
+    try:
+        created, (leader, timeline) = machines.debian_way(lab, DCS, AUTHENTICATION, FAST)
+    except TimeoutError:
+        logs = lab.salt("*", "cmd.run", "journalctl -u patroni@15-main --no-pager -n 30")
+        pytest.fail("15-main never became healthy:\n" + json.dumps(logs, indent=1))
+    timings["lab C: Debian way by hand via Salt → healthy (floor for the rollout)"] = time.monotonic() - started
     assert {name: result["written"] for name, result in created.items()} == {
         name: ["/etc/patroni/15-main.yml"] for name in ("pg1", "pg2", "pg3")
     }, created
     assert all(not any("not installed" in w for w in result["warnings"]) for result in created.values())
-    lab.salt("*", "cmd.run", "systemctl enable --now patroni@15-main")
-    try:
-        leader, timeline = netlab.wait_until("15-main healthy", lambda: netlab.health(lab.nodes, API_PORT), 120)
-    except TimeoutError:
-        pytest.fail("15-main never became healthy:\n" + json.dumps(lab.salt("*", "cmd.run", "journalctl -u patroni@15-main --no-pager -n 30"), indent=1))
-    timings["lab C: Debian way by hand via Salt → healthy (floor for the rollout)"] = time.monotonic() - started
     assert timeline == 1
     units = lab.salt("*", "cmd.run", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main")
     assert set(units.values()) == {"enabled\nactive"}

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""The floor: bare lab machines to a healthy 3-member cluster by Debian's way, by hand, through Salt.
+
+createconfig on every machine, then systemctl enable --now patroni@15-main, until one leader has two
+replicas streaming on its timeline. Each run resets the machines to their image first. The orchestrated
+rollout (salt-run state.orchestrate) will be measured against this number, in the same run.
+
+Usage (root, after `make test` has built .venv and the image): .venv/bin/python bench/debian_way.py [RUNS]
+"""
+
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+import machines  # noqa: E402
+import netlab  # noqa: E402
+
+DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
+AUTHENTICATION = {"replication": {"password": "bench-replication"}}
+DEFAULT_TIMING = {}  # Patroni's defaults as createconfig writes them (ttl 30, loop_wait 10)
+
+
+def main(runs):
+    seconds = []
+    with machines.MachineLab(machines=3) as lab:
+        for run in range(runs):
+            if run:
+                for machine in lab.nodes:
+                    machine.reset()
+                lab.clear_dcs()
+            lab.wait_minions()
+            lab.salt("*", "saltutil.sync_all")
+            started = time.monotonic()
+            machines.debian_way(lab, DCS, AUTHENTICATION, DEFAULT_TIMING)
+            seconds.append(time.monotonic() - started)
+            print(f"run {run + 1}: {seconds[-1]:.1f} s to healthy", file=sys.stderr)
+    print(json.dumps({"benchmark": "debian_way_floor", "runs": runs, "seconds": [round(s, 2) for s in seconds],
+                      "median_seconds": round(statistics.median(seconds), 2)}))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
