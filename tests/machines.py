@@ -240,8 +240,8 @@ class Machine:
                 self.power_cut()
 
     def reset(self):
-        """Back to the image, booted: power off, drop the overlay's upper layer, boot."""
-        self.power_off()
+        """Back to the image, booted: power cut (its state is dropped anyway), no upper layer, boot."""
+        self.power_cut()
         netlab._sh("umount", str(self.merged))
         for folder in ("upper", "work"):
             shutil.rmtree(self.root / folder)

@@ -19,16 +19,9 @@ FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
 API_PORT = 8008
 
 
-@pytest.fixture(scope="module")
-def lab(timings):
-    started = time.monotonic()
-    with machines.MachineLab(machines=3) as lab:
-        timings["lab C: image cached → 3 machines booted (systemd running)"] = time.monotonic() - started
-        lab.wait_minions()
-        timings["lab C: up → every minion answers test.ping"] = time.monotonic() - started
-        synced = lab.salt("*", "saltutil.sync_all")
-        assert all("modules.patroni_debian" in result["modules"] for result in synced.values()), synced
-        yield lab
+@pytest.fixture
+def lab(machine_lab):
+    return machine_lab
 
 
 def test_every_minion_answers_and_systemd_runs(lab):
@@ -58,8 +51,9 @@ def test_reset_brings_a_machine_back_to_its_image(lab, timings):
     assert "modules.patroni_debian" in lab.salt(machine.name, "saltutil.sync_all")[machine.name]["modules"]
 
 
-def test_debian_way_by_hand_through_salt(lab, timings):
+def test_debian_way_by_hand_through_salt(fresh_machines, timings):
     """createconfig through Salt on every machine, then systemctl start: 1 leader, 2 streaming replicas."""
+    lab = fresh_machines
     started = time.monotonic()
     try:
         created, (leader, timeline) = machines.debian_way(lab, DCS, AUTHENTICATION, FAST)
@@ -79,7 +73,9 @@ def test_debian_way_by_hand_through_salt(lab, timings):
 
 
 def test_power_cut_leader_fails_over_and_boots_back_as_replica(lab, timings):
-    leader_name, old_timeline = netlab.health(lab.nodes, API_PORT)
+    state = netlab.health(lab.nodes, API_PORT)
+    assert state, "runs after test_debian_way_by_hand_through_salt, on the healthy cluster it leaves"
+    leader_name, old_timeline = state
     leader = next(machine for machine in lab.nodes if machine.name == leader_name)
     others = [machine for machine in lab.nodes if machine is not leader]
     cut = time.monotonic()
