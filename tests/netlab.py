@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+import sandbox
+
 PREFIX = "pdl"  # namespace names: pdl-sw, pdl-n1, …
 SUBNET = "10.77.0"
 GATEWAY = f"{SUBNET}.1"
@@ -262,15 +264,7 @@ class Node:
 
     def module(self, function, *args, **kwargs):
         """Call a function of this checkout's execution module on the node, as root; return its result."""
-        code = (
-            "import json, sys\n"
-            f"sys.path.insert(0, {str(REPO / '_modules')!r})\n"
-            "import patroni_debian as module\n"
-            "args, kwargs = json.loads(sys.argv[1])\n"
-            "print(json.dumps(getattr(module, sys.argv[2])(*args, **kwargs)))\n"
-        )
-        proc = self.run([sys.executable, "-c", code, json.dumps([list(args), kwargs]), function])
-        return json.loads(proc.stdout)
+        return json.loads(self.run(sandbox.module_argv(function, *args, **kwargs)).stdout)
 
     def http(self, path, port=8008):
         """GET from this node's Patroni REST API, from the switch (as a client on the network would)."""
