@@ -808,8 +808,9 @@ def _render(version, cluster, kwargs):
     overrides = _check_mapping("config", settings["config"])
     dcs = settings["dcs"]
     dcs_type = _check_dcs(dcs, settings["dcs_source"])
-    if vip is not None and hostip is not None and vip == hostip:
-        raise SaltInvocationError(f"vip: {vip} is the host address; a VIP must be an address of its own")
+    program = str(settings["program"] or PROGRAM)
+    if not os.path.isabs(program):
+        raise SaltInvocationError(f"program: {program!r} must be an absolute path")
     _check_initdb(version)
     _account(CONFIG_OWNER)
 
@@ -822,10 +823,9 @@ def _render(version, cluster, kwargs):
         version, cluster, port, _pg_clusters(), _listen_port(existing), _patroni_config_ports(config_file)
     )
     hostip, network = _resolve_host_address(hostip, network)
+    if vip is not None and vip == hostip:
+        raise SaltInvocationError(f"vip: {vip} is the host address; a VIP must be an address of its own")
 
-    program = str(settings["program"] or PROGRAM)
-    if not os.path.isabs(program):
-        raise SaltInvocationError(f"program: {program!r} must be an absolute path")
     config = _base_config(
         version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication, program
     )

@@ -58,6 +58,14 @@ BAD_INPUT = [
         ["vip", "host address"],
     ),
     (
+        "vip is the detected host address",
+        ("15", "main"),
+        {"vip": "10.0.0.11", "dcs": {"etcd": {"host": "10.0.0.5:2379"}}},
+        host(),
+        ["vip", "host address"],
+    ),
+    ("program relative", ("15", "main"), {"program": "patroni_debian.py"}, host(), ["program", "absolute path"]),
+    (
         "vip outside every network",
         ("15", "main"),
         {"vip": "192.168.99.9", "dcs": {"etcd": {"host": "10.0.0.5:2379"}}},
