@@ -231,14 +231,6 @@ class Machine:
         if self.nspawn is not None:
             self.nspawn.wait(timeout=30)
 
-    def power_off(self):
-        if self.nspawn is not None and self.nspawn.poll() is None:
-            self.nspawn.send_signal(signal.SIGTERM)  # nspawn shuts the machine down cleanly
-            try:
-                self.nspawn.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.power_cut()
-
     def reset(self):
         """Back to the image, booted: power cut (its state is dropped anyway), no upper layer, boot."""
         self.power_cut()
