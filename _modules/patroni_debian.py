@@ -997,9 +997,11 @@ def _apply(target, changes):
     uid, gid = _account(target.owner)[0], _group_id(target.group)
     if "created" in changes or "diff" in changes:
         _write_atomic(target.path, target.text, uid, gid, target.mode)
+        log.info("patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new")
     else:
         os.chown(target.path, uid, gid)
         os.chmod(target.path, target.mode)
+        log.info("patroni_debian: repaired owner and mode of %s", target.path)
 
 
 def _result(rendered, plans):
@@ -1205,6 +1207,7 @@ def _drop_stale_cluster(version, cluster, config_dir):
     """Remove the pg-common metadata of a cluster whose data is gone (a re-clone)."""
     if os.path.exists(os.path.join(config_dir, "postgresql.conf")):
         _run(["pg_dropcluster", "--stop", version, cluster])
+        log.info("patroni_debian: dropped stale cluster %s/%s, whose data was gone", version, cluster)
     for leftover in PATRONI_CONFIG_LEFTOVERS:
         path = os.path.join(config_dir, leftover)
         if os.path.isfile(path):
@@ -1330,6 +1333,7 @@ def createcluster(version, cluster, datadir=None):
     if not _is_empty_dir(target):
         raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
     _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
+    log.info("patroni_debian: created cluster %s/%s in %s", version, cluster, target)
     return {"cluster": f"{version}/{cluster}", "datadir": target, "config_dir": config_dir}
 
 
@@ -1374,6 +1378,7 @@ def clone(version, cluster, datadir, connstring, password=None):
     _run(["pg_createcluster", "--start-conf=manual", f"--datadir={datadir}", version, cluster])
     _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
     _basebackup(version, datadir, conninfo, password)
+    log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, conninfo)
     return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": conninfo}
 
 
