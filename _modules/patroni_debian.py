@@ -18,7 +18,6 @@ import logging
 import os
 import pwd
 import re
-import stat
 import shlex
 import shutil
 import subprocess
@@ -1257,13 +1256,14 @@ def _conninfo_without_password(connstring):
         else:
             pairs.append((key, value))
         position = match.end()
-        while position < len(connstring) and connstring[position].isspace():
-            position += 1
-    quoted = (
-        f"{key}={value}" if value and not re.search(r"[\s'\\]", value) else f"{key}='" + re.sub(r"(['\\])", r"\\\1", value) + "'"
-        for key, value in pairs
-    )
-    return " ".join(quoted), password
+    return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs), password
+
+
+def _conninfo_value(value):
+    """A libpq value, quoted when empty or holding a space, quote or backslash."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + re.sub(r"(['\\])", r"\\\1", value) + "'"
 
 
 def _pgpass_file(password):
@@ -1294,6 +1294,11 @@ def _basebackup(version, datadir, conninfo, password):
     finally:
         if pgpass:
             os.unlink(pgpass)
+
+
+def _pg_createcluster(version, cluster, datadir=None):
+    """pg_createcluster with start.conf ``manual``: only Patroni starts a cluster it runs."""
+    _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
 
 
 def createcluster(version, cluster, datadir=None):
@@ -1332,7 +1337,7 @@ def createcluster(version, cluster, datadir=None):
         )
     if not _is_empty_dir(target):
         raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
-    _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
+    _pg_createcluster(version, cluster, datadir)
     log.info("patroni_debian: created cluster %s/%s in %s", version, cluster, target)
     return {"cluster": f"{version}/{cluster}", "datadir": target, "config_dir": config_dir}
 
@@ -1375,7 +1380,7 @@ def clone(version, cluster, datadir, connstring, password=None):
     password = str(password) if password is not None else found
     _check_initdb(version)
     _make_room_for_clone(version, cluster, datadir)
-    _run(["pg_createcluster", "--start-conf=manual", f"--datadir={datadir}", version, cluster])
+    _pg_createcluster(version, cluster, datadir)
     _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
     _basebackup(version, datadir, conninfo, password)
     log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, conninfo)
