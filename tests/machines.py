@@ -217,11 +217,7 @@ class Machine:
         pid = self.init_pid()
         if pid is None:
             raise AssertionError(f"{self.name} is not running")
-        proc = subprocess.run(["nsenter", "-t", str(pid), "-a", "--", *argv], capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        if check and proc.returncode:
-            raise AssertionError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return netlab.run_inside(self.name, ["nsenter", "-t", str(pid), "-a", "--"], argv, check, timeout)
 
     def power_cut(self):
         """SIGKILL of the machine's systemd: everything in it dies at once, its disk stays as it was."""
@@ -246,6 +242,12 @@ class Machine:
 
     def http(self, path, port=8008):
         return self.lab.http(f"http://{self.address}:{port}{path}")
+
+
+def salt_cli(config):
+    """The salt command for the lab's master: it reaches the master at its interface address, which exists
+    only inside the switch namespace."""
+    return ["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt"), "-c", str(config)]
 
 
 class MachineLab(netlab.Lab):
@@ -282,9 +284,7 @@ class MachineLab(netlab.Lab):
 
     def salt(self, target, function, *args, tgt_type=None, timeout=120):
         """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
-        # the CLI reaches the master at its interface address, which exists only inside the switch namespace
-        argv = ["ip", "netns", "exec", self.switch, str(VENV_BIN / "salt"), "-c", str(self.salt_config),
-                "--out=json", "--static", f"--timeout={timeout}"]
+        argv = salt_cli(self.salt_config) + ["--out=json", "--static", f"--timeout={timeout}"]
         if tgt_type:
             argv.append(f"--{tgt_type}")
         proc = subprocess.run(argv + [target, function, *args], capture_output=True, text=True, check=False,
@@ -345,8 +345,7 @@ def main(argv):
         configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
         if not configs:
             raise SystemExit(f"no lab is running; start one with: {sys.argv[0]} up")
-        return subprocess.call(["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt"),
-                                "-c", str(configs[-1].parent), *argv[1:]])
+        return subprocess.call(salt_cli(configs[-1].parent) + argv[1:])
     if argv[:1] == ["down"]:
         netlab.remove_stale()
         return 0

@@ -103,6 +103,15 @@ def hosts_file(names_and_addresses):
     return "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in names_and_addresses) + f"{GATEWAY} etcd salt\n"
 
 
+def run_inside(name, enter, argv, check=True, timeout=120, **kwargs):
+    """Run ``argv`` on a lab host through ``enter`` (its nsenter prefix); a failure names the host."""
+    proc = subprocess.run([*enter, *argv], capture_output=True, text=True, timeout=timeout, check=False, cwd="/",
+                          **kwargs)
+    if check and proc.returncode:
+        raise AssertionError(f"{name}: {' '.join(map(str, argv))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
 
 
@@ -225,18 +234,7 @@ class Node:
         return argv
 
     def run(self, argv, user=None, check=True, timeout=120, env=None):
-        proc = subprocess.run(
-            self._enter(user) + list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd="/",
-            env={**os.environ, **(env or {})},
-        )
-        if check and proc.returncode:
-            raise AssertionError(f"{self.name}: {' '.join(map(str, argv))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return run_inside(self.name, self._enter(user), argv, check, timeout, env={**os.environ, **(env or {})})
 
     def spawn(self, argv, user, log):
         with open(log, "ab") as stream:
