@@ -10,7 +10,12 @@ dunders when they exist.
 :depends: postgresql-common, iproute2, PyYAML
 """
 
+import contextlib
 import copy
+import ctypes
+import errno
+import fcntl
+import functools
 import glob
 import ipaddress
 import json
@@ -20,9 +25,11 @@ import pwd
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 import yaml
@@ -36,8 +43,6 @@ except ImportError:  # run by Patroni as a plain program
 
     class SaltInvocationError(Exception):
         """An argument is invalid."""
-
-
 
 
 class DataSafetyError(CommandExecutionError):
@@ -85,12 +90,31 @@ TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgres
 VIP_DCS_TYPES = {1: {"etcd": "etcd"}, 2: {"etcd3": "etcd", "consul": "consul"}}
 
 OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config", "program")
-VERSION_RE = re.compile(r"(?:[1-9]\d*\.\d+|[1-9]\d+)")
+# Options whose pillar value an argument deep-merges into rather than replaces: a replication password given
+# on the command line must not drop the superuser's from pillar.
+MERGED_OPTIONS = ("authentication", "dynamic", "config")
+AUTHENTICATION_ROLES = ("replication", "superuser", "rewind")
+# Major versions as pg-common names them: 9.x before PostgreSQL 10, one number since (15, never 15.0).
+VERSION_RE = re.compile(r"(?:9\.\d|[1-9]\d+)", re.ASCII)
 # pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
 CLUSTER_RE = re.compile(r"\w[-.\w]*", re.ASCII)
-SCOPE_FILE_RE = re.compile(r"(?:[1-9]\d*\.\d+|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
+# NAMEDATALEN - 1, PostgreSQL's own limit for names: file, unit and DCS key names built from it stay short.
+CLUSTER_MAX = 63
+SCOPE_FILE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
 SECRET_KEY_RE = re.compile(r"(^|_)(password|passwd|token|secret)$", re.I)
 MASK = "********"
+# Secrets inside values: ``password=…`` in a libpq key=value string or a URI query, and a URL's userinfo.
+SECRET_PAIR_RE = re.compile(
+    r"(?i)\b(\w*(?:password|passwd|token|secret))(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|[^\s&'#]+)"
+)
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
+# Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
+# run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
+LOCK_DIR = "/run/postgresql"
+LOCK_FILE = "/run/postgresql/patroni-debian.lock"
+LOCK_WAIT = 120
+READ_LIMIT = 1 << 20  # no config, DCS fragment or env file is near this; a larger one is not one of them
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
@@ -145,6 +169,93 @@ def _run(argv, check=True, user=None, env=None):
     return proc
 
 
+def _host_errors(function):
+    """Report a failed system call (no space, read-only, permission, name too long) as the host's error.
+
+    Every public function wears it: a traceback names no file and says nothing a user can act on.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CommandExecutionError(f"{where}{exc.strerror or exc}; nothing more was changed") from exc
+
+    return wrapper
+
+
+def _read_text(path, follow_links=True):
+    """The text of the regular file ``path``; None when it is missing.
+
+    Anything else is a ``CommandExecutionError`` saying what is there: a link (when not followed), a folder,
+    a FIFO or device (checked before opening, so a FIFO cannot hang us and /dev/zero cannot fill memory),
+    a file larger than any config, text that is not UTF-8.
+    """
+    try:
+        status = os.stat(path, follow_symlinks=follow_links)
+        if stat.S_ISLNK(status.st_mode):
+            raise CommandExecutionError(f"{path} is a symbolic link, not a file of its own")
+        if not stat.S_ISREG(status.st_mode):
+            raise CommandExecutionError(f"{path} is not a regular file ({_file_kind(status.st_mode)})")
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+        handle = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # swapped since the stat above
+            raise CommandExecutionError(f"{path} is not a regular file")
+        data = stream.read(READ_LIMIT + 1)
+    if len(data) > READ_LIMIT:
+        raise CommandExecutionError(f"{path} is larger than {READ_LIMIT} bytes; not a file this module reads")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandExecutionError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _file_kind(mode):
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+@contextlib.contextmanager
+def _host_lock(what):
+    """Hold the host's lock while ``what`` decides from the host's state and acts on it.
+
+    Two runs at once would otherwise both see a port or a data directory free and both take it. Waits up to
+    LOCK_WAIT seconds for another run, then says which lock is held.
+    """
+    if not os.path.isdir(LOCK_DIR):
+        uid, gid = _account(CONFIG_OWNER)
+        os.makedirs(LOCK_DIR, mode=0o2775, exist_ok=True)  # as postgresql-common's tmpfiles.d makes it
+        os.chown(LOCK_DIR, uid, gid)
+        os.chmod(LOCK_DIR, 0o2775)
+    try:
+        handle = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot open the lock {LOCK_FILE}: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CommandExecutionError(
+                        f"{what}: another run has held {LOCK_FILE} for {LOCK_WAIT} s; try again when it is done"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(handle)
+
+
 def _pillar_get(key, default=None):
     """A pillar value by ``a:b:c`` key, as plain data.
 
@@ -186,6 +297,16 @@ def _is_secret_key(key):
     return isinstance(key, str) and bool(SECRET_KEY_RE.search(key))
 
 
+def _scrub(text):
+    """``text`` with the secrets inside it masked: ``password=…`` pairs and a URL's userinfo password.
+
+    Any string may carry one (a ``primary_conninfo``, an etcd ``url``, a message quoting either); masking a
+    little too much in output is harmless, missing one is not.
+    """
+    text = SECRET_PAIR_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    return URL_USERINFO_RE.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+
+
 def _masked(value, key=None):
     """``value`` with every secret replaced by a mask, for output, logs and errors."""
     if _is_secret_key(key) and value is not None:
@@ -194,6 +315,8 @@ def _masked(value, key=None):
         return {k: _masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(item) for item in value]
+    if isinstance(value, str):
+        return _scrub(value)
     return value
 
 
@@ -241,8 +364,9 @@ def _check_version(version):
         raise SaltInvocationError(f"version: {version!r} is not a PostgreSQL major version such as 15 or 9.6")
     version = str(version).strip()
     if not VERSION_RE.fullmatch(version):
+        hint = f"; write {version[:-2]}" if re.fullmatch(r"[1-9]\d+\.0", version) else ""
         raise SaltInvocationError(
-            f"version: {version!r} is not a PostgreSQL major version; expected 10 or later (15) or 9.x (9.6)"
+            f"version: {version!r} is not a PostgreSQL major version; expected 10 or later (15) or 9.x (9.6){hint}"
         )
     return version
 
@@ -264,14 +388,18 @@ def _check_cluster(cluster):
             f"cluster: {cluster!r} is not a valid cluster name; use letters, digits, '_', '-' and '.', "
             "starting with a letter, digit or '_'"
         )
+    if len(cluster) > CLUSTER_MAX:
+        raise SaltInvocationError(f"cluster: a name of {len(cluster)} characters is too long; at most {CLUSTER_MAX}")
     return cluster
 
 
 def _check_port(port):
     if port is None:
         return None
-    if isinstance(port, bool) or not (isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
-        raise SaltInvocationError(f"port: {port!r} is not a TCP port number")
+    if isinstance(port, bool) or not (
+        isinstance(port, int) or (isinstance(port, str) and re.fullmatch(r"[0-9]{1,5}", port))
+    ):
+        raise SaltInvocationError(f"port: {port!r} is not a TCP port number (digits 0-9)")
     port = int(port)
     highest = MAX_PORT - RESTAPI_PORT_OFFSET
     if not 1 <= port <= highest:
@@ -282,15 +410,45 @@ def _check_port(port):
     return port
 
 
+def _check_force(force):
+    """``force`` as a boolean: a string ``'no'`` must not count as true."""
+    if isinstance(force, bool):
+        return force
+    if isinstance(force, int) and force in (0, 1):
+        return bool(force)
+    if isinstance(force, str) and force.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return force.strip().lower() in TRUE_WORDS
+    raise SaltInvocationError(f"force: {force!r} is not a boolean; use True or False")
+
+
 def _check_address(name, value):
+    """A unicast address other members can reach: no wildcard, loopback, multicast, link-local or reserved.
+
+    A link-local address needs a zone (``%eth0``) that names the *receiver's* interface, which differs on
+    every member, so a single connect address cannot carry one.
+    """
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, (str, ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        raise SaltInvocationError(f"{name}: {value!r} is not an IP address; expected e.g. 10.0.0.11 or fd00::11")
     try:
-        return ipaddress.ip_address(str(value).strip("[]"))
+        address = ipaddress.ip_address(str(value).strip("[]"))
     except ValueError:
         raise SaltInvocationError(
             f"{name}: {value!r} is not an IP address; expected e.g. 10.0.0.11 or fd00::11"
         ) from None
+    for unusable, what in (
+        (address.is_unspecified, "the wildcard address"),
+        (address.is_loopback, "a loopback address"),
+        (address.is_multicast, "a multicast address"),
+        (address.is_link_local, "a link-local address (its zone differs on every host)"),
+        (address.is_reserved, "a reserved address"),
+    ):
+        if unusable:
+            raise SaltInvocationError(
+                f"{name}: {value} is {what}, which other members cannot reach; give a unicast address of this host"
+            )
+    return address
 
 
 def _check_network(network):
@@ -298,7 +456,7 @@ def _check_network(network):
         return None
     text = str(network)
     try:
-        if "/" not in text:
+        if "/" not in text or isinstance(network, bool):
             raise ValueError
         return ipaddress.ip_interface(text)
     except ValueError:
@@ -307,24 +465,32 @@ def _check_network(network):
         ) from None
 
 
-def _check_endpoints(endpoint):
+def _check_text(name, value):
+    """A value bound for a line-based file: a line break would start a new setting there."""
+    text = str(value)
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise SaltInvocationError(f"{name}: the value contains a line break or control character")
+    return text
+
+
+def _check_endpoints(endpoint, name="endpoint"):
     """``endpoint`` (comma-separated string or list) as a list of validated http(s) URLs."""
     if endpoint is None:
         return None
     items = endpoint.split(",") if isinstance(endpoint, str) else endpoint
     if not isinstance(items, (list, tuple)) or not items:
-        raise SaltInvocationError(f"endpoint: {endpoint!r} is not a URL or a list of URLs")
+        raise SaltInvocationError(f"{name}: {_masked(endpoint)!r} is not a URL or a list of URLs")
     urls = []
     for item in items:
-        url = str(item).strip()
-        parsed = urllib.parse.urlsplit(url)
+        url = _check_text(name, item).strip() if isinstance(item, str) else None
+        parsed = urllib.parse.urlsplit(url or "")
         try:
             port = parsed.port
         except ValueError:
             port = None
         if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
             raise SaltInvocationError(
-                f"endpoint: {url!r} is not a DCS URL; expected http(s)://host:port, several joined by commas"
+                f"{name}: {_masked(item)!r} is not a DCS URL; expected http(s)://host:port, several joined by commas"
             )
         urls.append(url)
     return urls
@@ -336,6 +502,44 @@ def _check_mapping(name, value):
     if not isinstance(value, dict):
         raise SaltInvocationError(f"{name}: expected a mapping of Patroni keys, got {type(value).__name__}")
     return value
+
+
+def _check_authentication(authentication):
+    """``{role: {username, password, …}}`` for Patroni's roles; a role given as a string would crash later."""
+    authentication = _check_mapping("authentication", authentication)
+    for role, credentials in authentication.items():
+        if role not in AUTHENTICATION_ROLES:
+            raise SaltInvocationError(
+                f"authentication: unknown role {role!r}; Patroni's roles are {', '.join(AUTHENTICATION_ROLES)}"
+            )
+        if not isinstance(credentials, dict):
+            raise SaltInvocationError(
+                f"authentication:{role}: expected a mapping such as {{username: replicator, password: …}}, "
+                f"got {type(credentials).__name__}"
+            )
+        for key in ("username", "password"):
+            value = credentials.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+                raise SaltInvocationError(f"authentication:{role}:{key}: expected a string, got {type(value).__name__}")
+    return authentication
+
+
+def _check_override(name, base, override, path=""):
+    """Refuse an override that would replace a section of the generated config with a non-mapping.
+
+    ``postgresql: null`` merged over the config would leave Patroni, and this module, without the section
+    every member needs; it is a typo, not a wish.
+    """
+    for key, value in override.items():
+        where = f"{path}.{key}" if path else str(key)
+        current = base.get(key) if isinstance(base, dict) else None
+        if isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise SaltInvocationError(
+                    f"{name}: {where} must be a mapping (it is a section of the generated config), "
+                    f"got {'null' if value is None else type(value).__name__}"
+                )
+            _check_override(name, current, value, where)
 
 
 def _check_dcs(dcs, source):
@@ -371,17 +575,16 @@ def _check_dcs(dcs, source):
 # facts read from the host (read only)
 
 
-def _read_yaml(path):
+def _read_yaml(path, follow_links=True):
     """Parsed YAML of ``path``; None when the file is missing."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
+    text = _read_text(path, follow_links)
+    if text is None:
         return None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CommandExecutionError(f"{path} is not valid YAML: {exc}") from exc
+        # the parser quotes the offending line, which may hold a secret
+        raise CommandExecutionError(f"{path} is not valid YAML: {_scrub(str(exc))}") from None
 
 
 def _pg_cluster_table():
@@ -404,32 +607,47 @@ def _pg_cluster_table():
     return table
 
 
-def _pg_clusters():
-    """pg-common clusters as ``{(version, name): port}``."""
-    return {(row["version"], row["cluster"]): row["port"] for row in _pg_cluster_table()}
+def _port_of(address):
+    """The port of a ``host:port`` listen address, or None."""
+    try:
+        return int(str(address).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _listen_port(config):
     """The PostgreSQL port a Patroni config listens on, or None."""
     try:
-        return int(str(config["postgresql"]["listen"]).rsplit(":", 1)[1])
-    except (KeyError, TypeError, IndexError, ValueError):
+        return _port_of(config["postgresql"]["listen"])
+    except (KeyError, TypeError):
         return None
 
 
-def _patroni_config_ports(own_path):
-    """Ports claimed by the other Debian-style Patroni configs in /etc/patroni: ``{path: port}``."""
-    ports = {}
+def _other_patroni_configs(own_path, warnings):
+    """The other Debian-style Patroni configs in /etc/patroni, parsed: ``{path: config}``.
+
+    A neighbour that cannot be read (a link to a device, a FIFO, a folder, not UTF-8, not YAML) is the
+    business of its own cluster: it is passed over with a warning, never a reason to fail this one.
+    """
+    configs = {}
     for path in sorted(glob.glob(os.path.join(PATRONI_DIR, "*.yml"))):
         if path == own_path or not SCOPE_FILE_RE.fullmatch(os.path.basename(path)):
             continue
         try:
-            port = _listen_port(_read_yaml(path))
-        except CommandExecutionError:
-            continue  # an unreadable neighbour claims no port; its own run will complain about it
-        if port:
-            ports[path] = port
-    return ports
+            config = _read_yaml(path)
+        except CommandExecutionError as exc:
+            warnings.append(f"passed over when choosing the port and data directory: {exc}")
+            continue
+        if isinstance(config, dict):
+            configs[path] = config
+    return configs
+
+
+def _config_data_dir(config):
+    try:
+        return os.path.normpath(str(config["postgresql"]["data_dir"]))
+    except (KeyError, TypeError):
+        return None
 
 
 def _choose_port(version, cluster, requested, clusters, own_config_port, other_config_ports):
@@ -455,14 +673,10 @@ def _choose_port(version, cluster, requested, clusters, own_config_port, other_c
 def _data_dir(version, cluster):
     """The data directory pg_createcluster would pick, from createcluster.conf's ``data_directory``."""
     pattern = None
-    try:
-        with open(CREATECLUSTER_CONF, encoding="utf-8") as handle:
-            for line in handle:
-                match = re.match(r"""\s*data_directory\s*=\s*(?:'([^']*)'|"([^"]*)"|([^\s#]+))""", line)
-                if match:
-                    pattern = next(group for group in match.groups() if group is not None)
-    except FileNotFoundError:
-        pass
+    for line in (_read_text(CREATECLUSTER_CONF) or "").splitlines():
+        match = re.match(r"""\s*data_directory\s*=\s*(?:'([^']*)'|"([^"]*)"|([^\s#]+))""", line)
+        if match:
+            pattern = next(group for group in match.groups() if group is not None)
     if not pattern:
         return f"{PG_HOME}/{version}/{cluster}"
     if not pattern.startswith("/"):
@@ -669,7 +883,7 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
 def _dcs_endpoints(dcs_type, settings):
     """vip-manager endpoints derived from a parsed DCS section (hostnames and ``hosts:`` included)."""
     if settings.get("url"):
-        return [str(settings["url"])]
+        return _check_endpoints([settings["url"]], f"dcs:{dcs_type}:url")
     scheme = settings.get("protocol") or settings.get("scheme") or "http"
     hosts = settings.get("hosts") or settings.get("host")
     if isinstance(hosts, str):
@@ -679,7 +893,26 @@ def _dcs_endpoints(dcs_type, settings):
             f"endpoint: cannot derive vip-manager's DCS endpoint from the {dcs_type} section "
             "(it has no host, hosts or url); pass endpoint=http://host:2379"
         )
-    return [h if "://" in h else f"{scheme}://{h}" for h in (str(host).strip() for host in hosts)]
+    if not isinstance(hosts, list) or not all(isinstance(host, str) and host.strip() for host in hosts):
+        raise SaltInvocationError(
+            f"dcs:{dcs_type}:hosts: {_masked(hosts)!r} is not host:port or a list of host:port strings"
+        )
+    urls = [host if "://" in host else f"{scheme}://{host}" for host in (host.strip() for host in hosts)]
+    return _check_endpoints(urls, f"dcs:{dcs_type}:hosts")
+
+
+def _split_credentials(urls):
+    """``(urls without userinfo, (user, password) or None)``: credentials never go into a URL of the file."""
+    bare, found = [], set()
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            found.add((urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or "")))
+            url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        bare.append(url)
+    if len(found) > 1:
+        raise SaltInvocationError("endpoint: the DCS URLs carry different credentials; vip-manager takes one pair")
+    return bare, (found.pop() if found else None)
 
 
 def _vip_interface(vip, addresses):
@@ -687,7 +920,14 @@ def _vip_interface(vip, addresses):
     for ifname, interface in addresses:
         if interface.version == vip.version and not interface.is_loopback and vip in interface.network:
             if interface.network.prefixlen < interface.max_prefixlen:
-                return ifname, interface.network.prefixlen
+                network = interface.network
+                if network.prefixlen < network.max_prefixlen - 1 and vip in (
+                    network.network_address,
+                    network.broadcast_address,
+                ):
+                    what = "network" if vip == network.network_address else "broadcast"
+                    raise SaltInvocationError(f"vip: {vip} is the {what} address of {network}; choose a host address")
+                return ifname, network.prefixlen
     known = ", ".join(f"{ifname} {interface}" for ifname, interface in addresses if not interface.is_loopback)
     raise SaltInvocationError(
         f"vip: {vip} is in none of this host's networks ({known or 'none'}); a VIP must be in the subnet of an interface"
@@ -711,7 +951,7 @@ def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_ma
             )
         )
     settings = config[dcs_type]
-    endpoints = endpoints or _dcs_endpoints(dcs_type, settings)
+    endpoints, credentials = _split_credentials(endpoints or _dcs_endpoints(dcs_type, settings))
     ifname, prefix = _vip_interface(vip, addresses)
     key = f"{config['namespace'].rstrip('/')}/{config['scope']}/leader"
     name = str(config["name"])
@@ -729,6 +969,14 @@ def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_ma
         "VIP_ENDPOINT": ",".join(endpoints),
     }
     # credentials and TLS files the DCS needs, so vip-manager can read what Patroni writes
+    sources = dict(settings)
+    if credentials is not None:
+        if not dcs_type.startswith("etcd"):
+            raise SaltInvocationError(f"endpoint: credentials in a {dcs_type} URL; vip-manager takes them for etcd only")
+        for source, value in zip(("username", "password"), credentials):
+            if sources.get(source) not in (None, value):
+                raise SaltInvocationError(f"endpoint: the URL's {source} differs from the one in the {dcs_type} section")
+            sources[source] = value
     for source, target in (
         ("username", "VIP_ETCD_USER"),
         ("password", "VIP_ETCD_PASSWORD"),
@@ -737,8 +985,10 @@ def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_ma
         ("key", "VIP_ETCD_KEY_FILE"),
         ("token", "VIP_CONSUL_TOKEN"),
     ):
-        if settings.get(source) and (target.startswith("VIP_ETCD") == dcs_type.startswith("etcd")):
-            env[target] = str(settings[source])
+        if sources.get(source) and (target.startswith("VIP_ETCD") == dcs_type.startswith("etcd")):
+            env[target] = str(sources[source])
+    for target, value in env.items():
+        _check_text(f"vip file {target}", value)
     return env
 
 
@@ -749,13 +999,11 @@ def _env_file_text(header, env):
 
 def _read_env_file(path):
     """A systemd EnvironmentFile's assignments as a dict; None when the file is missing."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
+    text = _read_text(path, follow_links=False)
+    if text is None:
         return None
     env = {}
-    for line in lines:
+    for line in text.splitlines():
         match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
         if not match:
             continue
@@ -780,17 +1028,50 @@ def _dcs_source(dcs, cluster_pillar):
     return _read_yaml(DCS_FILE), DCS_FILE
 
 
+def _cluster_pillar(scope):
+    """Pillar ``patroni:clusters:<scope>``, refusing shapes that would otherwise be silently ignored."""
+    for key in ("patroni", "patroni:clusters", f"patroni:clusters:{scope}"):
+        value = _pillar_get(key)
+        if value is not None and not isinstance(value, dict):
+            raise SaltInvocationError(f"pillar {key} must be a mapping, got {type(value).__name__}")
+    return _pillar_get(f"patroni:clusters:{scope}") or {}
+
+
 def _settings(version, cluster, kwargs):
-    """Arguments over the cluster's pillar entry ``patroni:clusters:<version>-<cluster>``."""
+    """Arguments over the cluster's pillar entry ``patroni:clusters:<version>-<cluster>``.
+
+    An argument replaces the pillar value, except for the mappings in MERGED_OPTIONS, which it is merged into.
+    """
     unknown = sorted(key for key in kwargs if not key.startswith("__") and key not in OPTIONS)
     if unknown:
         raise SaltInvocationError(f"unknown argument(s): {', '.join(unknown)}; accepted: {', '.join(OPTIONS)}, force")
-    cluster_pillar = _pillar_get(f"patroni:clusters:{version}-{cluster}", {}) or {}
-    if not isinstance(cluster_pillar, dict):
-        raise SaltInvocationError(f"pillar patroni:clusters:{version}-{cluster} must be a mapping")
-    settings = {key: kwargs.get(key) if kwargs.get(key) is not None else cluster_pillar.get(key) for key in OPTIONS}
+    cluster_pillar = _cluster_pillar(f"{version}-{cluster}")
+    settings = {}
+    for key in OPTIONS:
+        given, pillar = kwargs.get(key), cluster_pillar.get(key)
+        if key in MERGED_OPTIONS and isinstance(given, dict) and isinstance(pillar, dict):
+            settings[key] = _deep_merge(pillar, given)
+        else:
+            settings[key] = given if given is not None else pillar
     settings["dcs"], settings["dcs_source"] = _dcs_source(kwargs.get("dcs"), cluster_pillar)
     return settings
+
+
+def _check_patroni_dir():
+    """Patroni runs as postgres: it must be able to reach the config in /etc/patroni."""
+    try:
+        status = os.stat(PATRONI_DIR)
+    except FileNotFoundError:
+        return  # created 0755 when written
+    if not stat.S_ISDIR(status.st_mode):
+        raise CommandExecutionError(f"{PATRONI_DIR} is not a directory ({_file_kind(status.st_mode)})")
+    uid, gid = _account(CONFIG_OWNER)
+    mode = status.st_mode
+    if not (mode & 0o001 or (status.st_gid == gid and mode & 0o010) or (status.st_uid == uid and mode & 0o100)):
+        raise CommandExecutionError(
+            f"{PATRONI_DIR} (mode {mode & 0o7777:04o}) cannot be entered by {CONFIG_OWNER}, so Patroni could not read "
+            f"its config; chmod 0755 {PATRONI_DIR}"
+        )
 
 
 def _render(version, cluster, kwargs):
@@ -802,25 +1083,29 @@ def _render(version, cluster, kwargs):
     network = _check_network(settings["network"])
     vip = _check_address("vip", settings["vip"])
     endpoints = _check_endpoints(settings["endpoint"])
-    authentication = _check_mapping("authentication", settings["authentication"])
+    authentication = _check_authentication(settings["authentication"])
     dynamic = _check_mapping("dynamic", settings["dynamic"])
     overrides = _check_mapping("config", settings["config"])
     dcs = settings["dcs"]
     dcs_type = _check_dcs(dcs, settings["dcs_source"])
     program = str(settings["program"] or PROGRAM)
-    if not os.path.isabs(program):
+    if not os.path.isabs(program) or "\n" in program:
         raise SaltInvocationError(f"program: {program!r} must be an absolute path")
     _check_initdb(version)
     _account(CONFIG_OWNER)
+    _check_patroni_dir()
 
     scope = f"{version}-{cluster}"
     config_file = os.path.join(PATRONI_DIR, f"{scope}.yml")
     vip_file = os.path.join(PATRONI_DIR, f"{scope}.vip")
     warnings = []
-    _, existing = _existing_document(config_file, _read_yaml)
-    port = _choose_port(
-        version, cluster, port, _pg_clusters(), _listen_port(existing), _patroni_config_ports(config_file)
-    )
+    _, existing = _existing_document(config_file, _read_own_yaml)
+    others = _other_patroni_configs(config_file, warnings)
+    clusters = _pg_cluster_table()
+    ports = {(row["version"], row["cluster"]): row["port"] for row in clusters}
+    other_ports = {path: _listen_port(config) for path, config in others.items() if _listen_port(config)}
+    own_port = _listen_port(existing) if isinstance(existing, dict) else None
+    port = _choose_port(version, cluster, port, ports, own_port, other_ports)
     hostip, network = _resolve_host_address(hostip, network)
     if vip is not None and vip == hostip:
         raise SaltInvocationError(f"vip: {vip} is the host address; a VIP must be an address of its own")
@@ -828,8 +1113,11 @@ def _render(version, cluster, kwargs):
     config = _base_config(
         version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication, program
     )
+    _check_override("dynamic", config["bootstrap"]["dcs"], dynamic)
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], dynamic)
+    _check_override("config", config, overrides)
     config = _deep_merge(config, overrides)
+    _check_overridden_claims(version, cluster, config, port, ports, other_ports, clusters, others)
 
     ignored = [key for key in dcs if key in TEMPLATE_KEYS]
     if ignored:
@@ -837,20 +1125,23 @@ def _render(version, cluster, kwargs):
             f"{', '.join(ignored)} in {settings['dcs_source']} ignored, as Debian does: the generated keys win; "
             "set them with config= instead"
         )
-    replication = config["postgresql"]["authentication"].get("replication") or {}
+    replication = config["postgresql"].get("authentication", {}).get("replication") or {}
     if replication.get("password") == DEBIAN_REPLICATION["password"]:
         warnings.append(
             "replication password: none given, so Debian's default password, the same on every Debian install, is "
             f"used; set pillar patroni:clusters:{scope}:authentication:replication:password"
         )
 
-    if not config["bootstrap"]["dcs"]["postgresql"]["use_pg_rewind"]:
+    if not config["bootstrap"]["dcs"]["postgresql"].get("use_pg_rewind"):
         warnings.append(
             "no rewind role with a password: a crashed ex-leader can only rejoin by re-cloning, and Patroni cannot "
             f"check whether it diverged; set pillar patroni:clusters:{scope}:authentication:rewind"
         )
     if not os.path.isfile(program):
-        warnings.append(f"{program} is not installed yet: Patroni cannot bootstrap or clone until it is")
+        warnings.append(
+            f"{program} is not installed: Patroni cannot bootstrap or clone until it is; "
+            "run patroni_debian.install_program"
+        )
 
     vip_env = None
     if vip is not None:
@@ -861,29 +1152,61 @@ def _render(version, cluster, kwargs):
         "config": config,
         "vip_file": vip_file if vip_env else None,
         "vip": vip_env,
-        "port": port,
-        "restapi_port": port + RESTAPI_PORT_OFFSET,
+        "port": _listen_port(config),
+        "restapi_port": _port_of((config.get("restapi") or {}).get("listen")),
         "warnings": warnings,
     }
+
+
+def _check_overridden_claims(version, cluster, config, port, ports, other_ports, clusters, others):
+    """``config`` overrides get the checks the arguments get: a port and a data directory no one else has."""
+    final_port = _listen_port(config)
+    if final_port is None:
+        raise SaltInvocationError(f"config: postgresql.listen {config['postgresql'].get('listen')!r} names no port")
+    if final_port != port:
+        _choose_port(version, cluster, _check_port(final_port), ports, None, other_ports)
+    data_dir = _config_data_dir(config)
+    if data_dir is None or not os.path.isabs(data_dir):
+        raise SaltInvocationError(f"config: postgresql.data_dir must be an absolute path, got {data_dir!r}")
+    owners = [f"cluster {row['version']}/{row['cluster']}" for row in clusters
+              if row["datadir"] and (row["version"], row["cluster"]) != (version, cluster)
+              and _same_path(row["datadir"], data_dir)]
+    owners += [f"Patroni config {path}" for path, other in others.items()
+               if _config_data_dir(other) and _same_path(_config_data_dir(other), data_dir)]
+    if owners:
+        raise SaltInvocationError(f"config: postgresql.data_dir {data_dir} is already the data directory of {owners[0]}")
 
 
 def _existing_document(path, read):
     """``(present, document)`` of a file already there; an empty file (a failed Debian run) counts as absent.
 
-    ``document`` is ``_UNREADABLE`` when the file cannot be parsed: it is still the user's, so it is only
-    replaced with ``force``.
+    ``document`` is an ``_Unreadable`` when the file cannot be read as such (a link, not UTF-8, not valid
+    YAML): it is still the user's, so it is only replaced with ``force``.
     """
     try:
-        if os.path.getsize(path) == 0:
-            return False, None
-        return True, read(path)
+        status = os.lstat(path)
     except FileNotFoundError:
         return False, None
-    except CommandExecutionError:
-        return True, _UNREADABLE
+    if stat.S_ISREG(status.st_mode) and status.st_size == 0:
+        return False, None
+    if stat.S_ISLNK(status.st_mode):
+        return True, _Unreadable(f"a symbolic link to {os.readlink(path)}")
+    if not stat.S_ISREG(status.st_mode):
+        raise CommandExecutionError(
+            f"{path} is {_file_kind(status.st_mode)}, not a file; move it away, force=True will not replace it"
+        )
+    try:
+        return True, read(path)
+    except CommandExecutionError as exc:
+        return True, _Unreadable(str(exc).replace(f"{path} ", "", 1))
 
 
-_UNREADABLE = "(not valid YAML)"
+class _Unreadable(str):
+    """What stands in for a document that could not be read: the reason, shown in place of its content."""
+
+
+def _read_own_yaml(path):
+    return _read_yaml(path, follow_links=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -911,7 +1234,7 @@ def _targets(rendered):
             rendered["config_file"],
             config,
             header + _dump_yaml(config),
-            _read_yaml,
+            _read_own_yaml,
             CONFIG_OWNER,
             CONFIG_OWNER,
             CONFIG_MODE,
@@ -950,8 +1273,9 @@ def _plan(target, force):
                 f"{target.path} already exists with other content ({summary}); pass force=True to replace it"
             )
         changes["diff"] = diff
+        return changes  # rewritten whole: owner and mode come with the new file
     uid, gid = _account(target.owner)[0], _group_id(target.group)
-    status = os.stat(target.path)
+    status = os.lstat(target.path)
     if (status.st_uid, status.st_gid) != (uid, gid):
         changes["owner"] = {"old": f"{status.st_uid}:{status.st_gid}", "new": f"{target.owner}:{target.group}"}
     if status.st_mode & 0o7777 != target.mode:
@@ -968,39 +1292,76 @@ def _group_id(name):
         raise CommandExecutionError(f"group {name} does not exist") from None
 
 
-def _write_atomic(path, text, uid, gid, mode):
-    """Replace ``path`` in one step; the new file is never readable by others, nor partly written."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")  # mode 0600
+def _make_patroni_dir():
+    """/etc/patroni as the package makes it, 0755 whatever the umask: Patroni (postgres) must enter it."""
+    if not os.path.isdir(PATRONI_DIR):
+        os.mkdir(PATRONI_DIR, 0o755)
+        os.chmod(PATRONI_DIR, 0o755)
+
+
+def _stage(target):
+    """A complete, synced copy of ``target``'s new content beside it, never readable by others; its path."""
+    uid, gid = _account(target.owner)[0], _group_id(target.group)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target.path), prefix=f".{os.path.basename(target.path)}.")
     try:
         os.fchown(handle, uid, gid)
-        os.fchmod(handle, mode)
+        os.fchmod(handle, target.mode)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            stream.write(target.text)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
     except BaseException:
-        if os.path.exists(temporary):
+        os.unlink(temporary)
+        raise
+    return temporary
+
+
+def _repair(target):
+    """Owner and mode of the file itself, never of what a link swapped in would point to."""
+    uid, gid = _account(target.owner)[0], _group_id(target.group)
+    try:
+        handle = os.open(target.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CommandExecutionError(f"{target.path} changed while being repaired: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise CommandExecutionError(f"{target.path} changed while being repaired: not a regular file")
+        os.fchown(handle, uid, gid)
+        os.fchmod(handle, target.mode)
+    finally:
+        os.close(handle)
+    log.info("patroni_debian: repaired owner and mode of %s", target.path)
+
+
+def _write_all(plans):
+    """Write every planned file, or none: all new contents are staged (where a full disk shows) first.
+
+    A link at a target's path is replaced by the file, never followed.
+    """
+    writes = [(target, changes) for target, changes in plans if "created" in changes or "diff" in changes]
+    if writes:
+        _make_patroni_dir()
+    staged = []
+    try:
+        for target, _ in writes:
+            staged.append(_stage(target))
+    except BaseException:
+        for temporary in staged:
             os.unlink(temporary)
         raise
-    directory_handle = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_handle)
-    finally:
-        os.close(directory_handle)
-
-
-def _apply(target, changes):
-    uid, gid = _account(target.owner)[0], _group_id(target.group)
-    if "created" in changes or "diff" in changes:
-        _write_atomic(target.path, target.text, uid, gid, target.mode)
+    for (target, changes), temporary in zip(writes, staged):
+        os.replace(temporary, target.path)
         log.info("patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new")
-    else:
-        os.chown(target.path, uid, gid)
-        os.chmod(target.path, target.mode)
-        log.info("patroni_debian: repaired owner and mode of %s", target.path)
+    if writes:
+        directory = os.open(PATRONI_DIR, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    for target, changes in plans:
+        if changes and target not in (t for t, _ in writes):
+            _repair(target)
+    return [target.path for target, _ in writes]
 
 
 def _result(rendered, plans):
@@ -1018,6 +1379,7 @@ def _result(rendered, plans):
 # public functions
 
 
+@_host_errors
 def render_config(version, cluster, force=False, **kwargs):
     """
     Compute what :py:func:`createconfig` would write and change, writing nothing.
@@ -1033,13 +1395,14 @@ def render_config(version, cluster, force=False, **kwargs):
         salt pg1 patroni_debian.render_config 15 main port=5433 vip=10.0.0.100
     """
     rendered = _render(version, cluster, kwargs)
-    plans = [(target, _plan(target, force)) for target in _targets(rendered)]
+    plans = [(target, _plan(target, _check_force(force))) for target in _targets(rendered)]
     result = _result(rendered, plans)
     result["config"] = _masked(rendered["config"])
     result["vip"] = _masked(rendered["vip"])
     return result
 
 
+@_host_errors
 def createconfig(version, cluster, force=False, **kwargs):
     """
     Write the Patroni configuration of the pg-common cluster ``<version>/<cluster>``, as Debian's
@@ -1104,14 +1467,11 @@ def createconfig(version, cluster, force=False, **kwargs):
         salt pg1 patroni_debian.createconfig 15 main port=5433 network=10.0.0.0/24 force=True
         salt pg1 patroni_debian.createconfig 15 main vip=10.0.0.100 dcs='{etcd: {host: 10.0.0.5:2379}}'
     """
-    rendered = _render(version, cluster, kwargs)
-    plans = [(target, _plan(target, force)) for target in _targets(rendered)]
-    written = []
-    for target, changes in plans:
-        if changes:
-            _apply(target, changes)
-        if "created" in changes or "diff" in changes:
-            written.append(target.path)
+    force = _check_force(force)
+    with _host_lock(f"createconfig {version} {cluster}"):
+        rendered = _render(version, cluster, kwargs)
+        plans = [(target, _plan(target, force)) for target in _targets(rendered)]
+        written = _write_all(plans)
     result = _result(rendered, plans)
     result["written"] = written
     return result
@@ -1126,8 +1486,8 @@ def _check_datadir(datadir, required=True):
         if required:
             raise SaltInvocationError("datadir: required, an absolute path such as /var/lib/postgresql/15/main")
         return None
-    path = str(datadir)
-    if not os.path.isabs(path) or "\n" in path:
+    path = _check_text("datadir", datadir)
+    if not os.path.isabs(path):
         raise SaltInvocationError(f"datadir: {datadir!r} must be an absolute path")
     return os.path.normpath(path)
 
@@ -1149,6 +1509,11 @@ def _is_empty_dir(path):
         return True
     except NotADirectoryError:
         return False
+    except PermissionError:
+        raise CommandExecutionError(
+            f"data directory {path} cannot be read as {pwd.getpwuid(os.geteuid()).pw_name}; "
+            "run as root or as its owner"
+        ) from None
 
 
 def _running_postmaster(datadir):
@@ -1171,6 +1536,14 @@ def _same_path(first, second):
     return os.path.realpath(first) == os.path.realpath(second)
 
 
+def _refuse_data_dir_of_another_cluster(version, cluster, datadir, table):
+    """An emptied data directory still belongs to its cluster: pg_dropcluster of either would remove both."""
+    for row in table:
+        if (row["version"], row["cluster"]) != (version, cluster) and row["datadir"]:
+            if _same_path(row["datadir"], datadir):
+                raise DataSafetyError(f"data directory {datadir} belongs to cluster {row['version']}/{row['cluster']}")
+
+
 def _make_room_for_clone(version, cluster, datadir):
     """Check that cloning into ``datadir`` loses nothing, and drop a stale pg-common cluster of this name."""
     if not _is_empty_dir(datadir):
@@ -1181,12 +1554,7 @@ def _make_room_for_clone(version, cluster, datadir):
             f"data directory {datadir} is not empty; refusing to overwrite it (Patroni empties it before cloning)"
         )
     table = _pg_cluster_table()
-    for row in table:
-        if (row["version"], row["cluster"]) != (version, cluster) and row["datadir"]:
-            if _same_path(row["datadir"], datadir):
-                raise DataSafetyError(
-                    f"data directory {datadir} belongs to cluster {row['version']}/{row['cluster']}"
-                )
+    _refuse_data_dir_of_another_cluster(version, cluster, datadir, table)
     own = next((row for row in table if (row["version"], row["cluster"]) == (version, cluster)), None)
     config_dir = f"{PG_CONF_DIR}/{version}/{cluster}"
     if own is None and not os.path.exists(config_dir):
@@ -1228,35 +1596,59 @@ def _empty_directory(path):
             os.unlink(entry.path)
 
 
-_CONNINFO_PAIR = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
+class _ConninfoOption(ctypes.Structure):
+    """libpq's PQconninfoOption."""
+
+    _fields_ = [
+        ("keyword", ctypes.c_char_p),
+        ("envvar", ctypes.c_char_p),
+        ("compiled", ctypes.c_char_p),
+        ("val", ctypes.c_char_p),
+        ("label", ctypes.c_char_p),
+        ("dispchar", ctypes.c_char_p),
+        ("dispsize", ctypes.c_int),
+    ]
 
 
-def _conninfo_without_password(connstring):
-    """``(connstring without its password, the password or None)``, for key=value and URI forms."""
-    connstring = str(connstring or "").strip()
-    if not connstring:
-        raise SaltInvocationError("connstring: required, a libpq connection string such as 'host=10.0.0.11 port=5432'")
-    if connstring.startswith(("postgres://", "postgresql://")):
-        parts = urllib.parse.urlsplit(connstring)
-        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), password
-    pairs, position, password = [], 0, None
-    while position < len(connstring):
-        match = _CONNINFO_PAIR.match(connstring, position)
-        if not match or match.end() == position:
-            raise SaltInvocationError("connstring: not a libpq connection string (key=value pairs)")
-        key, value = match.group(1), match.group(2)
-        if value.startswith("'"):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        if key == "password":
-            password = value
-        else:
-            pairs.append((key, value))
-        position = match.end()
-    return " ".join(f"{key}={_conninfo_value(value)}" for key, value in pairs), password
+def _libpq():
+    try:
+        library = ctypes.CDLL("libpq.so.5")
+    except OSError:
+        raise CommandExecutionError("libpq.so.5 is not installed (package libpq5, a dependency of postgresql)") from None
+    library.PQconninfoParse.restype = ctypes.POINTER(_ConninfoOption)
+    library.PQconninfoParse.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    library.PQconninfoFree.argtypes = [ctypes.POINTER(_ConninfoOption)]
+    library.PQfreemem.argtypes = [ctypes.c_void_p]
+    return library
+
+
+def _parse_conninfo(connstring):
+    """libpq's own reading of ``connstring`` (key=value or URI): ``[(keyword, value, secret)]`` as given.
+
+    libpq itself marks its secret options (``password``, ``sslpassword``, …) with the display character
+    ``*``; a hand-written parser would miss a syntax or an option. Its error messages quote the string,
+    which may hold a password, so they are not passed on.
+    """
+    library = _libpq()
+    error = ctypes.c_void_p()
+    options = library.PQconninfoParse(os.fsencode(connstring), ctypes.byref(error))
+    if not options:
+        if error.value:
+            library.PQfreemem(error)
+        raise SaltInvocationError(
+            "connstring: libpq cannot read it; expected key=value pairs ('host=10.0.0.11 port=5432 user=replicator') "
+            "or a postgresql:// URI (libpq's message is not shown: it may quote a password)"
+        )
+    try:
+        parsed, index = [], 0
+        while options[index].keyword:
+            option = options[index]
+            if option.val is not None:
+                parsed.append((option.keyword.decode(), os.fsdecode(option.val), option.dispchar == b"*"))
+            index += 1
+    finally:
+        library.PQconninfoFree(options)
+    return parsed
 
 
 def _conninfo_value(value):
@@ -1266,34 +1658,70 @@ def _conninfo_value(value):
     return "'" + re.sub(r"(['\\])", r"\\\1", value) + "'"
 
 
-def _pgpass_file(password):
-    """A private pgpass file holding ``password`` for any server, readable by postgres only."""
-    escaped = re.sub(r"([:\\])", r"\\\1", password)
-    handle, path = tempfile.mkstemp(prefix="patroni-debian-", suffix=".pgpass")  # mode 0600
+def _split_connstring(connstring):
+    """``(conninfo without secrets, {secret keyword: value})`` from any connection string libpq reads."""
+    connstring = str(connstring or "").strip()
+    if not connstring:
+        raise SaltInvocationError("connstring: required, a libpq connection string such as 'host=10.0.0.11 port=5432'")
+    public, secrets = [], {}
+    for keyword, value, secret in _parse_conninfo(connstring):
+        if secret:
+            secrets[keyword] = value
+        else:
+            public.append(f"{keyword}={_conninfo_value(value)}")
+    for keyword, value in secrets.items():
+        if "\n" in value or "\r" in value or (keyword != "password" and value != value.strip()):
+            raise SaltInvocationError(f"connstring: {keyword} cannot hold a line break or surrounding spaces")
+    return " ".join(public), secrets
+
+
+@contextlib.contextmanager
+def _private_credentials(secrets):
+    """Environment for libpq that carries ``secrets`` in files only postgres can read, gone afterwards.
+
+    The password goes to a pgpass file (which escapes any character); other secrets (``sslpassword``) to a
+    service file named by an added ``service=`` option. Never an argument: every local user can read those.
+    """
+    if not secrets:
+        yield {}, ""
+        return
+    folder = tempfile.mkdtemp(prefix="patroni-debian-")  # mode 0700
     try:
         if os.geteuid() == 0:
             uid, gid = _account(CONFIG_OWNER)
-            os.fchown(handle, uid, gid)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(f"*:*:*:*:{escaped}\n")
-    except BaseException:
-        os.unlink(path)
-        raise
+            os.chown(folder, uid, gid)
+        env, extra = {}, ""
+        password = secrets.pop("password", None)
+        if password is not None:
+            env["PGPASSFILE"] = _private_file(folder, "pgpass", "*:*:*:*:" + re.sub(r"([:\\])", r"\\\1", password))
+        if secrets:
+            lines = "".join(f"{keyword}={value}\n" for keyword, value in secrets.items())
+            env["PGSERVICEFILE"] = _private_file(folder, "pg_service.conf", f"[{SERVICE}]\n{lines}")
+            extra = f" service={SERVICE}"
+        yield env, extra
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+SERVICE = "patroni_debian_clone"
+
+
+def _private_file(folder, name, text):
+    path = os.path.join(folder, name)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    if os.geteuid() == 0:
+        os.fchown(handle, *_account(CONFIG_OWNER))
+    with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as stream:
+        stream.write(text + "\n")
     return path
 
 
-def _basebackup(version, datadir, conninfo, password):
-    """pg_basebackup of the source into ``datadir``, as postgres; the password only through PGPASSFILE."""
-    argv = [f"{PG_LIB_DIR}/{version}/bin/pg_basebackup", "--pgdata", datadir, "-X", "stream", f"--dbname={conninfo}"]
-    env = dict(os.environ)
-    pgpass = _pgpass_file(password) if password is not None else None
-    if pgpass:
-        env["PGPASSFILE"] = pgpass
-    try:
-        _run(argv, user=CONFIG_OWNER, env=env)
-    finally:
-        if pgpass:
-            os.unlink(pgpass)
+def _basebackup(version, datadir, conninfo, secrets):
+    """pg_basebackup of the source into ``datadir``, as postgres; secrets only through private files."""
+    with _private_credentials(dict(secrets)) as (env, extra):
+        argv = [f"{PG_LIB_DIR}/{version}/bin/pg_basebackup", "--pgdata", datadir, "-X", "stream",
+                f"--dbname={conninfo}{extra}"]
+        _run(argv, user=CONFIG_OWNER, env={**os.environ, **env})
 
 
 def _pg_createcluster(version, cluster, datadir=None):
@@ -1301,6 +1729,51 @@ def _pg_createcluster(version, cluster, datadir=None):
     _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
 
 
+def _new_paths(version, cluster, datadir):
+    """What pg_createcluster may create for ``<version>/<cluster>``, each with whether it is there now.
+
+    ``[(path, status or None)]``, deepest first, missing parent folders included: what a failed run must
+    remove again, and an empty data directory that was there, to be left empty with its owner and mode.
+    """
+    paths = []
+    for leaf in (f"{PG_CONF_DIR}/{version}/{cluster}", datadir, f"/var/log/postgresql/postgresql-{version}-{cluster}.log"):
+        path = leaf
+        while path != os.path.dirname(path):
+            try:
+                paths.append((path, os.lstat(path)))
+                break
+            except FileNotFoundError:
+                paths.append((path, None))
+                path = os.path.dirname(path)
+    return sorted(dict(paths).items(), key=lambda item: -item[0].count(os.sep))
+
+
+@contextlib.contextmanager
+def _undone_on_failure(paths, datadir):
+    """Run the block; if it fails, put back what ``paths`` recorded (nothing else existed to lose)."""
+    try:
+        yield
+    except BaseException as failure:
+        problems = []
+        for path, before in paths:
+            try:
+                if before is None and os.path.lexists(path):
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+                elif before is not None and stat.S_ISDIR(before.st_mode) and path == datadir:
+                    _empty_directory(path)
+                    os.chown(path, before.st_uid, before.st_gid)
+                    os.chmod(path, before.st_mode & 0o7777)
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror}")
+        if problems and isinstance(failure, Exception):
+            raise CommandExecutionError(f"{failure}; undoing it left {'; '.join(problems)}") from failure
+        raise
+
+
+@_host_errors
 def createcluster(version, cluster, datadir=None):
     """
     Create the pg-common cluster ``<version>/<cluster>`` for Patroni to bootstrap, as Debian's
@@ -1329,19 +1802,23 @@ def createcluster(version, cluster, datadir=None):
     datadir = _check_datadir(datadir, required=False)
     _check_initdb(version)
     config_dir = f"{PG_CONF_DIR}/{version}/{cluster}"
-    target = datadir or _data_dir(version, cluster)
-    if os.path.exists(config_dir):
-        raise DataSafetyError(
-            f"cluster {version}/{cluster} already exists ({config_dir}); refusing to create it again. "
-            "Drop it with pg_dropcluster if its data is not needed"
-        )
-    if not _is_empty_dir(target):
-        raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
-    _pg_createcluster(version, cluster, datadir)
+    with _host_lock(f"createcluster {version}/{cluster}"):
+        target = datadir or _data_dir(version, cluster)
+        if os.path.lexists(config_dir):
+            raise DataSafetyError(
+                f"cluster {version}/{cluster} already exists ({config_dir}); refusing to create it again. "
+                "Drop it with pg_dropcluster if its data is not needed"
+            )
+        if not _is_empty_dir(target):
+            raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
+        _refuse_data_dir_of_another_cluster(version, cluster, target, _pg_cluster_table())
+        with _undone_on_failure(_new_paths(version, cluster, target), target):
+            _pg_createcluster(version, cluster, datadir)
     log.info("patroni_debian: created cluster %s/%s in %s", version, cluster, target)
     return {"cluster": f"{version}/{cluster}", "datadir": target, "config_dir": config_dir}
 
 
+@_host_errors
 def clone(version, cluster, datadir, connstring, password=None):
     """
     Make ``<version>/<cluster>`` a copy of a running member, as Debian's ``pg_clonecluster_patroni`` does:
@@ -1362,29 +1839,111 @@ def clone(version, cluster, datadir, connstring, password=None):
         Data directory to fill, empty or missing.
 
     connstring
-        libpq connection string of the source, e.g. ``host=10.0.0.11 port=5432 user=replicator``. A password in
-        it is moved into a private pgpass file; it never reaches a command line.
+        libpq connection string of the source, key=value (``host=10.0.0.11 port=5432 user=replicator``) or
+        URI (``postgresql://replicator@10.0.0.11:5432/postgres``), read by libpq itself. Its secrets
+        (``password``, ``sslpassword``) move into private files that only postgres can read and that are
+        removed afterwards; they never reach a command line, a message or a log.
 
     password
-        Replication password; default: from ``connstring``, else ``PGPASSFILE`` or ``~postgres/.pgpass``.
+        Replication password. Default: the one in ``connstring``, else pillar
+        ``patroni:clusters:<version>-<cluster>:authentication:replication:password`` when ``connstring``
+        names that role, else ``PGPASSFILE`` or ``~postgres/.pgpass``. Prefer pillar: an argument is
+        stored in Salt's job cache.
+
+    A failure after ``pg_createcluster`` removes what this run created (config folder, data directory,
+    log file), so a retry starts from the same host.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt pg2 patroni_debian.clone 15 main /var/lib/postgresql/15/main 'host=10.0.0.11 port=5432 user=replicator' password=secret
+        salt pg2 patroni_debian.clone 15 main /var/lib/postgresql/15/main connstring='host=10.0.0.11 port=5432 user=replicator'
     """
     version, cluster = _check_version(version), _check_cluster(cluster)
     datadir = _check_datadir(datadir)
-    conninfo, found = _conninfo_without_password(connstring)
-    password = str(password) if password is not None else found
+    conninfo, secrets = _split_connstring(connstring)
+    if password is not None:
+        secrets["password"] = _check_text("password", password)
+    elif "password" not in secrets:
+        secrets.update(_pillar_replication_password(version, cluster, conninfo))
     _check_initdb(version)
-    _make_room_for_clone(version, cluster, datadir)
-    _pg_createcluster(version, cluster, datadir)
-    _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
-    _basebackup(version, datadir, conninfo, password)
-    log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, conninfo)
-    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": conninfo}
+    with _host_lock(f"clone {version}/{cluster}"):
+        _make_room_for_clone(version, cluster, datadir)
+        paths = _new_paths(version, cluster, datadir)
+        with _undone_on_failure(paths, datadir):
+            _pg_createcluster(version, cluster, datadir)
+    with _undone_on_failure(paths, datadir):
+        _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
+        _basebackup(version, datadir, conninfo, secrets)
+    log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, _scrub(conninfo))
+    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": _scrub(conninfo)}
+
+
+def _pillar_replication_password(version, cluster, conninfo):
+    """``{"password": …}`` from pillar when the connection is as the cluster's replication role (Salt door)."""
+    replication = _pillar_get(f"patroni:clusters:{version}-{cluster}:authentication:replication") or {}
+    if not isinstance(replication, dict) or replication.get("password") is None:
+        return {}
+    user = dict((keyword, value) for keyword, value, _ in _parse_conninfo(conninfo)).get("user")
+    if user != str(replication.get("username") or DEBIAN_REPLICATION["username"]):
+        return {}
+    return {"password": _check_text("pillar replication password", replication["password"])}
+
+
+@_host_errors
+def install_program(path=PROGRAM):
+    """
+    Install this module file where the configs from :py:func:`createconfig` name it, for Patroni to run as
+    its bootstrap and replica-creation program (``/usr/bin/python3 <path> createcluster|clone``).
+
+    Copies the very file Salt loaded (synced from ``_modules`` or installed with pip), atomically, owner
+    root, mode 0755, so what Patroni runs is always the release Salt runs. Same content: no change.
+
+    path
+        Where to install it. Default ``/usr/share/patroni-debian/patroni_debian.py``.
+
+    Returns ``{"path", "changed"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.install_program
+    """
+    path = str(path)
+    if not os.path.isabs(path):
+        raise SaltInvocationError(f"path: {path!r} must be an absolute path")
+    with open(os.path.abspath(__file__), "rb") as handle:
+        content = handle.read()
+    try:
+        current = _read_text(path, follow_links=False)
+    except CommandExecutionError:
+        current = None  # a link or an odd file is replaced by the program itself
+    if current is not None and current.encode("utf-8") == content and _program_mode_is_right(path):
+        return {"path": path, "changed": False}
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o755, exist_ok=True)
+        os.chmod(folder, 0o755)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
+    try:
+        os.fchmod(handle, 0o755)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    log.info("patroni_debian: installed the program at %s", path)
+    return {"path": path, "changed": True}
+
+
+def _program_mode_is_right(path):
+    status = os.lstat(path)
+    return stat.S_ISREG(status.st_mode) and status.st_mode & 0o7777 == 0o755 and status.st_uid == os.geteuid()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, 
         "clone", "15", "copy", "/var/lib/postgresql/15/copy",
         f"host=127.0.0.1 port={safe} user=postgres password=Cl0ne-secret",
     )
-    assert result["source"] == f"host=127.0.0.1 port={safe} user=postgres"  # the password stays out
+    assert result["source"] == f"user=postgres host=127.0.0.1 port={safe}"  # the password stays out
     listing = node.run(["pg_lsclusters", "-h"]).stdout
     assert any(line.split()[:2] == ["15", "copy"] for line in listing.splitlines())
     owner = node.run(["stat", "-c", "%U", "/var/lib/postgresql/15/copy/PG_VERSION"]).stdout.strip()

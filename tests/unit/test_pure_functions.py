@@ -1,6 +1,7 @@
 """Edge cases of the module's pure helpers; the behaviour on hosts is tested in differential/ and functional/."""
 
 import ipaddress
+import json
 import os
 import pwd
 import sys
@@ -224,32 +225,52 @@ def test_plain_turns_dict_and_list_subclasses_into_plain_data():
     assert yaml.safe_load(pd._dump_yaml(value)) == {"a": [{"b": 1}]}
 
 
+def _targets_in(folder, monkeypatch):
+    monkeypatch.setattr(pd, "PATRONI_DIR", str(folder))
+    return [
+        pd._Target(str(folder / "15-main.yml"), {}, "new: text\n", pd._read_own_yaml, "postgres", "postgres", 0o660),
+        pd._Target(str(folder / "15-main.vip"), {}, 'VIP_IP="10.0.0.100"\n', pd._read_env_file, "root", "root", 0o644),
+    ]
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to postgres needs root")
-def test_write_atomic_never_exposes_a_partial_or_readable_file(tmp_path, monkeypatch):
-    """At the rename the new file is already complete, postgres-owned and 0660; a failure keeps the old file."""
-    target = tmp_path / "15-main.yml"
-    target.write_text("old\n")
+def test_write_all_never_exposes_a_partial_or_readable_file(tmp_path, monkeypatch):
+    """At the rename each new file is already complete, owned and moded; the old files stay until then."""
+    targets = _targets_in(tmp_path, monkeypatch)
+    (tmp_path / "15-main.yml").write_text("old\n")
     postgres = pwd.getpwnam("postgres")
-    seen = {}
+    seen = []
     real_replace = os.replace
 
     def spying_replace(source, destination):
         status = os.stat(source)
-        seen.update(mode=status.st_mode & 0o7777, uid=status.st_uid, text=open(source).read())
+        seen.append((os.path.basename(destination), status.st_mode & 0o7777, status.st_uid, open(source).read()))
         real_replace(source, destination)
 
     monkeypatch.setattr(pd.os, "replace", spying_replace)
-    pd._write_atomic(str(target), "new: text\n", postgres.pw_uid, postgres.pw_gid, 0o660)
-    assert seen == {"mode": 0o660, "uid": postgres.pw_uid, "text": "new: text\n"}
-    assert target.read_text() == "new: text\n" and os.listdir(tmp_path) == ["15-main.yml"]
+    written = pd._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
+    assert seen == [("15-main.yml", 0o660, postgres.pw_uid, "new: text\n"), ("15-main.vip", 0o644, 0, 'VIP_IP="10.0.0.100"\n')]
+    assert written == [t.path for t in targets] and sorted(os.listdir(tmp_path)) == ["15-main.vip", "15-main.yml"]
 
-    def failing_fsync(_):
-        raise OSError("disk full")
 
-    monkeypatch.setattr(pd.os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="disk full"):
-        pd._write_atomic(str(target), "newer\n", postgres.pw_uid, postgres.pw_gid, 0o660)
-    assert target.read_text() == "new: text\n" and os.listdir(tmp_path) == ["15-main.yml"]
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to postgres needs root")
+def test_write_all_writes_both_files_or_neither(tmp_path, monkeypatch):
+    """A disk that fills up while the second file is staged leaves the first file as it was, and no temporary."""
+    targets = _targets_in(tmp_path, monkeypatch)
+    (tmp_path / "15-main.yml").write_text("old\n")
+    calls = []
+    real_fsync = os.fsync
+
+    def fsync_failing_the_second_time(handle):
+        calls.append(handle)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(handle)
+
+    monkeypatch.setattr(pd.os, "fsync", fsync_failing_the_second_time)
+    with pytest.raises(OSError, match="No space"):
+        pd._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
+    assert os.listdir(tmp_path) == ["15-main.yml"] and (tmp_path / "15-main.yml").read_text() == "old\n"
 
 
 def test_mkstemp_creates_private_files(tmp_path):
@@ -264,24 +285,56 @@ def test_mkstemp_creates_private_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "connstring,expected,password",
+    "connstring,expected,secrets",
     [
-        ("host=10.0.0.11 port=5432 user=replicator", "host=10.0.0.11 port=5432 user=replicator", None),
-        ("host=a password=s3cr user=r", "host=a user=r", "s3cr"),
-        ("dbname=postgres password='a b\\'c' host=a", "dbname=postgres host=a", "a b'c"),
-        ("  host = a   application_name='my app' ", "host=a application_name='my app'", None),
-        ("postgresql://rep:p%40ss@h:5432/postgres", "postgresql://rep@h:5432/postgres", "p@ss"),
-        ("postgres://h/postgres", "postgres://h/postgres", None),
+        ("host=10.0.0.11 port=5432 user=replicator", "user=replicator host=10.0.0.11 port=5432", {}),
+        ("host=a password=s3cr user=r", "user=r host=a", {"password": "s3cr"}),
+        ("dbname=postgres password='a b\\'c' host=a", "dbname=postgres host=a", {"password": "a b'c"}),
+        ("  host = a   application_name='my app' ", "host=a application_name='my app'", {}),
+        ("postgresql://rep:p%40ss@h:5432/postgres", "user=rep dbname=postgres host=h port=5432", {"password": "p@ss"}),
+        ("postgres://h/postgres", "dbname=postgres host=h", {}),
+        (
+            "postgresql://repl@h:5499/postgres?password=x%20y&sslpassword=k",
+            "user=repl dbname=postgres host=h port=5499",
+            {"password": "x y", "sslpassword": "k"},
+        ),
+        ("host=a sslpassword=zz", "host=a", {"sslpassword": "zz"}),
+        ("postgresql://h/?options=-c%20x%3Dy", "host=h options='-c x=y'", {}),
     ],
 )
-def test_conninfo_without_password(connstring, expected, password):
-    assert pd._conninfo_without_password(connstring) == (expected, password)
+def test_split_connstring_reads_every_form_through_libpq(connstring, expected, secrets):
+    assert pd._split_connstring(connstring) == (expected, secrets)
 
 
-@pytest.mark.parametrize("connstring", ["", None, "host", "host=a 'x'", "=a"])
-def test_conninfo_rejected(connstring):
-    with pytest.raises(pd.SaltInvocationError, match="connstring"):
-        pd._conninfo_without_password(connstring)
+@pytest.mark.parametrize(
+    "connstring",
+    ["", None, "host", "host=a 'x'", "=a", "postgresql://h/?bogus=1", "host=a password=se cret", "nosuchkey=1"],
+)
+def test_split_connstring_refuses_without_quoting_the_string(connstring):
+    with pytest.raises(pd.SaltInvocationError, match="connstring") as error:
+        pd._split_connstring(connstring)
+    assert "cret" not in str(error.value) and "bogus" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("host=a password='x y' user=b", "host=a password=******** user=b"),
+        ("postgresql://u:pw@h/db?password=zz&x=1", "postgresql://u:********@h/db?password=********&x=1"),
+        ("http://root:pw@10.0.0.5:2379", "http://root:********@10.0.0.5:2379"),
+        ("sslpassword=k host=a", "sslpassword=******** host=a"),
+        ("password: hunter2", "password: ********"),
+        ("host=a port=5432", "host=a port=5432"),
+        ("http://10.0.0.5:2379/v2", "http://10.0.0.5:2379/v2"),
+    ],
+)
+def test_scrub_masks_secrets_inside_values(text, expected):
+    assert pd._scrub(text) == expected
+
+
+def test_masked_scrubs_values_of_keys_that_are_not_secret():
+    config = {"primary_conninfo": "host=a password=s3", "etcd": {"url": "http://u:s3@h:2379"}, "password": "s3"}
+    assert "s3" not in json.dumps(pd._masked(config))
 
 
 @pytest.mark.parametrize("scope,expected", [("15-main", ("15", "main")), ("15-my-app", ("15", "my-app")),
@@ -296,20 +349,23 @@ def test_split_scope_rejects(scope):
         pd._split_scope(scope)
 
 
-def test_basebackup_password_only_in_a_private_pgpass_file(monkeypatch):
-    """At the process boundary: the password is in no argument, only in a 0600 PGPASSFILE removed afterwards."""
+def test_basebackup_secrets_only_in_private_files(monkeypatch):
+    """At the process boundary: no secret in an argument; password in PGPASSFILE, sslpassword in a service file,
+    both 0600 and removed afterwards."""
     seen = {}
 
     def recording_run(argv, check=True, user=None, env=None):
-        path = env["PGPASSFILE"]
-        seen.update(argv=argv, user=user, path=path, mode=os.stat(path).st_mode & 0o777, text=open(path).read())
+        files = {key: (env[key], os.stat(env[key]).st_mode & 0o777, open(env[key]).read()) for key in ("PGPASSFILE", "PGSERVICEFILE")}
+        seen.update(argv=argv, user=user, files=files)
 
     monkeypatch.setattr(pd, "_run", recording_run)
-    pd._basebackup("15", "/var/lib/postgresql/15/main", "host=a user=r", "pa:ss\\word")
-    assert not any("pa:ss" in argument for argument in seen["argv"])
+    pd._basebackup("15", "/var/lib/postgresql/15/main", "host=a user=r", {"password": "pa:ss\\word", "sslpassword": "k3y"})
+    assert not any("pa:ss" in argument or "k3y" in argument for argument in seen["argv"])
     assert seen["argv"][0] == "/usr/lib/postgresql/15/bin/pg_basebackup" and seen["user"] == "postgres"
-    assert seen["mode"] == 0o600 and seen["text"] == "*:*:*:*:pa\\:ss\\\\word\n"
-    assert not os.path.exists(seen["path"])
+    assert seen["argv"][-1] == "--dbname=host=a user=r service=patroni_debian_clone"
+    assert seen["files"]["PGPASSFILE"][1:] == (0o600, "*:*:*:*:pa\\:ss\\\\word\n")
+    assert seen["files"]["PGSERVICEFILE"][1:] == (0o600, "[patroni_debian_clone]\nsslpassword=k3y\n\n")
+    assert not any(os.path.exists(path) for path, _, _ in seen["files"].values())
 
 
 @pytest.mark.parametrize("argv", [[], ["bootstrap"], ["clone", "positional"], ["createcluster", "--scope=main"]])
