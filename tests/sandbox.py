@@ -13,6 +13,7 @@ import os
 import pathlib
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,10 @@ class Host:
     dcs_yml: object = DEBIAN_DEFAULT_DCS  # text, None (missing) or DEBIAN_DEFAULT_DCS
     vip_in: bool = True
     files: dict = dataclasses.field(default_factory=dict)  # extra files in /etc/patroni
+    prepare: object = None  # callable(etc_patroni folder): links, FIFOs, odd files laid out before the run
+    setup: tuple = ()  # shell lines run inside the namespaces before the command (mounts, …)
+    umask: object = None  # e.g. 0o077: the umask the command runs with
+    patroni_dir: bool = True  # False: no /etc/patroni at all (an overlay over /etc hides it)
 
     def build(self, root):
         """Lay out the case folder ``root`` for this host."""
@@ -48,6 +53,8 @@ class Host:
             (etc_patroni / "dcs.yml").write_text(self.dcs_yml)
         for name, text in self.files.items():
             (etc_patroni / name).write_text(text)
+        if self.prepare is not None:
+            self.prepare(etc_patroni)
         pgcommon = root / "etc_pgcommon"
         pgcommon.mkdir()
         if self.createcluster_conf is not None:
@@ -73,9 +80,17 @@ class Host:
 
     def setup_script(self, root):
         """Shell lines run inside the new namespaces before the command."""
-        lines = [
-            "set -e",
-            f"mount --bind {root}/etc_patroni /etc/patroni",
+        lines = ["set -e"]
+        if not self.patroni_dir:
+            # an overlay over /etc, below the binds, whose upper layer shows what the command made in /etc/patroni
+            lines += [
+                f"mkdir -p {root}/etc_upper {root}/etc_work",
+                f"mount -t overlay overlay -o lowerdir=/etc,upperdir={root}/etc_upper,workdir={root}/etc_work /etc",
+                "rm -rf /etc/patroni",
+            ]
+        else:
+            lines.append(f"mount --bind {root}/etc_patroni /etc/patroni")
+        lines += [
             f"mount --bind {root}/etc_pgcommon /etc/postgresql-common",
             f"mount --bind {root}/usr_lib_pg /usr/lib/postgresql",
             f"mount --bind {root}/hosts /etc/hosts",
@@ -96,6 +111,9 @@ class Host:
             family = "-6" if ":" in self.gateway else "-4"
             lines.append(f"ip {family} route add default via {self.gateway} dev eth0")
         lines.append(f"export PATH={root}/bin:$PATH")
+        lines += list(self.setup)
+        if self.umask is not None:
+            lines.append(f"umask {self.umask:03o}")
         return "\n".join(lines)
 
 
@@ -111,7 +129,8 @@ def run(host, root, argv, env=None):
     """Run ``argv`` on a fresh sandboxed ``host`` laid out under ``root``; return its outcome and files."""
     root = pathlib.Path(root)
     host.build(root)
-    before = _snapshot(root / "etc_patroni")
+    folder = root / "etc_patroni" if host.patroni_dir else root / "etc_upper" / "patroni"
+    before = _snapshot(folder)
     script = host.setup_script(root) + '\nexec "$@"\n'
     proc = subprocess.run(
         [
@@ -134,18 +153,27 @@ def run(host, root, argv, env=None):
         timeout=120,
         check=False,
     )
-    after = _snapshot(root / "etc_patroni")
+    after = _snapshot(folder)
     changed = {name: state for name, state in after.items() if before.get(name) != state}
     return Outcome(proc.returncode, proc.stdout, proc.stderr, changed)
 
 
 def _snapshot(folder):
-    """Every file in ``folder`` as ``name -> (text, owner, group, mode)``."""
+    """Every entry in ``folder`` as ``name -> (text, owner, group, mode)``; links, folders and special files
+    by what they are (a link's target is not followed, a FIFO is not opened)."""
     files = {}
+    if not folder.is_dir():
+        return files
     for path in folder.iterdir():
-        status = path.stat()
+        status = path.lstat()
+        if stat.S_ISLNK(status.st_mode):
+            content = f"-> {os.readlink(path)}"
+        elif stat.S_ISREG(status.st_mode):
+            content = path.read_bytes().decode("utf-8", "backslashreplace")
+        else:
+            content = f"({stat.S_IFMT(status.st_mode):o})"
         files[path.name] = (
-            path.read_text(),
+            content,
             pwd.getpwuid(status.st_uid).pw_name,
             grp.getgrgid(status.st_gid).gr_name,
             status.st_mode & 0o7777,
@@ -153,17 +181,20 @@ def _snapshot(folder):
     return files
 
 
-def module_argv(function, *args, **kwargs):
+def module_argv(function, *args, pillar=None, **kwargs):
     """argv that calls ``patroni_debian.<function>`` from this checkout and prints its JSON result.
 
-    Errors print ``Error: <message>`` and exit 1, the way a command-line tool reports them.
+    ``pillar`` becomes the module's ``__pillar__``, as Salt's loader would set it. Errors print
+    ``Error: <message>`` and exit 1, the way a command-line tool reports them.
     """
     code = textwrap.dedent(
         f"""
         import json, sys
         sys.path.insert(0, {str(REPO / "_modules")!r})
         import patroni_debian as module
-        args, kwargs = json.loads(sys.argv[1])
+        args, kwargs, pillar = json.loads(sys.argv[1])
+        if pillar is not None:
+            module.__pillar__ = pillar
         try:
             result = getattr(module, {function!r})(*args, **kwargs)
         except (module.CommandExecutionError, module.SaltInvocationError) as exc:
@@ -172,4 +203,4 @@ def module_argv(function, *args, **kwargs):
         print(json.dumps(result))
         """
     )
-    return [sys.executable, "-c", code, json.dumps([list(args), kwargs])]
+    return [sys.executable, "-c", code, json.dumps([list(args), kwargs, pillar])]
