@@ -1762,10 +1762,13 @@ def _undone_on_failure(paths, datadir):
                         shutil.rmtree(path)
                     else:
                         os.unlink(path)
-                elif before is not None and stat.S_ISDIR(before.st_mode) and path == datadir:
-                    _empty_directory(path)
-                    os.chown(path, before.st_uid, before.st_gid)
-                    os.chmod(path, before.st_mode & 0o7777)
+                elif before is not None and stat.S_ISDIR(before.st_mode):
+                    if path == datadir:
+                        _empty_directory(path)
+                        os.chown(path, before.st_uid, before.st_gid)
+                        os.chmod(path, before.st_mode & 0o7777)
+                    with contextlib.suppress(PermissionError):  # only the owner may; times are not data
+                        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
             except OSError as exc:
                 problems.append(f"{path}: {exc.strerror}")
         if problems and isinstance(failure, Exception):

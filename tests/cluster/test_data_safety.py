@@ -6,6 +6,7 @@ Patroni runs it, and the Salt door as root.
 
 import netlab
 import pytest
+import sandbox
 
 pytestmark = pytest.mark.lab
 
@@ -18,10 +19,17 @@ def node():
         yield lab.nodes[0]
 
 
-def fingerprint(node, *paths):
-    """Every file under ``paths`` with its size, mode, owner and modification time."""
-    proc = node.run(["find", *paths, "-printf", "%p %s %m %u %T@\n"], check=False)
-    return sorted(proc.stdout.splitlines()) + [f"exit {proc.returncode}"]
+def fingerprint(node, *paths, folder_times=True):
+    """Every file under ``paths`` with its size, mode, owner and modification time.
+
+    ``folder_times=False`` leaves out the times of folders: postgres (Patroni's user) may not set them back
+    on the root-owned folders it adds files to.
+    """
+    proc = node.run(["find", *paths, "-printf", "%p %s %m %u %y %T@\n"], check=False)
+    lines = proc.stdout.splitlines()
+    if not folder_times:
+        lines = [line.rsplit(" ", 1)[0] if line.split()[-2] == "d" else line for line in lines]
+    return sorted(lines) + [f"exit {proc.returncode}"]
 
 
 def door(node, *args):
@@ -139,3 +147,103 @@ def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, 
     assert temporary.strip() == ""  # the private pgpass file is gone
     plaintext = node.run(["grep", "-rl", "Cl0ne-secret", "/var/lib/postgresql", "/var/log/postgresql"], check=False)
     assert plaintext.returncode == 1, plaintext.stdout  # in no data file and no log, on source or copy
+
+
+def test_createcluster_refuses_the_emptied_data_directory_of_another_cluster(node):
+    """pg_dropcluster of either cluster would remove the other's data: refused, as clone refuses it."""
+    node.module("createcluster", "15", "emptied2")
+    node.run(["find", "/var/lib/postgresql/15/emptied2", "-mindepth", "1", "-delete"])
+    before = fingerprint(node, "/etc/postgresql", "/var/lib/postgresql")
+    proc = door(node, "createcluster", "--scope=15-thief2", "--datadir=/var/lib/postgresql/15/emptied2")
+    assert_refused(proc, "belongs to cluster 15/emptied2")
+    assert fingerprint(node, "/etc/postgresql", "/var/lib/postgresql") == before
+
+
+def test_two_createclusters_at_once_on_one_data_directory_have_one_winner(node):
+    calls = " & ".join(
+        f"/usr/bin/python3 {node.lab.program} createcluster --scope=15-race{n} --datadir=/var/lib/postgresql/15/race"
+        f" 2> /tmp/race{n}; echo $? > /tmp/race{n}.exit"
+        for n in (1, 2)
+    )
+    node.run(["sh", "-c", f"({calls}) ; wait"], user="postgres")
+    exits = sorted(node.run(["cat", f"/tmp/race{n}.exit"]).stdout.strip() for n in (1, 2))
+    assert exits == ["0", str(REFUSED)], [node.run(["cat", f"/tmp/race{n}"]).stdout for n in (1, 2)]
+    owners = [line.split()[1] for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines()
+              if line.split()[5] == "/var/lib/postgresql/15/race"]
+    assert len(owners) == 1, owners
+
+
+def test_a_failed_clone_leaves_the_host_as_it_found_it(node):
+    """pg_basebackup cannot reach its source: the cluster pg_createcluster registered is gone again."""
+    watched = ("/etc/postgresql", "/var/lib/postgresql", "/var/log/postgresql")
+    before = fingerprint(node, *watched, folder_times=False)
+    proc = door(node, "clone", "--scope=15-orphan", "--datadir=/var/lib/postgresql/15/orphan",
+                "--connstring=host=127.0.0.1 port=1 user=replicator connect_timeout=2")
+    assert proc.returncode == 1 and "failed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert fingerprint(node, *watched, folder_times=False) == before
+    assert "orphan" not in node.run(["pg_lsclusters", "-h"]).stdout
+
+
+def test_a_failed_createcluster_leaves_the_host_as_it_found_it(node):
+    """initdb runs out of space on a 1 MiB file system: folders, config and log made on the way are removed."""
+    node.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", "/srv"])
+    node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "/srv/pg"])
+    try:
+        watched = ("/etc/postgresql", "/srv", "/var/log/postgresql")
+        before = fingerprint(node, *watched)
+        proc = node.run(["/usr/bin/python3", str(node.lab.program), "createcluster", "--scope=15-tiny",
+                         "--datadir=/srv/pg/15/tiny"], check=False)
+        assert proc.returncode == 1 and "failed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert fingerprint(node, *watched) == before
+        assert "tiny" not in node.run(["pg_lsclusters", "-h"]).stdout
+    finally:
+        node.run(["umount", "/srv"])
+
+
+def test_the_door_as_postgres_on_a_data_directory_it_cannot_read_says_so(node):
+    node.run(["install", "-d", "-m", "0700", "/var/lib/postgresql/15/locked"])
+    node.run(["touch", "/var/lib/postgresql/15/locked/PG_VERSION"])
+    for action in (["createcluster", "--scope=15-locked"], ["clone", "--scope=15-locked", "--connstring=host=a"]):
+        proc = door(node, *action, "--datadir=/var/lib/postgresql/15/locked")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "/var/lib/postgresql/15/locked cannot be read as postgres" in proc.stderr
+
+
+@pytest.fixture
+def basebackup_spy(node):
+    """The real pg_basebackup, behind a wrapper that records its arguments (bind-mounted in the node only)."""
+    real = node.lab.root / "real-pg_basebackup"
+    record = node.lab.root / "pg_basebackup.argv"
+    wrapper = node.lab.root / "pg_basebackup-spy"
+    node.run(["cp", "/usr/lib/postgresql/15/bin/pg_basebackup", str(real)])
+    record.write_text("")
+    record.chmod(0o666)
+    wrapper.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {record}\nexec {real} \"$@\"\n")
+    wrapper.chmod(0o755)
+    node.run(["mount", "--bind", str(wrapper), "/usr/lib/postgresql/15/bin/pg_basebackup"])
+    yield record
+    node.run(["umount", "/usr/lib/postgresql/15/bin/pg_basebackup"])
+
+
+@pytest.mark.parametrize(
+    "name,connstring",
+    [
+        ("uri", "postgresql://postgres:{password}@127.0.0.1:{port}/postgres?sslpassword={sslpassword}&sslmode=disable"),
+        ("keyvalue", "host=127.0.0.1 port={port} user=postgres password='{password}' sslpassword={sslpassword}"),
+    ],
+)
+def test_clone_keeps_secrets_of_every_syntax_out_of_arguments_and_messages(node, safe, basebackup_spy, name, connstring):
+    """A real pg_basebackup against a real server, authenticated by the password the connstring carried."""
+    password, sslpassword = "Uri-Pw-7f3e", "Ssl-Pw-91ab"
+    node.psql(f"ALTER ROLE postgres PASSWORD '{password}'", port=safe)
+    given = connstring.format(password=password, sslpassword=sslpassword, port=safe)
+    proc = node.run(sandbox.module_argv("clone", "15", f"spy-{name}", f"/var/lib/postgresql/15/spy-{name}", given))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = basebackup_spy.read_text()
+    assert f"--pgdata\n/var/lib/postgresql/15/spy-{name}" in recorded  # the spy saw the real call
+    for secret in (password, sslpassword):
+        assert secret not in recorded and secret not in proc.stdout + proc.stderr
+    assert node.run(["test", "-f", f"/var/lib/postgresql/15/spy-{name}/PG_VERSION"]).returncode == 0
+    leftovers = node.run(["find", "/tmp", "-maxdepth", "1", "-name", "patroni-debian-*"]).stdout
+    assert leftovers.strip() == ""
+
