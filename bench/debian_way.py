@@ -32,7 +32,7 @@ def main(runs):
                     machine.reset()
                 lab.clear_dcs()
             lab.wait_minions()
-            lab.salt("*", "saltutil.sync_all")
+            lab.provision()
             started = time.monotonic()
             machines.debian_way(lab, DCS, AUTHENTICATION, DEFAULT_TIMING)
             seconds.append(time.monotonic() - started)

@@ -5,7 +5,8 @@ etcd, vip-manager and Salt for the minion (from wheels built on this host: the m
 cached under $PATRONI_DEBIAN_IMAGE_CACHE (default /var/cache/patroni-debian) and rebuilt when its recipe changes.
 Each machine is an overlay on the image in its own network namespace on lab B's bridge (tests/netlab.py), booted
 by systemd-nspawn with real systemd and a salt-minion unit. The master runs in the switch namespace with this
-checkout as its file root, so minions get the modules through saltutil.sync_all, as from a formula.
+checkout as its file root, so minions get the modules through saltutil.sync_all, as from a formula, and
+patroni_debian.install_program puts the program where the configs name it.
 """
 
 import hashlib
@@ -27,8 +28,6 @@ IMAGE_CACHE = pathlib.Path(os.environ.get("PATRONI_DEBIAN_IMAGE_CACHE", "/var/ca
 SALT_PIN = "salt==3008.4"
 DEBOOTSTRAP_INCLUDE = "systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,ca-certificates"
 PACKAGES = "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager"
-# The program Patroni calls lives where the formula will install it; machines get this checkout's copy, read-only.
-PROGRAM_DIR = "/usr/share/patroni-debian"
 MINION_UNIT = """\
 [Unit]
 Description=The Salt minion (patroni_debian lab)
@@ -57,7 +56,6 @@ cat > /etc/systemd/system/salt-minion.service <<'EOF'
 systemctl enable salt-minion.service
 # nothing runs that the tests did not ask for: vip-manager has no config yet, etcd runs on the lab's bridge
 systemctl disable vip-manager.service etcd.service patroni.service
-mkdir -p {PROGRAM_DIR}
 apt-get clean
 rm -f /usr/sbin/policy-rc.d /etc/machine-id /var/lib/dbus/machine-id
 : > /etc/machine-id
@@ -197,8 +195,7 @@ class Machine:
                  f"echo $$ > /sys/fs/cgroup/unified/{self.cgroup}/cgroup.procs && exec \"$@\"")
         argv = ["systemd-nspawn", "-q", "-D", str(self.merged), "-M", self.name, "-b", "--register=no",
                 "--keep-unit", f"--network-namespace-path=/run/netns/{self.netns}", "--console=pipe",
-                "--resolv-conf=off",  # keep the machine's own, empty resolv.conf: no name server is reachable
-                f"--bind-ro={REPO / '_modules'}:{PROGRAM_DIR}"]
+                "--resolv-conf=off"]  # keep the machine's own, empty resolv.conf: no name server is reachable
         with open(self.root / "console.log", "ab") as log:
             self.nspawn = subprocess.Popen(["sh", "-c", enter, "sh", *argv], stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
@@ -293,6 +290,13 @@ class MachineLab(netlab.Lab):
             return json.loads(proc.stdout or "{}")
         except json.JSONDecodeError:
             raise AssertionError(f"salt {target} {function}: {proc.stdout}\n{proc.stderr}") from None
+
+    def provision(self):
+        """This checkout's modules synced to every minion, and its program installed where the configs name it."""
+        synced = self.salt("*", "saltutil.sync_all")
+        assert all("modules.patroni_debian" in result["modules"] for result in synced.values()), synced
+        installed = self.salt("*", "patroni_debian.install_program")
+        assert all(result["path"] == "/usr/share/patroni-debian/patroni_debian.py" for result in installed.values()), installed
 
     def wait_minions(self, timeout=120):
         names = {machine.name for machine in self.nodes}

@@ -6,16 +6,19 @@ import machines
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def machine_lab(timings):
-    """Three booted machines, every minion answering with this checkout's modules synced, etcd and a master."""
+    """Three booted machines, every minion answering with this checkout's modules, etcd and a master.
+
+    One lab per test module: a module that brings up its own lab (the README's commands do) never meets
+    another's.
+    """
     started = time.monotonic()
     with machines.MachineLab(machines=3) as lab:
         timings["lab C: image cached → 3 machines booted (systemd running)"] = time.monotonic() - started
         lab.wait_minions()
         timings["lab C: up → every minion answers test.ping"] = time.monotonic() - started
-        synced = lab.salt("*", "saltutil.sync_all")
-        assert all("modules.patroni_debian" in result["modules"] for result in synced.values()), synced
+        lab.provision()
         yield lab
 
 
@@ -27,6 +30,6 @@ def fresh_machines(machine_lab, timings):
         machine.reset()
     machine_lab.clear_dcs()
     machine_lab.wait_minions()
-    machine_lab.salt("*", "saltutil.sync_all")
+    machine_lab.provision()
     timings["lab C: reset of all 3 machines for a test"] = time.monotonic() - started
     return machine_lab

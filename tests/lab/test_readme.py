@@ -1,0 +1,118 @@
+"""The README is tested: every command it shows runs, exactly as written and in its order, in the lab it describes.
+
+The lab is brought up by the README's own command and gets the members' pillar from the README's own YAML
+block; nothing else is set up. A ``salt …`` command runs with the lab master's ``salt`` program (the master
+listens on the lab's private bridge only, as the README says). The same holds for ``tests/README.md``.
+"""
+
+import pathlib
+import re
+import shlex
+import subprocess
+import tempfile
+import types
+
+import machines
+import netlab
+import pytest
+
+pytestmark = pytest.mark.lab
+
+REPO = netlab.REPO
+# The one command not replayed here, and why.
+EXEMPT = {"make test": "the command CI runs, of which this test is a part"}
+FAILURE_WORDS = ("ERROR", "Traceback", "Minion did not return", "is not available", "Passed invalid arguments")
+UP = ".venv/bin/python tests/machines.py up"
+DOWN = ".venv/bin/python tests/machines.py down"
+
+
+def blocks(path, language):
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), re.S)
+
+
+def commands(path):
+    """Each command of the file's bash blocks: continuation lines joined, comment lines left out."""
+    found = []
+    for block in blocks(path, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                found.append(line)
+    return found
+
+
+def lab_master_config():
+    configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
+    assert configs, "no lab master: the README's `up` command did not start one"
+    return configs[-1].parent
+
+
+def run(command):
+    argv = shlex.split(command, comments=True)
+    if argv[0] == "salt":
+        argv = machines.salt_cli(lab_master_config()) + argv[1:]
+    else:
+        argv = ["bash", "-c", command]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"`{command}` exited {proc.returncode}:\n{output}"
+    failures = [word for word in FAILURE_WORDS if word in output]
+    assert not failures, f"`{command}` said {failures}:\n{output}"
+    return output
+
+
+def give_pillar(yaml_text):
+    """The members' pillar, as the README shows it, on the lab's master, for every minion."""
+    root = lab_master_config() / "pillar"
+    (root / "patroni.sls").write_text(yaml_text)
+    (root / "top.sls").write_text("base:\n  'pg*':\n    - patroni\n")
+
+
+def wait_healthy(timeout=180):
+    switch = netlab.Lab()
+    members = [
+        types.SimpleNamespace(name=f"pg{n}", http=lambda path, port, n=n: switch.http(f"http://{netlab.SUBNET}.{10 + n}:{port}{path}"))
+        for n in (1, 2, 3)
+    ]
+    return netlab.wait_until("15-main healthy", lambda: netlab.health(members, 8008), timeout)
+
+
+def test_every_readme_command_runs_as_written(timings):
+    shown = commands(REPO / "README.md")
+    assert shown[0] == UP and shown[-1] == DOWN, "the README brings its lab up first and down last"
+    pillar = blocks(REPO / "README.md", "yaml")[0]
+    assert "patroni:" in pillar and "15-main" in pillar
+    replayed = []
+    try:
+        for command in shown:
+            if command in EXEMPT:
+                continue
+            if command == DOWN:
+                leader, timeline = wait_healthy()  # what the README promises before the lab goes
+                assert leader in ("pg1", "pg2", "pg3") and timeline >= 1
+            run(command)
+            replayed.append(command)
+            if command == UP:
+                give_pillar(pillar)
+            if command == "salt 'pg[23]' service.start patroni@15-main":
+                wait_healthy()  # the quick start's promise: one leader, two streaming replicas
+    finally:
+        netlab.remove_stale()
+    assert len(replayed) == len(shown) - sum(command in EXEMPT for command in shown)
+
+
+def test_every_command_of_the_labs_readme_runs_as_written():
+    shown = commands(REPO / "tests" / "README.md")
+    assert shown, "tests/README.md shows its lab commands"
+    try:
+        for command in shown:
+            run(command)
+    finally:
+        netlab.remove_stale()
+
+
+def test_every_command_is_replayed_or_exempt_with_a_reason():
+    """A new kind of command in the README must be replayable here, or be named in EXEMPT with its reason."""
+    for command in commands(REPO / "README.md") + commands(REPO / "tests" / "README.md"):
+        first = shlex.split(command)[0]
+        assert command in EXEMPT or first in ("salt", ".venv/bin/python"), command
