@@ -13,7 +13,6 @@ dunders when they exist.
 import contextlib
 import copy
 import ctypes
-import errno
 import fcntl
 import functools
 import glob
@@ -104,9 +103,7 @@ SCOPE_FILE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
 SECRET_KEY_RE = re.compile(r"(^|_)(password|passwd|token|secret)$", re.I)
 MASK = "********"
 # Secrets inside values: ``password=…`` in a libpq key=value string or a URI query, and a URL's userinfo.
-SECRET_PAIR_RE = re.compile(
-    r"(?i)\b(\w*(?:password|passwd|token|secret))(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|[^\s&'#]+)"
-)
+SECRET_PAIR_RE = re.compile(r"(?i)\b(\w*(?:password|passwd|token|secret))(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|[^\s&'#]+)")
 URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
 # Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
 # run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
@@ -181,7 +178,7 @@ def _host_errors(function):
             return function(*args, **kwargs)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            raise CommandExecutionError(f"{where}{exc.strerror or exc}; nothing more was changed") from exc
+            raise CommandExecutionError(f"{where}{exc.strerror or exc}") from exc
 
     return wrapper
 
@@ -218,8 +215,14 @@ def _read_text(path, follow_links=True):
 
 
 def _file_kind(mode):
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
@@ -930,7 +933,8 @@ def _vip_interface(vip, addresses):
                 return ifname, network.prefixlen
     known = ", ".join(f"{ifname} {interface}" for ifname, interface in addresses if not interface.is_loopback)
     raise SaltInvocationError(
-        f"vip: {vip} is in none of this host's networks ({known or 'none'}); a VIP must be in the subnet of an interface"
+        f"vip: {vip} is in none of this host's networks ({known or 'none'}); "
+        "a VIP must be in the subnet of an interface"
     )
 
 
@@ -972,10 +976,14 @@ def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_ma
     sources = dict(settings)
     if credentials is not None:
         if not dcs_type.startswith("etcd"):
-            raise SaltInvocationError(f"endpoint: credentials in a {dcs_type} URL; vip-manager takes them for etcd only")
+            raise SaltInvocationError(
+                f"endpoint: credentials in a {dcs_type} URL; vip-manager takes them for etcd only"
+            )
         for source, value in zip(("username", "password"), credentials):
             if sources.get(source) not in (None, value):
-                raise SaltInvocationError(f"endpoint: the URL's {source} differs from the one in the {dcs_type} section")
+                raise SaltInvocationError(
+                    f"endpoint: the URL's {source} differs from the one in the {dcs_type} section"
+                )
             sources[source] = value
     for source, target in (
         ("username", "VIP_ETCD_USER"),
@@ -1168,13 +1176,22 @@ def _check_overridden_claims(version, cluster, config, port, ports, other_ports,
     data_dir = _config_data_dir(config)
     if data_dir is None or not os.path.isabs(data_dir):
         raise SaltInvocationError(f"config: postgresql.data_dir must be an absolute path, got {data_dir!r}")
-    owners = [f"cluster {row['version']}/{row['cluster']}" for row in clusters
-              if row["datadir"] and (row["version"], row["cluster"]) != (version, cluster)
-              and _same_path(row["datadir"], data_dir)]
-    owners += [f"Patroni config {path}" for path, other in others.items()
-               if _config_data_dir(other) and _same_path(_config_data_dir(other), data_dir)]
+    owners = [
+        f"cluster {row['version']}/{row['cluster']}"
+        for row in clusters
+        if row["datadir"]
+        and (row["version"], row["cluster"]) != (version, cluster)
+        and _same_path(row["datadir"], data_dir)
+    ]
+    owners += [
+        f"Patroni config {path}"
+        for path, other in others.items()
+        if _config_data_dir(other) and _same_path(_config_data_dir(other), data_dir)
+    ]
     if owners:
-        raise SaltInvocationError(f"config: postgresql.data_dir {data_dir} is already the data directory of {owners[0]}")
+        raise SaltInvocationError(
+            f"config: postgresql.data_dir {data_dir} is already the data directory of {owners[0]}"
+        )
 
 
 def _existing_document(path, read):
@@ -1338,7 +1355,7 @@ def _write_all(plans):
 
     A link at a target's path is replaced by the file, never followed.
     """
-    writes = [(target, changes) for target, changes in plans if "created" in changes or "diff" in changes]
+    writes = [(target, changes) for target, changes in plans if _rewrites(changes)]
     if writes:
         _make_patroni_dir()
     staged = []
@@ -1351,7 +1368,9 @@ def _write_all(plans):
         raise
     for (target, changes), temporary in zip(writes, staged):
         os.replace(temporary, target.path)
-        log.info("patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new")
+        log.info(
+            "patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new"
+        )
     if writes:
         directory = os.open(PATRONI_DIR, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -1359,9 +1378,14 @@ def _write_all(plans):
         finally:
             os.close(directory)
     for target, changes in plans:
-        if changes and target not in (t for t, _ in writes):
+        if changes and not _rewrites(changes):
             _repair(target)
     return [target.path for target, _ in writes]
+
+
+def _rewrites(changes):
+    """Whether a plan writes the file anew (rather than only repairing its owner and mode)."""
+    return "created" in changes or "diff" in changes
 
 
 def _result(rendered, plans):
@@ -1511,8 +1535,7 @@ def _is_empty_dir(path):
         return False
     except PermissionError:
         raise CommandExecutionError(
-            f"data directory {path} cannot be read as {pwd.getpwuid(os.geteuid()).pw_name}; "
-            "run as root or as its owner"
+            f"data directory {path} cannot be read as {pwd.getpwuid(os.geteuid()).pw_name}; run as root or as its owner"
         ) from None
 
 
@@ -1614,7 +1637,9 @@ def _libpq():
     try:
         library = ctypes.CDLL("libpq.so.5")
     except OSError:
-        raise CommandExecutionError("libpq.so.5 is not installed (package libpq5, a dependency of postgresql)") from None
+        raise CommandExecutionError(
+            "libpq.so.5 is not installed (package libpq5, a dependency of postgresql)"
+        ) from None
     library.PQconninfoParse.restype = ctypes.POINTER(_ConninfoOption)
     library.PQconninfoParse.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     library.PQconninfoFree.argtypes = [ctypes.POINTER(_ConninfoOption)]
@@ -1719,14 +1744,22 @@ def _private_file(folder, name, text):
 def _basebackup(version, datadir, conninfo, secrets):
     """pg_basebackup of the source into ``datadir``, as postgres; secrets only through private files."""
     with _private_credentials(dict(secrets)) as (env, extra):
-        argv = [f"{PG_LIB_DIR}/{version}/bin/pg_basebackup", "--pgdata", datadir, "-X", "stream",
-                f"--dbname={conninfo}{extra}"]
+        argv = [
+            f"{PG_LIB_DIR}/{version}/bin/pg_basebackup",
+            "--pgdata",
+            datadir,
+            "-X",
+            "stream",
+            f"--dbname={conninfo}{extra}",
+        ]
         _run(argv, user=CONFIG_OWNER, env={**os.environ, **env})
 
 
 def _pg_createcluster(version, cluster, datadir=None):
     """pg_createcluster with start.conf ``manual``: only Patroni starts a cluster it runs."""
-    _run(["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster])
+    _run(
+        ["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster]
+    )
 
 
 def _new_paths(version, cluster, datadir):
@@ -1736,7 +1769,11 @@ def _new_paths(version, cluster, datadir):
     remove again, and an empty data directory that was there, to be left empty with its owner and mode.
     """
     paths = []
-    for leaf in (f"{PG_CONF_DIR}/{version}/{cluster}", datadir, f"/var/log/postgresql/postgresql-{version}-{cluster}.log"):
+    for leaf in (
+        f"{PG_CONF_DIR}/{version}/{cluster}",
+        datadir,
+        f"/var/log/postgresql/postgresql-{version}-{cluster}.log",
+    ):
         path = leaf
         while path != os.path.dirname(path):
             try:
@@ -1813,7 +1850,9 @@ def createcluster(version, cluster, datadir=None):
                 "Drop it with pg_dropcluster if its data is not needed"
             )
         if not _is_empty_dir(target):
-            raise DataSafetyError(f"data directory {target} is not empty; refusing to create {version}/{cluster} over it")
+            raise DataSafetyError(
+                f"data directory {target} is not empty; refusing to create {version}/{cluster} over it"
+            )
         _refuse_data_dir_of_another_cluster(version, cluster, target, _pg_cluster_table())
         with _undone_on_failure(_new_paths(version, cluster, target), target):
             _pg_createcluster(version, cluster, datadir)
@@ -1916,37 +1955,26 @@ def install_program(path=PROGRAM):
     path = str(path)
     if not os.path.isabs(path):
         raise SaltInvocationError(f"path: {path!r} must be an absolute path")
-    with open(os.path.abspath(__file__), "rb") as handle:
-        content = handle.read()
+    with open(os.path.abspath(__file__), encoding="utf-8") as handle:
+        target = _Target(path, None, handle.read(), None, "root", "root", 0o755)
     try:
         current = _read_text(path, follow_links=False)
     except CommandExecutionError:
         current = None  # a link or an odd file is replaced by the program itself
-    if current is not None and current.encode("utf-8") == content and _program_mode_is_right(path):
+    if current == target.text and _program_mode_is_right(path):
         return {"path": path, "changed": False}
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         os.makedirs(folder, 0o755, exist_ok=True)
         os.chmod(folder, 0o755)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
-    try:
-        os.fchmod(handle, 0o755)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    os.replace(_stage(target), path)
     log.info("patroni_debian: installed the program at %s", path)
     return {"path": path, "changed": True}
 
 
 def _program_mode_is_right(path):
     status = os.lstat(path)
-    return stat.S_ISREG(status.st_mode) and status.st_mode & 0o7777 == 0o755 and status.st_uid == os.geteuid()
+    return stat.S_ISREG(status.st_mode) and status.st_mode & 0o7777 == 0o755 and status.st_uid == 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_a_full_disk_writes_neither_the_config_nor_the_vip_file(tmp_path):
     fill = "dd if=/dev/zero of=/etc/patroni/filler bs=4096 count=3 2>/dev/null"
     host = sandbox.Host(setup=("mount -t tmpfs -o size=16k,mode=0755 tmpfs /etc/patroni", fill))
     call = shlex.join(sandbox.module_argv("createconfig", "15", "main", dcs=ETCD2, vip="10.0.0.100"))
-    outcome = sandbox.run(host, tmp_path, ["sh", "-c", f"{call}; echo \"exit $?\"; ls -A /etc/patroni"])
+    outcome = sandbox.run(host, tmp_path, ["sh", "-c", f'{call}; echo "exit $?"; ls -A /etc/patroni'])
     assert outcome.stdout.startswith("Error: ") and "No space left on device" in outcome.stdout, outcome.stdout
     assert "Traceback" not in outcome.stderr, outcome.stderr
     assert outcome.stdout.splitlines()[-2:] == ["exit 1", "filler"]
@@ -227,8 +227,12 @@ def test_new_clusters_created_at_once_get_different_ports(tmp_path):
 
 
 def test_one_cluster_configured_twice_at_once_with_different_ports_has_one_winner(tmp_path):
-    calls = [lambda n, offset=offset: sandbox.module_argv("createconfig", "15", f"c{n}", dcs=ETCD3, port=5500 + 2 * n + offset)
-             for offset in (0, 1)]
+    calls = [
+        lambda n, offset=offset: sandbox.module_argv(
+            "createconfig", "15", f"c{n}", dcs=ETCD3, port=5500 + 2 * n + offset
+        )
+        for offset in (0, 1)
+    ]
     for outputs in at_once(tmp_path, calls, rounds=5):
         written = [json.loads(text) for text in outputs if not text.startswith("Error: ")]
         refused = [text for text in outputs if text.startswith("Error: ")]
@@ -276,7 +280,9 @@ def test_a_password_inside_a_value_is_masked_in_the_result_and_diff(function, tm
 
 
 def test_the_returned_config_never_carries_a_dcs_url_password(tmp_path):
-    outcome = createconfig(sandbox.Host(), tmp_path, "render_config", dcs={"etcd3": {"url": f"https://u:{SECRET}@h:2379"}})
+    outcome = createconfig(
+        sandbox.Host(), tmp_path, "render_config", dcs={"etcd3": {"url": f"https://u:{SECRET}@h:2379"}}
+    )
     assert SECRET not in outcome.stdout and "https://u:********@h:2379" in outcome.stdout
 
 
@@ -285,3 +291,12 @@ def test_a_newline_in_a_dcs_value_cannot_inject_a_vip_setting(tmp_path):
     outcome = createconfig(sandbox.Host(), tmp_path, vip="10.0.0.100", dcs=dcs)
     assert_clean_error(outcome, "VIP_ETCD_USER", "line break")
     assert outcome.files == {}
+
+
+def test_a_config_naming_a_program_that_is_not_installed_says_how_to_install_it(tmp_path):
+    result = result_of(
+        createconfig(sandbox.Host(), tmp_path, "render_config", program="/nonexistent/patroni_debian.py")
+    )
+    assert any(
+        "/nonexistent/patroni_debian.py is not installed" in w and "install_program" in w for w in result["warnings"]
+    )

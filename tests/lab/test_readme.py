@@ -71,7 +71,9 @@ def give_pillar(yaml_text):
 def wait_healthy(timeout=180):
     switch = netlab.Lab()
     members = [
-        types.SimpleNamespace(name=f"pg{n}", http=lambda path, port, n=n: switch.http(f"http://{netlab.SUBNET}.{10 + n}:{port}{path}"))
+        types.SimpleNamespace(
+            name=f"pg{n}", http=lambda path, port, n=n: switch.http(f"http://{netlab.SUBNET}.{10 + n}:{port}{path}")
+        )
         for n in (1, 2, 3)
     ]
     return netlab.wait_until("15-main healthy", lambda: netlab.health(members, 8008), timeout)

@@ -3,6 +3,7 @@
 import ipaddress
 import json
 import os
+import pathlib
 import pwd
 import sys
 
@@ -249,7 +250,10 @@ def test_write_all_never_exposes_a_partial_or_readable_file(tmp_path, monkeypatc
 
     monkeypatch.setattr(pd.os, "replace", spying_replace)
     written = pd._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
-    assert seen == [("15-main.yml", 0o660, postgres.pw_uid, "new: text\n"), ("15-main.vip", 0o644, 0, 'VIP_IP="10.0.0.100"\n')]
+    assert seen == [
+        ("15-main.yml", 0o660, postgres.pw_uid, "new: text\n"),
+        ("15-main.vip", 0o644, 0, 'VIP_IP="10.0.0.100"\n'),
+    ]
     assert written == [t.path for t in targets] and sorted(os.listdir(tmp_path)) == ["15-main.vip", "15-main.yml"]
 
 
@@ -337,8 +341,15 @@ def test_masked_scrubs_values_of_keys_that_are_not_secret():
     assert "s3" not in json.dumps(pd._masked(config))
 
 
-@pytest.mark.parametrize("scope,expected", [("15-main", ("15", "main")), ("15-my-app", ("15", "my-app")),
-                                            ("9.6-main", ("9.6", "main")), ("15/main", ("15", "main"))])
+@pytest.mark.parametrize(
+    "scope,expected",
+    [
+        ("15-main", ("15", "main")),
+        ("15-my-app", ("15", "my-app")),
+        ("9.6-main", ("9.6", "main")),
+        ("15/main", ("15", "main")),
+    ],
+)
 def test_split_scope_takes_the_version_up_to_the_first_dash(scope, expected):
     assert pd._split_scope(scope) == expected
 
@@ -355,11 +366,16 @@ def test_basebackup_secrets_only_in_private_files(monkeypatch):
     seen = {}
 
     def recording_run(argv, check=True, user=None, env=None):
-        files = {key: (env[key], os.stat(env[key]).st_mode & 0o777, open(env[key]).read()) for key in ("PGPASSFILE", "PGSERVICEFILE")}
+        files = {
+            key: (env[key], os.stat(env[key]).st_mode & 0o777, open(env[key]).read())
+            for key in ("PGPASSFILE", "PGSERVICEFILE")
+        }
         seen.update(argv=argv, user=user, files=files)
 
     monkeypatch.setattr(pd, "_run", recording_run)
-    pd._basebackup("15", "/var/lib/postgresql/15/main", "host=a user=r", {"password": "pa:ss\\word", "sslpassword": "k3y"})
+    pd._basebackup(
+        "15", "/var/lib/postgresql/15/main", "host=a user=r", {"password": "pa:ss\\word", "sslpassword": "k3y"}
+    )
     assert not any("pa:ss" in argument or "k3y" in argument for argument in seen["argv"])
     assert seen["argv"][0] == "/usr/lib/postgresql/15/bin/pg_basebackup" and seen["user"] == "postgres"
     assert seen["argv"][-1] == "--dbname=host=a user=r service=patroni_debian_clone"
@@ -373,3 +389,23 @@ def test_program_door_usage_errors_exit_2(argv, capsys):
     assert pd.main(argv) == pd.EXIT_USAGE
     message = capsys.readouterr().err
     assert "usage" in message.lower() or "scope: 'main' is not <version>-<cluster>" in message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs a root-owned file")
+def test_install_program_copies_the_loaded_file_once_and_never_through_a_link(tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me\n")
+    path = tmp_path / "share" / "patroni_debian.py"
+    path.parent.mkdir(mode=0o700)
+    path.symlink_to(target)
+    assert pd.install_program(str(path)) == {"path": str(path), "changed": True}
+    assert path.read_bytes() == pathlib.Path(pd.__file__).read_bytes() and not path.is_symlink()
+    assert os.stat(path).st_mode & 0o7777 == 0o755 and target.read_text() == "keep me\n"
+    assert pd.install_program(str(path)) == {"path": str(path), "changed": False}
+    path.chmod(0o644)
+    assert pd.install_program(str(path))["changed"] and os.stat(path).st_mode & 0o7777 == 0o755
+
+
+def test_install_program_needs_an_absolute_path():
+    with pytest.raises(pd.SaltInvocationError, match="absolute"):
+        pd.install_program("share/patroni_debian.py")
