@@ -1388,6 +1388,11 @@ def _rewrites(changes):
     return "created" in changes or "diff" in changes
 
 
+def _named_options(scope):
+    """The named options of createconfig/render_config from their ``locals()``, as ``_render`` takes them."""
+    return {key: scope[key] for key in OPTIONS}
+
+
 def _result(rendered, plans):
     return {
         "config_file": rendered["config_file"],
@@ -1404,7 +1409,23 @@ def _result(rendered, plans):
 
 
 @_host_errors
-def render_config(version, cluster, force=False, **kwargs):
+def render_config(
+    version,
+    cluster,
+    *,
+    force=False,
+    hostip=None,
+    network=None,
+    port=None,
+    vip=None,
+    endpoint=None,
+    dcs=None,
+    authentication=None,
+    dynamic=None,
+    config=None,
+    program=None,
+    **kwargs,
+):
     """
     Compute what :py:func:`createconfig` would write and change, writing nothing.
 
@@ -1418,7 +1439,8 @@ def render_config(version, cluster, force=False, **kwargs):
         salt '*' patroni_debian.render_config 15 main
         salt pg1 patroni_debian.render_config 15 main port=5433 vip=10.0.0.100
     """
-    rendered = _render(version, cluster, kwargs)
+    options = dict(kwargs, **_named_options(locals()))
+    rendered = _render(version, cluster, options)
     plans = [(target, _plan(target, _check_force(force))) for target in _targets(rendered)]
     result = _result(rendered, plans)
     result["config"] = _masked(rendered["config"])
@@ -1427,7 +1449,23 @@ def render_config(version, cluster, force=False, **kwargs):
 
 
 @_host_errors
-def createconfig(version, cluster, force=False, **kwargs):
+def createconfig(
+    version,
+    cluster,
+    *,
+    force=False,
+    hostip=None,
+    network=None,
+    port=None,
+    vip=None,
+    endpoint=None,
+    dcs=None,
+    authentication=None,
+    dynamic=None,
+    config=None,
+    program=None,
+    **kwargs,
+):
     """
     Write the Patroni configuration of the pg-common cluster ``<version>/<cluster>``, as Debian's
     ``pg_createconfig_patroni`` does, with its bugs fixed.
@@ -1492,8 +1530,9 @@ def createconfig(version, cluster, force=False, **kwargs):
         salt pg1 patroni_debian.createconfig 15 main vip=10.0.0.100 dcs='{etcd: {host: 10.0.0.5:2379}}'
     """
     force = _check_force(force)
+    options = dict(kwargs, **_named_options(locals()))
     with _host_lock(f"createconfig {version} {cluster}"):
-        rendered = _render(version, cluster, kwargs)
+        rendered = _render(version, cluster, options)
         plans = [(target, _plan(target, force)) for target in _targets(rendered)]
         written = _write_all(plans)
     result = _result(rendered, plans)
@@ -1988,9 +2027,15 @@ USAGE = (
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 
 
-def main(argv=None):
-    """Run ``createcluster`` or ``clone`` with Patroni's ``--key=value`` arguments; return the exit code."""
+def _main(argv=None):
+    """Run ``createcluster`` or ``clone`` with Patroni's ``--key=value`` arguments; return the exit code.
+
+    Private: Salt must not list it as ``patroni_debian.main``.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--help"], ["-h"], ["help"]):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in ("createcluster", "clone"):
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE
@@ -2022,4 +2067,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

@@ -386,7 +386,7 @@ def test_basebackup_secrets_only_in_private_files(monkeypatch):
 
 @pytest.mark.parametrize("argv", [[], ["bootstrap"], ["clone", "positional"], ["createcluster", "--scope=main"]])
 def test_program_door_usage_errors_exit_2(argv, capsys):
-    assert pd.main(argv) == pd.EXIT_USAGE
+    assert pd._main(argv) == pd.EXIT_USAGE
     message = capsys.readouterr().err
     assert "usage" in message.lower() or "scope: 'main' is not <version>-<cluster>" in message
 

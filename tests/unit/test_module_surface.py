@@ -1,0 +1,59 @@
+"""The module's surface as Salt shows it: every public function documented with a CLI example, in one file only;
+the program door importing nothing but the standard library, PyYAML and Salt's exceptions."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+FILES = sorted((REPO / "_modules").glob("patroni_debian*.py")) + sorted((REPO / "_states").glob("*.py"))
+DOOR = REPO / "_modules" / "patroni_debian.py"
+
+
+def public_functions(path):
+    tree = ast.parse(path.read_text())
+    return {
+        node.name: ast.get_docstring(node) or ""
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+    }
+
+
+def test_every_public_function_has_a_cli_example_and_one_home():
+    home = {}
+    for path in FILES:
+        for name, doc in public_functions(path).items():
+            if path.parent.name == "_modules":
+                assert "CLI Example:" in doc, f"{path.name}: {name} has no CLI Example"
+            else:
+                assert "code-block:: yaml" in doc, f"{path.name}: state {name} has no example"
+            assert home.setdefault((path.parent.name, name), path.name) == path.name, f"{name} twice"
+
+
+def test_the_program_door_imports_nothing_of_ours():
+    tree = ast.parse(DOOR.read_text())
+    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert roots <= set(sys.stdlib_module_names) | {"yaml", "salt"}, roots
+
+
+def test_salt_lists_no_main():
+    assert "main" not in public_functions(DOOR)
+
+
+def test_program_help_is_usage_on_stdout_and_success():
+    proc = subprocess.run([sys.executable, str(DOOR), "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: patroni_debian.py createcluster") and not proc.stderr
+
+
+def test_createconfig_names_its_options_for_sys_argspec():
+    import inspect  # noqa: PLC0415
+
+    sys.path.insert(0, str(REPO / "_modules"))
+    import patroni_debian  # noqa: PLC0415
+
+    for function in (patroni_debian.createconfig, patroni_debian.render_config):
+        parameters = inspect.signature(function).parameters
+        for option in patroni_debian.OPTIONS + ("force",):
+            assert parameters[option].kind is inspect.Parameter.KEYWORD_ONLY, option
