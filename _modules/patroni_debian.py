@@ -1134,7 +1134,9 @@ def _render(version, cluster, kwargs):
             "set them with config= instead"
         )
     replication = config["postgresql"].get("authentication", {}).get("replication") or {}
+    defaults = []
     if replication.get("password") == DEBIAN_REPLICATION["password"]:
+        defaults.append(f"patroni:clusters:{scope}:authentication:replication:password")
         warnings.append(
             "replication password: none given, so Debian's default password, the same on every Debian install, is "
             f"used; set pillar patroni:clusters:{scope}:authentication:replication:password"
@@ -1163,6 +1165,7 @@ def _render(version, cluster, kwargs):
         "port": _listen_port(config),
         "restapi_port": _port_of((config.get("restapi") or {}).get("listen")),
         "warnings": warnings,
+        "defaults": defaults,
     }
 
 
@@ -1238,12 +1241,23 @@ class _Target:
         self.owner, self.group, self.mode = owner, group, mode
 
 
+HEADER_MARK = ", written by Salt's patroni_debian.createconfig."
+
+
+def _written_here(path):
+    """Whether ``path`` is a config this module wrote (its first line says so): the states may bring it back."""
+    try:
+        text = _read_text(path, follow_links=False)
+    except CommandExecutionError:
+        return False
+    return bool(text) and text.splitlines()[0].endswith(HEADER_MARK)
+
+
 def _targets(rendered):
     config = rendered["config"]
     scope = config["scope"]
     header = (
-        f"# Patroni configuration of PostgreSQL cluster {scope.replace('-', '/', 1)}, written by Salt's "
-        "patroni_debian.createconfig.\n"
+        f"# Patroni configuration of PostgreSQL cluster {scope.replace('-', '/', 1)}{HEADER_MARK}\n"
         "# bootstrap.dcs applies at the first bootstrap only: change a running cluster with patronictl edit-config.\n"
     )
     targets = [
@@ -1430,7 +1444,9 @@ def render_config(
     Compute what :py:func:`createconfig` would write and change, writing nothing.
 
     Takes the same arguments as :py:func:`createconfig` and fails the same way. Secrets in the returned
-    configuration and changes are masked.
+    configuration and changes are masked. Besides what createconfig returns: ``config`` and ``vip`` (the
+    content), ``managed`` (the existing config is one this module wrote) and ``defaults`` (the pillar keys of
+    secrets left at Debian's well-known defaults).
 
     CLI Example:
 
@@ -1443,6 +1459,8 @@ def render_config(
     rendered = _render(version, cluster, options)
     plans = [(target, _plan(target, _check_force(force))) for target in _targets(rendered)]
     result = _result(rendered, plans)
+    result["managed"] = _written_here(rendered["config_file"])
+    result["defaults"] = rendered["defaults"]
     result["config"] = _masked(rendered["config"])
     result["vip"] = _masked(rendered["vip"])
     return result
@@ -1994,13 +2012,8 @@ def install_program(path=PROGRAM):
     path = str(path)
     if not os.path.isabs(path):
         raise SaltInvocationError(f"path: {path!r} must be an absolute path")
-    with open(os.path.abspath(__file__), encoding="utf-8") as handle:
-        target = _Target(path, None, handle.read(), None, "root", "root", 0o755)
-    try:
-        current = _read_text(path, follow_links=False)
-    except CommandExecutionError:
-        current = None  # a link or an odd file is replaced by the program itself
-    if current == target.text and _program_mode_is_right(path):
+    target = _program_target(path)
+    if _program_is_current(target):
         return {"path": path, "changed": False}
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
@@ -2011,9 +2024,38 @@ def install_program(path=PROGRAM):
     return {"path": path, "changed": True}
 
 
-def _program_mode_is_right(path):
-    status = os.lstat(path)
-    return stat.S_ISREG(status.st_mode) and status.st_mode & 0o7777 == 0o755 and status.st_uid == 0
+@_host_errors
+def program_installed(path=PROGRAM):
+    """
+    Whether :py:func:`install_program` would change nothing: ``path`` holds this very module file, root's,
+    mode 0755.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.program_installed
+    """
+    path = str(path)
+    if not os.path.isabs(path):
+        raise SaltInvocationError(f"path: {path!r} must be an absolute path")
+    return _program_is_current(_program_target(path))
+
+
+def _program_target(path):
+    with open(os.path.abspath(__file__), encoding="utf-8") as handle:
+        return _Target(path, None, handle.read(), None, "root", "root", 0o755)
+
+
+def _program_is_current(target):
+    try:
+        current = _read_text(target.path, follow_links=False)
+    except CommandExecutionError:
+        return False  # a link or an odd file: replaced by the program itself
+    if current != target.text:
+        return False
+    status = os.lstat(target.path)
+    return status.st_mode & 0o7777 == target.mode and status.st_uid == 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -269,9 +269,14 @@ class MachineLab(netlab.Lab):
         config = self.root / "salt"
         (config / "pillar").mkdir(parents=True)
         (config / "pillar" / "top.sls").write_text("base: {}\n")
+        # the README's file roots: the formula folder and the repository (for _modules, _states), and before
+        # them a folder of the lab's own with the example top file as top.sls
+        (config / "states").mkdir()
+        shutil.copy(REPO / "salt" / "top.sls.example", config / "states" / "top.sls")
         self.master_pki = config / "root" / "etc" / "salt" / "pki" / "master"
+        file_roots = [str(config / "states"), str(REPO / "salt"), str(REPO)]
         master = {"interface": netlab.GATEWAY, "root_dir": str(config / "root"), "pki_dir": "/etc/salt/pki/master",
-                  "file_roots": {"base": [str(REPO)]}, "pillar_roots": {"base": [str(config / "pillar")]},
+                  "file_roots": {"base": file_roots}, "pillar_roots": {"base": [str(config / "pillar")]},
                   "log_file": str(config / "master.log"), "log_level_logfile": "info", "timeout": 30}
         (config / "master").write_text(json.dumps(master))
         self.salt_config = config
@@ -290,6 +295,14 @@ class MachineLab(netlab.Lab):
             return json.loads(proc.stdout or "{}")
         except json.JSONDecodeError:
             raise AssertionError(f"salt {target} {function}: {proc.stdout}\n{proc.stderr}") from None
+
+    def set_pillar(self, pillar, target="'pg*'"):
+        """``pillar`` (a mapping) for the minions ``target`` matches, refreshed on every minion."""
+        folder = self.salt_config / "pillar"
+        (folder / "lab.sls").write_text(json.dumps(pillar))  # JSON is YAML
+        (folder / "top.sls").write_text(f"base:\n  {target}:\n    - lab\n")
+        refreshed = self.salt("*", "saltutil.refresh_pillar", "wait=True")
+        assert all(refreshed.values()), refreshed
 
     def provision(self):
         """This checkout's modules synced to every minion, and its program installed where the configs name it."""

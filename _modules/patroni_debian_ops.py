@@ -1,0 +1,401 @@
+"""
+Operations on a Patroni cluster of the Debian layout: its running members through the REST API of the member on
+this host, and the member's removal.
+
+Joins the execution module ``patroni_debian`` (as Salt's ``deb_postgres`` joins ``postgres``): these functions
+appear as ``patroni_debian.status``, ``patroni_debian.wait_healthy`` and so on. The program file Patroni runs,
+``patroni_debian.py``, never needs this one; this one uses its pure helpers.
+
+Works with Patroni 3.0.2 (bookworm) and 4.0.7 (trixie): only endpoints both have, and the leader's role read as
+``master`` or ``primary`` alike.
+
+:depends: requests (shipped with Salt)
+"""
+
+import copy
+import logging
+import os
+import time
+
+import patroni_debian as debian  # the sibling door file, for its pure helpers (no dunders there)
+
+try:
+    import requests
+except ImportError:  # pragma: no cover - Salt depends on requests
+    requests = None
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "patroni_debian"
+
+LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
+TIMEOUT = 5  # seconds for one REST call; a member that takes longer is not answering
+
+
+def __virtual__():
+    if requests is None:
+        return (False, "patroni_debian's REST operations need the requests library")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------------------------------
+# the member's REST API, set up from its own config file
+
+
+class _Api:
+    """One member's Patroni REST API, addressed and authenticated as its ``restapi``/``ctl`` sections say."""
+
+    def __init__(self, scope, config):
+        restapi, ctl = config.get("restapi") or {}, config.get("ctl") or {}
+        auth = restapi.get("authentication") or {}
+        self.scope = scope
+        self.name = str(config.get("name", "?"))
+        self.base = ("https" if restapi.get("certfile") else "http") + "://" + str(restapi.get("connect_address"))
+        self.auth = (str(auth["username"]), str(auth.get("password", ""))) if auth.get("username") else None
+        self.verify = ctl.get("cacert") or restapi.get("cafile") or not ctl.get("insecure", False)
+
+    def call(self, method, path, body=None, expect=(200,), base=None, timeout=TIMEOUT):
+        url = (base or self.base) + path
+        try:
+            response = requests.request(
+                method, url, json=body, auth=self.auth, verify=self.verify, timeout=timeout
+            )
+        except requests.RequestException as exc:
+            raise CommandExecutionError(f"{self.scope} on {self.name}: {method} {url}: Patroni does not answer ({exc})") from None
+        if response.status_code not in expect:
+            raise CommandExecutionError(
+                f"{self.scope} on {self.name}: {method} {url}: HTTP {response.status_code}: {response.text.strip()[:500]}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            return response.text.strip()
+
+
+def _scope(version, cluster):
+    return f"{debian._check_version(version)}-{debian._check_cluster(cluster)}"
+
+
+def _config(scope):
+    path = f"{debian.PATRONI_DIR}/{scope}.yml"
+    config = debian._read_yaml(path)
+    if not isinstance(config, dict):
+        raise CommandExecutionError(f"{path} does not exist or is not a Patroni config; run patroni_debian.createconfig")
+    return config
+
+
+def _api(version, cluster):
+    scope = _scope(version, cluster)
+    return _Api(scope, _config(scope))
+
+
+# --------------------------------------------------------------------------------------------------
+# pure readings of Patroni's answers (unit-tested on answers captured from real clusters)
+
+
+def _normalised(status):
+    """``/patroni`` with the leader's role spelled ``primary`` whatever the Patroni version."""
+    status = dict(status)
+    if status.get("role") in LEADER_ROLES:
+        status["role"] = "primary"
+    return status
+
+
+def _leader_of(cluster):
+    """The member that holds the leader key in a ``/cluster`` answer, or None."""
+    return next((member for member in cluster.get("members", []) if member.get("role") in ("leader", "standby_leader")), None)
+
+
+def _health(name, own, leader_status):
+    """Why member ``name`` is not healthy yet, or None when it is.
+
+    Healthy: it leads (role primary, running), or it is a running replica on the leader's timeline whose
+    name the leader lists among its streaming WAL senders. "running" alone is not enough: a replica reports
+    it before it streams, and from 3.0.4 on only ``replication_state`` would tell.
+    """
+    if own.get("state") != "running":
+        return f"PostgreSQL is {own.get('state', 'unknown')}"
+    if own.get("role") == "primary":
+        return None
+    if own.get("role") != "replica":
+        return f"role is {own.get('role')}"
+    if leader_status is None:
+        return "no member holds the leader key"
+    if own.get("timeline") != leader_status.get("timeline"):
+        return f"on timeline {own.get('timeline')}, the leader on {leader_status.get('timeline')}"
+    streaming = {
+        row.get("application_name") for row in leader_status.get("replication") or [] if row.get("state") == "streaming"
+    }
+    if name not in streaming:
+        return "not streaming from the leader yet"
+    return None
+
+
+def _wanted_changes(wanted, live, prefix=""):
+    """The keys of ``wanted`` whose live value differs: ``{"a.b": {"old", "new"}}``.
+
+    Only what is wanted counts: a None there means "no opinion" (Debian's template leaves ``parameters``
+    empty), and keys Patroni adds on its own are not drift.
+    """
+    changes = {}
+    for key, value in wanted.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        current = live.get(key) if isinstance(live, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            changes.update(_wanted_changes(value, current if isinstance(current, dict) else {}, path))
+        elif current != value and str(current) != str(value):  # Patroni keeps some numbers as strings
+            changes[path] = {"old": current, "new": value}
+    return changes
+
+
+def _patch_body(changes):
+    """The nested document PATCH /config takes, from ``{"a.b": {"new": v}}``."""
+    body = {}
+    for path, change in changes.items():
+        node = body
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(change["new"])
+    return body
+
+
+# --------------------------------------------------------------------------------------------------
+# public functions
+
+
+def clusters():
+    """
+    The pg-common clusters of this host, from ``pg_lsclusters``, keyed ``<version>/<cluster>``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.clusters
+    """
+    return {
+        f"{row['version']}/{row['cluster']}": {"port": row["port"], "status": row["status"], "datadir": row["datadir"]}
+        for row in debian._pg_cluster_table()
+    }
+
+
+def status(version, cluster):
+    """
+    This member's view of itself (``GET /patroni``), the leader's role spelled ``primary``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.status 15 main
+    """
+    return _normalised(_api(version, cluster).call("GET", "/patroni", expect=(200, 503)))
+
+
+def members(version, cluster):
+    """
+    The cluster's members as the DCS knows them (``GET /cluster``): name, role, state, host, port, timeline, lag.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.members 15 main
+    """
+    return _api(version, cluster).call("GET", "/cluster").get("members", [])
+
+
+def wait_healthy(version, cluster, timeout=120, interval=0.5):
+    """
+    Wait until this member is healthy: the leader, or a replica streaming from the leader on its timeline.
+
+    Polls inside (sub-second steps) and returns ``{member, role, leader, timeline, seconds}``; after
+    ``timeout`` seconds raises ``CommandExecutionError`` saying what it saw last.
+
+    version
+        PostgreSQL major version, e.g. ``15``.
+
+    cluster
+        pg-common cluster name, e.g. ``main``.
+
+    timeout
+        Seconds to wait. Default 120.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.wait_healthy 15 main timeout=60
+    """
+    api = _api(version, cluster)
+    try:
+        timeout, interval = float(timeout), float(interval)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
+    started = time.monotonic()
+    while True:
+        seen, result = _health_once(api)
+        if result is not None:
+            result["seconds"] = round(time.monotonic() - started, 1)
+            return result
+        if time.monotonic() - started > timeout:
+            raise CommandExecutionError(f"{api.scope} on {api.name}: not healthy after {timeout:g} s: {seen}")
+        time.sleep(interval)
+
+
+def _health_once(api):
+    """``(what was seen, result or None)`` after one look at this member and its leader."""
+    try:
+        own = _normalised(api.call("GET", "/patroni", expect=(200, 503)))
+        leader = _leader_of(api.call("GET", "/cluster"))
+        leader_status = None
+        if leader and leader.get("api_url"):
+            base = leader["api_url"].rsplit("/", 1)[0]
+            leader_status = _normalised(api.call("GET", "/patroni", expect=(200, 503), base=base))
+    except CommandExecutionError as exc:
+        return str(exc), None
+    why = _health(api.name, own, leader_status)
+    if why is not None:
+        return why, None
+    return why, {
+        "member": api.name,
+        "role": own["role"],
+        "leader": leader["name"] if leader else api.name,
+        "timeline": own.get("timeline"),
+    }
+
+
+def dynamic_config(version, cluster):
+    """
+    The cluster's live settings in the DCS (``GET /config``): ttl, loop_wait, postgresql.parameters, pg_hba, ….
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.dynamic_config 15 main
+    """
+    return debian._masked(_api(version, cluster).call("GET", "/config"))
+
+
+def dynamic_config_changes(version, cluster):
+    """
+    What differs between the live DCS settings and ``bootstrap.dcs`` of this member's config file (the
+    settings pillar declares, written by ``createconfig``): ``{"a.b": {"old", "new"}}``, secrets masked.
+    Only the keys the config file sets count.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.dynamic_config_changes 15 main
+    """
+    return debian._masked(_changes(_api(version, cluster)))
+
+
+def _changes(api):
+    wanted = (_config(api.scope).get("bootstrap") or {}).get("dcs") or {}
+    return _wanted_changes(wanted, api.call("GET", "/config"))
+
+
+def patch_dynamic_config(version, cluster, wait=True):
+    """
+    Make the live DCS settings match ``bootstrap.dcs`` of this member's config file, with ``PATCH /config``
+    of the differing keys only. Patroni applies them on every member at its next loop; nothing is restarted.
+
+    Returns ``{"changes", "pending_restart"}``: with ``wait``, after a PostgreSQL parameter changed, it waits
+    one ``loop_wait`` for Patroni to apply it and reports whether Patroni then asks for a restart.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.patch_dynamic_config 15 main
+    """
+    api = _api(version, cluster)
+    changes = _changes(api)
+    if not changes:
+        return {"changes": {}, "pending_restart": False}
+    live = api.call("PATCH", "/config", _patch_body(changes))
+    log.info("patroni_debian: patched the DCS settings of %s: %s", api.scope, ", ".join(changes))
+    pending = False
+    if wait and any(key.startswith("postgresql.parameters.") for key in changes):
+        pending = _wait_pending_restart(api, float(live.get("loop_wait", 10)) + 3)
+    return {"changes": debian._masked(changes), "pending_restart": pending}
+
+
+def _wait_pending_restart(api, seconds):
+    """Whether this member reports ``pending_restart`` within ``seconds`` (Patroni applies at its next loop)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if api.call("GET", "/patroni", expect=(200, 503)).get("pending_restart"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _units(scope):
+    return (f"patroni@{scope}", f"vip-manager@{scope}")
+
+
+def removal_plan(version, cluster, purge=False):
+    """
+    What :py:func:`remove` would do on this host, as changes ``{what: {"old", "new"}}``; empty when nothing of
+    the member is left.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg3 patroni_debian.removal_plan 15 old purge=True
+    """
+    scope = _scope(version, cluster)
+    plan = {}
+    for unit in _units(scope):
+        running, enabled = __salt__["service.status"](unit), __salt__["service.enabled"](unit)
+        if running or enabled:
+            old = ", ".join(word for word, on in (("running", running), ("enabled", enabled)) if on)
+            plan[unit] = {"old": old, "new": "stopped, disabled"}
+    for path in (f"{debian.PATRONI_DIR}/{scope}.yml", f"{debian.PATRONI_DIR}/{scope}.vip"):
+        if os.path.lexists(path):
+            plan[path] = {"old": "present", "new": "absent"}
+    if purge:
+        version, cluster = scope.split("-", 1)
+        table = {(row["version"], row["cluster"]): row for row in debian._pg_cluster_table()}
+        if (version, cluster) in table:
+            plan[f"cluster {version}/{cluster}"] = {"old": table[(version, cluster)]["datadir"], "new": "dropped"}
+    return plan
+
+
+def remove(version, cluster, purge=False):
+    """
+    Take this member out: ``patroni@`` and ``vip-manager@`` stopped and disabled, its config and VIP files
+    removed. Its pg-common cluster and data are kept, unless ``purge=True`` drops them (``pg_dropcluster
+    --stop``): the one way this project removes data, and only when asked by name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg3 patroni_debian.remove 15 old
+    """
+    if not isinstance(purge, bool):
+        raise SaltInvocationError(f"purge: {purge!r} is not a boolean; use True or False")
+    plan = removal_plan(version, cluster, purge)
+    scope = _scope(version, cluster)
+    for unit in _units(scope):
+        if unit in plan:
+            __salt__["service.stop"](unit)
+            __salt__["service.disable"](unit)
+    for path in (f"{debian.PATRONI_DIR}/{scope}.yml", f"{debian.PATRONI_DIR}/{scope}.vip"):
+        if path in plan:
+            os.unlink(path)  # the entry itself: a link is removed, never its target
+    if purge and any(key.startswith("cluster ") for key in plan):
+        debian._run(["pg_dropcluster", "--stop", *scope.split("-", 1)])
+    log.info("patroni_debian: removed %s from this host: %s", scope, ", ".join(plan) or "nothing was left")
+    return plan

@@ -1,0 +1,298 @@
+"""
+States for Patroni clusters of the Debian layout: what pillar declares about ``<version>-<cluster>`` becomes
+true on this member.
+
+Each state checks first, predicts its changes (secrets already masked by the execution module), returns them
+with ``result: None`` in test mode only when something would change, acts through ``__salt__``, then checks
+again. Passwords never travel as state arguments: the execution module reads them from pillar.
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "patroni_debian"
+
+HEALTH_TIMEOUT = 120
+
+
+def __virtual__():
+    if "patroni_debian.render_config" not in __salt__:
+        return (False, "the patroni_debian execution module is not loaded")
+    return __virtualname__
+
+
+def _ret(name, comment=""):
+    return {"name": name, "result": True, "changes": {}, "comment": comment}
+
+
+def _failed(ret, exc):
+    ret.update(result=False, changes={}, comment=f"{ret['name']}: {exc}")
+    return ret
+
+
+def program_installed(name):
+    """
+    This module file is installed where the configs name it (``/usr/share/patroni-debian/patroni_debian.py``),
+    for Patroni to run as its bootstrap and clone program: the very file Salt loaded, root's, 0755.
+
+    .. code-block:: yaml
+
+        The program Patroni runs is installed:
+          patroni_debian.program_installed: []
+    """
+    ret = _ret(name)
+    try:
+        if __salt__["patroni_debian.program_installed"]():
+            ret["comment"] = f"{name}: the program is current"
+            return ret
+        ret["changes"] = {"program": {"old": "missing or another release", "new": "this release"}}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: the program would be installed")
+            return ret
+        done = __salt__["patroni_debian.install_program"]()
+        ret["comment"] = f"{name}: installed at {done['path']}"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def configured(name, version, cluster, replace=False):
+    """
+    ``/etc/patroni/<version>-<cluster>.yml`` (and the ``.vip`` file when pillar sets ``vip``) hold what pillar
+    ``patroni:clusters:<version>-<cluster>`` declares, as ``createconfig`` renders it.
+
+    A file this module wrote (its header says so) is brought back to the declared content, so hand edits
+    heal; any other file at that path is replaced only with ``replace: True``.
+
+    .. code-block:: yaml
+
+        Patroni 15-main is configured:
+          patroni_debian.configured:
+            - version: 15
+            - cluster: main
+    """
+    ret = _ret(name)
+    try:
+        plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
+        ret["warnings"] = plan["warnings"]
+        if plan["defaults"]:
+            raise SaltInvocationError(
+                f"pillar {', '.join(plan['defaults'])} is required: the states never use Debian's well-known default"
+            )
+        if not plan["changes"]:
+            ret["comment"] = f"{name}: the config files are as declared"
+            return ret
+        if not (replace or plan["managed"]):
+            __salt__["patroni_debian.render_config"](version, cluster)  # raises, naming the differing keys
+        ret["changes"] = plan["changes"]
+        files = ", ".join(plan["changes"])
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: {files} would be written")
+            return ret
+        __salt__["patroni_debian.createconfig"](version, cluster, force=True)
+        left = __salt__["patroni_debian.render_config"](version, cluster, force=True)["changes"]
+        ret["comment"] = f"{name}: {files} written"
+        if left:
+            ret.update(result=False, comment=f"{name}: written, yet {', '.join(left)} still differ")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def _unit_state(unit):
+    return {
+        "enabled": __salt__["service.enabled"](unit),
+        "running": __salt__["service.status"](unit),
+    }
+
+
+def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
+    """
+    ``patroni@<version>-<cluster>`` is enabled and running, ``postgresql@<version>-<cluster>`` stays out of
+    its way (disabled: Patroni starts PostgreSQL itself), and the member is healthy within ``timeout`` seconds:
+    the leader, or a replica streaming from the leader on its timeline.
+
+    Never restarts a running Patroni: a restart of the leader's would cost a failover.
+
+    .. code-block:: yaml
+
+        Patroni 15-main is running and healthy:
+          patroni_debian.running:
+            - version: 15
+            - cluster: main
+            - timeout: 120
+    """
+    ret = _ret(name)
+    scope = f"{version}-{cluster}"
+    unit, plain = f"patroni@{scope}", f"postgresql@{scope}"
+    try:
+        before = _unit_state(unit)
+        plain_enabled = __salt__["service.enabled"](plain)
+        changes = {}
+        if plain_enabled:
+            changes[plain] = {"old": "enabled", "new": "disabled"}
+        if not before["enabled"]:
+            changes[f"{unit} enabled"] = {"old": False, "new": True}
+        if not before["running"]:
+            changes[f"{unit} running"] = {"old": False, "new": True}
+        if __opts__["test"]:
+            if changes:
+                ret.update(result=None, changes=changes, comment=f"{name}: would start it and wait up to {timeout} s")
+            else:
+                ret["comment"] = f"{name}: {unit} is enabled and running"
+            return ret
+        if plain_enabled:
+            __salt__["service.disable"](plain)
+        if not before["enabled"]:
+            __salt__["service.enable"](unit)
+        if not before["running"]:
+            __salt__["service.start"](unit)
+        health = __salt__["patroni_debian.wait_healthy"](version, cluster, timeout=timeout)
+        after = _unit_state(unit)
+        if not (after["enabled"] and after["running"]):
+            raise CommandExecutionError(f"{unit} is {'enabled' if after['enabled'] else 'disabled'} "
+                                        f"and {'running' if after['running'] else 'stopped'} after starting it")
+        ret["changes"] = changes
+        ret["comment"] = (
+            f"{name}: {health['member']} is {health['role']} on timeline {health['timeline']}"
+            + ("" if health["role"] == "primary" else f", streaming from {health['leader']}")
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def mod_watch(name, version, cluster, sfun=None, **kwargs):
+    """
+    Reload ``patroni@<version>-<cluster>`` after its config file changed (``watch`` on :py:func:`configured`):
+    Patroni re-reads its file on SIGHUP. Never a restart, which would cost the leader a failover.
+
+    .. code-block:: yaml
+
+        Patroni 15-main is running and healthy:
+          patroni_debian.running:
+            - version: 15
+            - cluster: main
+            - watch:
+              - patroni_debian: Patroni 15-main is configured
+    """
+    ret = _ret(name)
+    unit = f"patroni@{version}-{cluster}"
+    if sfun != "running" or not __salt__["service.status"](unit):
+        ret["comment"] = f"{name}: nothing to reload"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"{name}: {unit} would be reloaded")
+        return ret
+    __salt__["service.reload"](unit)
+    ret.update(changes={unit: "reloaded"}, comment=f"{name}: {unit} reloaded to read its new config")
+    return ret
+
+
+def vip_running(name, version, cluster):
+    """
+    ``vip-manager@<version>-<cluster>`` is enabled and running when pillar sets a ``vip`` for the cluster
+    (its file is written by :py:func:`configured`); without a VIP, nothing to do.
+
+    .. code-block:: yaml
+
+        The VIP of 15-main follows its leader:
+          patroni_debian.vip_running:
+            - version: 15
+            - cluster: main
+    """
+    ret = _ret(name)
+    unit = f"vip-manager@{version}-{cluster}"
+    try:
+        plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
+        if not plan["vip_file"]:
+            ret["comment"] = f"{name}: no VIP declared"
+            return ret
+        before = _unit_state(unit)
+        changes = {f"{unit} {what}": {"old": False, "new": True} for what, on in before.items() if not on}
+        if not changes:
+            ret["comment"] = f"{name}: {unit} is enabled and running"
+            return ret
+        ret["changes"] = changes
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: would enable and start {unit}")
+            return ret
+        if not before["enabled"]:
+            __salt__["service.enable"](unit)
+        if not before["running"]:
+            __salt__["service.start"](unit)
+        if not all(_unit_state(unit).values()):
+            raise CommandExecutionError(f"{unit} did not start; see journalctl -u {unit}")
+        ret["comment"] = f"{name}: {unit} started"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def dynamic_configured(name, version, cluster):
+    """
+    The cluster's live DCS settings (ttl, loop_wait, ``postgresql.parameters``, ``pg_hba``, …) match
+    ``bootstrap.dcs`` of the member's config, through ``PATCH /config`` of the differing keys. Patroni applies
+    them on every member at its next loop. When a parameter needs a restart, the comment says so and nothing
+    is restarted.
+
+    .. code-block:: yaml
+
+        The live settings of 15-main are as declared:
+          patroni_debian.dynamic_configured:
+            - version: 15
+            - cluster: main
+    """
+    ret = _ret(name)
+    try:
+        changes = __salt__["patroni_debian.dynamic_config_changes"](version, cluster)
+        if not changes:
+            ret["comment"] = f"{name}: the live DCS settings are as declared"
+            return ret
+        ret["changes"] = changes
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: {', '.join(changes)} would be changed in the DCS")
+            return ret
+        done = __salt__["patroni_debian.patch_dynamic_config"](version, cluster)
+        left = __salt__["patroni_debian.dynamic_config_changes"](version, cluster)
+        ret["comment"] = f"{name}: {', '.join(changes)} changed in the DCS"
+        if done["pending_restart"]:
+            ret["comment"] += "; PostgreSQL needs a restart to apply them (pending_restart), not done here"
+        if left:
+            ret.update(result=False, comment=f"{name}: patched, yet {', '.join(left)} still differ")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def absent(name, version, cluster, purge=False):
+    """
+    The member is gone from this host: ``patroni@`` and ``vip-manager@`` stopped and disabled, the config and VIP
+    files removed. The pg-common cluster and its data are kept unless ``purge: True`` (then ``pg_dropcluster``).
+
+    .. code-block:: yaml
+
+        Patroni 15-old is absent:
+          patroni_debian.absent:
+            - version: 15
+            - cluster: old
+    """
+    ret = _ret(name)
+    if not isinstance(purge, bool):
+        return _failed(ret, f"purge: {purge!r} is not a boolean; use true or false")
+    try:
+        planned = __salt__["patroni_debian.removal_plan"](version, cluster, purge=purge)
+        if not planned:
+            ret["comment"] = f"{name}: nothing of {version}-{cluster} is left"
+            return ret
+        ret["changes"] = planned
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: would remove {', '.join(planned)}")
+            return ret
+        __salt__["patroni_debian.remove"](version, cluster, purge=purge)
+        left = __salt__["patroni_debian.removal_plan"](version, cluster, purge=purge)
+        ret["comment"] = f"{name}: removed {', '.join(planned)}"
+        if left:
+            ret.update(result=False, comment=f"{name}: {', '.join(left)} still there")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret

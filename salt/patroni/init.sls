@@ -1,0 +1,8 @@
+# Every Patroni cluster this minion has in pillar patroni:clusters, from a bare Debian host to a healthy member.
+include:
+  - patroni.package
+  - patroni.program
+  - patroni.config
+  - patroni.service
+  - patroni.vip
+  - patroni.dynamic

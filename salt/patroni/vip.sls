@@ -1,0 +1,12 @@
+{%- from tpldir ~ "/map.jinja" import clusters with context %}
+include:
+  - patroni.service
+{%- for c in clusters if c.vip %}
+
+The VIP of {{ c.scope }} follows its leader:
+  patroni_debian.vip_running:
+    - version: "{{ c.version }}"
+    - cluster: "{{ c.cluster }}"
+    - require:
+      - patroni_debian: Patroni {{ c.scope }} is running and healthy
+{%- endfor %}

@@ -1,0 +1,168 @@
+"""Declarative clusters: the patroni formula through the example top file, on lab machines with a real master.
+
+Highstate makes a healthy cluster, a second run changes nothing, test mode predicts without touching the host,
+drift heals, and pillar changes reach the running cluster through PATCH /config. The replication password
+travels only through pillar: never in state output or the minion's log.
+"""
+
+import json
+import time
+
+import netlab
+import pytest
+
+pytestmark = pytest.mark.lab
+
+DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
+PASSWORD = "Formula-Repl-5e2b"
+FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
+API_PORT = 8008
+CONFIG = "/etc/patroni/15-main.yml"
+
+
+def pillar(dynamic=None, password=PASSWORD):
+    main = {"dynamic": {**FAST, **(dynamic or {})}}
+    if password:
+        main["authentication"] = {"replication": {"password": password}}
+    return {"patroni": {"dcs": DCS, "clusters": {"15-main": main}}}
+
+
+def highstate(lab, target="*", test=False):
+    returns = lab.salt(target, "state.highstate", *(["test=True"] if test else []), timeout=400)
+    assert returns and all(isinstance(states, dict) for states in returns.values()), returns
+    return returns
+
+
+def outcomes(returns):
+    """``(failed, changed, undecided)``: state ids by minion whose result is False, whose changes are not empty,
+    and whose result is None."""
+    failed, changed, undecided = [], [], []
+    for minion, states in returns.items():
+        for key, state in states.items():
+            label = f"{minion}: {state.get('__id__', key)}"
+            if state["result"] is False:
+                failed.append(f"{label}: {state['comment']}")
+            if state["changes"]:
+                changed.append(label)
+            if state["result"] is None:
+                undecided.append(label)
+    return failed, changed, undecided
+
+
+def fingerprint(lab):
+    """What test mode must leave alone: configs, pg-common clusters, data directory listings, unit states."""
+    script = (
+        "find /etc/patroni /etc/postgresql /var/lib/postgresql/15 -maxdepth 2 -printf '%p %s %m %u %T@\\n' | sort; "
+        "systemctl is-enabled patroni@15-main postgresql@15-main; systemctl is-active patroni@15-main"
+    )
+    return lab.salt("*", "cmd.run", script)
+
+
+@pytest.fixture(scope="module")
+def cluster(machine_lab, timings):
+    """Bare lab machines (reset to the image: no module, no program, no config) given the pillar, then highstate."""
+    lab = machine_lab
+    for machine in lab.nodes:
+        machine.reset()
+    lab.clear_dcs()
+    lab.wait_minions()
+    lab.set_pillar(pillar())
+    started = time.monotonic()
+    returns = highstate(lab)
+    timings["formula: highstate of 3 machines → healthy cluster"] = time.monotonic() - started
+    failed, changed, _ = outcomes(returns)
+    assert not failed, failed
+    return lab, returns
+
+
+def test_highstate_yields_one_leader_and_two_streaming_replicas(cluster):
+    lab, returns = cluster
+    leader, timeline = netlab.health(lab.nodes, API_PORT)
+    assert leader in ("pg1", "pg2", "pg3") and timeline == 1
+    for minion in ("pg1", "pg2", "pg3"):
+        states = {state["__id__"]: state for state in returns[minion].values()}
+        assert states["The program Patroni runs is installed"]["changes"]
+        assert states["Patroni 15-main is configured"]["changes"]
+        assert "streaming from" in states["Patroni 15-main is running and healthy"]["comment"] or minion == leader
+    units = lab.salt("*", "cmd.run", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main")
+    assert set(units.values()) == {"enabled\nactive"}
+
+
+def test_a_second_highstate_and_a_dry_run_change_nothing(cluster, timings):
+    lab, _ = cluster
+    before = netlab.health(lab.nodes, API_PORT)
+    started = time.monotonic()
+    failed, changed, _ = outcomes(highstate(lab))
+    timings["formula: converged highstate re-run (3 members at once)"] = time.monotonic() - started
+    assert (failed, changed) == ([], [])
+    failed, changed, undecided = outcomes(highstate(lab, test=True))
+    assert (failed, changed, undecided) == ([], [], [])
+    assert netlab.health(lab.nodes, API_PORT) == before
+
+
+def test_drift_is_predicted_in_test_mode_untouched_then_healed(cluster):
+    lab, _ = cluster
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    replica = next(machine for machine in lab.nodes if machine.name != leader)
+    replica.run(["sed", "-i", "s/use_unix_socket: true/use_unix_socket: false/", CONFIG])
+    replica.run(["systemctl", "disable", "--now", "patroni@15-main"])
+    before = fingerprint(lab)
+
+    predicted = highstate(lab, target=replica.name, test=True)
+    failed, changed, undecided = outcomes(predicted)
+    assert not failed and set(changed) == set(undecided), (failed, changed, undecided)
+    assert {label.split(": ", 1)[1] for label in changed} == {
+        "Patroni 15-main is configured",
+        "Patroni 15-main is running and healthy",
+    }
+    text = json.dumps(predicted)
+    assert "use_unix_socket" in text and PASSWORD not in text
+    assert fingerprint(lab) == before
+
+    failed, changed, _ = outcomes(highstate(lab, target=replica.name))
+    assert not failed, failed
+    assert replica.run(["grep", "-c", "use_unix_socket: true", CONFIG]).stdout.strip() == "1"
+    state = replica.run(["sh", "-c", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main"])
+    assert state.stdout.split() == ["enabled", "active"]
+    assert netlab.wait_until("healed", lambda: netlab.health(lab.nodes, API_PORT), 120)
+
+
+def test_a_pillar_change_reaches_the_running_cluster_through_the_dcs(cluster):
+    lab, _ = cluster
+    lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+    returns = highstate(lab)
+    failed, changed, _ = outcomes(returns)
+    assert not failed, failed
+    assert any(label.endswith("The live settings of 15-main are as declared") for label in changed), changed
+    assert "restart" not in json.dumps(returns).lower() or "pending_restart" in json.dumps(returns)
+
+    def work_mem_everywhere():
+        shown = lab.salt("*", "cmd.run", "psql -X -At -c 'SHOW work_mem'", "runas=postgres")
+        return set(shown.values()) == {"8MB"}
+
+    netlab.wait_until("work_mem 8MB on every member", work_mem_everywhere, 60)
+    live = lab.salt("pg1", "patroni_debian.dynamic_config", "15", "main")["pg1"]
+    assert live["ttl"] == 21 and live["postgresql"]["parameters"]["work_mem"] == "8MB"
+    failed, changed, _ = outcomes(highstate(lab))
+    assert (failed, changed) == ([], [])
+
+
+def test_a_cluster_without_a_replication_password_is_refused_before_any_change(cluster):
+    lab, _ = cluster
+    before = fingerprint(lab)
+    lab.set_pillar(pillar(password=None))
+    try:
+        failed, changed, _ = outcomes(highstate(lab, target="pg1"))
+        assert changed == [] and any(
+            "patroni:clusters:15-main:authentication:replication:password is required" in line for line in failed
+        ), failed
+        assert fingerprint(lab) == before
+    finally:
+        lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+
+
+def test_the_password_is_in_no_output_and_no_minion_log(cluster):
+    lab, returns = cluster
+    assert PASSWORD not in json.dumps(returns)
+    logs = lab.salt("*", "cmd.run", f"grep -c {PASSWORD} /var/log/salt/minion || true")
+    assert set(logs.values()) == {"0"}, logs
