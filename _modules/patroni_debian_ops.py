@@ -13,6 +13,7 @@ Works with Patroni 3.0.2 (bookworm) and 4.0.7 (trixie): only endpoints both have
 """
 
 import copy
+import ipaddress
 import logging
 import os
 import time
@@ -32,6 +33,7 @@ __virtualname__ = "patroni_debian"
 
 LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
 TIMEOUT = 5  # seconds for one REST call; a member that takes longer is not answering
+PATCH_TRIES = 5  # every member's state may patch at once; Patroni answers 409 to all but one
 
 
 def __virtual__():
@@ -57,13 +59,14 @@ class _Api:
         self.verify = ctl.get("cacert") or restapi.get("cafile") or not ctl.get("insecure", False)
 
     def call(self, method, path, body=None, expect=(200,), base=None, timeout=TIMEOUT):
+        """The decoded answer of one call; an answer not in ``expect`` is an error with Patroni's message."""
         url = (base or self.base) + path
         try:
-            response = requests.request(
-                method, url, json=body, auth=self.auth, verify=self.verify, timeout=timeout
-            )
+            response = requests.request(method, url, json=body, auth=self.auth, verify=self.verify, timeout=timeout)
         except requests.RequestException as exc:
-            raise CommandExecutionError(f"{self.scope} on {self.name}: {method} {url}: Patroni does not answer ({exc})") from None
+            raise CommandExecutionError(
+                f"{self.scope} on {self.name}: {method} {url}: Patroni does not answer ({exc})"
+            ) from None
         if response.status_code not in expect:
             raise CommandExecutionError(
                 f"{self.scope} on {self.name}: {method} {url}: HTTP {response.status_code}: {response.text.strip()[:500]}"
@@ -147,9 +150,27 @@ def _wanted_changes(wanted, live, prefix=""):
             continue
         if isinstance(value, dict):
             changes.update(_wanted_changes(value, current if isinstance(current, dict) else {}, path))
+        elif key == "pg_hba" and isinstance(value, list) and isinstance(current, list):
+            if [_hba_meaning(line) for line in value] != [_hba_meaning(line) for line in current]:
+                changes[path] = {"old": current, "new": value}
         elif current != value and str(current) != str(value):  # Patroni keeps some numbers as strings
             changes[path] = {"old": current, "new": value}
     return changes
+
+
+def _hba_meaning(line):
+    """A pg_hba line as PostgreSQL reads it: words, an address range as its network.
+
+    Debian writes each member's own address with its prefix (``10.0.0.12/24``), which PostgreSQL masks to the
+    network; without this, every member would find the leader's lines "different" and patch them back.
+    """
+    words = []
+    for word in str(line).split():
+        try:
+            words.append(str(ipaddress.ip_interface(word).network) if "/" in word else word)
+        except ValueError:
+            words.append(word)
+    return words
 
 
 def _patch_body(changes):
@@ -280,7 +301,7 @@ def dynamic_config(version, cluster):
 
         salt pg1 patroni_debian.dynamic_config 15 main
     """
-    return debian._masked(_api(version, cluster).call("GET", "/config"))
+    return debian._masked(_live_config(_api(version, cluster)))
 
 
 def dynamic_config_changes(version, cluster):
@@ -300,7 +321,20 @@ def dynamic_config_changes(version, cluster):
 
 def _changes(api):
     wanted = (_config(api.scope).get("bootstrap") or {}).get("dcs") or {}
-    return _wanted_changes(wanted, api.call("GET", "/config"))
+    return _wanted_changes(wanted, _live_config(api))
+
+
+def _live_config(api, seconds=15):
+    """``GET /config``; right after a bootstrap Patroni answers 502 for a moment, until it has read the DCS."""
+    deadline = time.monotonic() + seconds
+    while True:
+        live = api.call("GET", "/config", expect=(200, 502))
+        if isinstance(live, dict) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not isinstance(live, dict):
+        raise CommandExecutionError(f"{api.scope} on {api.name}: GET /config: the DCS holds no settings for it yet")
+    return live
 
 
 def patch_dynamic_config(version, cluster, wait=True):
@@ -318,10 +352,16 @@ def patch_dynamic_config(version, cluster, wait=True):
         salt pg1 patroni_debian.patch_dynamic_config 15 main
     """
     api = _api(version, cluster)
-    changes = _changes(api)
-    if not changes:
-        return {"changes": {}, "pending_restart": False}
-    live = api.call("PATCH", "/config", _patch_body(changes))
+    for _ in range(PATCH_TRIES):
+        changes = _changes(api)
+        if not changes:  # nothing to do, or another member has just done it
+            return {"changes": {}, "pending_restart": False}
+        live = api.call("PATCH", "/config", _patch_body(changes), expect=(200, 409))
+        if isinstance(live, dict):
+            break
+        time.sleep(0.2)  # 409: another member patched at the same moment; look again
+    else:
+        raise CommandExecutionError(f"{api.scope} on {api.name}: PATCH /config kept conflicting with other writers")
     log.info("patroni_debian: patched the DCS settings of %s: %s", api.scope, ", ".join(changes))
     pending = False
     if wait and any(key.startswith("postgresql.parameters.") for key in changes):

@@ -243,6 +243,11 @@ def dynamic_configured(name, version, cluster):
             - cluster: main
     """
     ret = _ret(name)
+    unit = f"patroni@{version}-{cluster}"
+    if __opts__["test"] and not __salt__["service.status"](unit):
+        # the member's REST API is the way to the DCS, and it would only be started by the state before this
+        ret.update(result=None, comment=f"{name}: cannot compare yet: {unit} is not running (it would be started)")
+        return ret
     try:
         changes = __salt__["patroni_debian.dynamic_config_changes"](version, cluster)
         if not changes:
@@ -254,7 +259,12 @@ def dynamic_configured(name, version, cluster):
             return ret
         done = __salt__["patroni_debian.patch_dynamic_config"](version, cluster)
         left = __salt__["patroni_debian.dynamic_config_changes"](version, cluster)
-        ret["comment"] = f"{name}: {', '.join(changes)} changed in the DCS"
+        ret["changes"] = done["changes"]
+        ret["comment"] = (
+            f"{name}: {', '.join(done['changes'])} changed in the DCS"
+            if done["changes"]
+            else f"{name}: another member has just made the same changes"
+        )
         if done["pending_restart"]:
             ret["comment"] += "; PostgreSQL needs a restart to apply them (pending_restart), not done here"
         if left:
