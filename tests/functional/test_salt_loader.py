@@ -139,3 +139,24 @@ def test_render_config_masks_secrets_and_predicts(minion_dir, tmp_path):
     assert result["config"]["postgresql"]["authentication"]["replication"]["password"] == "********"
     assert result["config"]["postgresql"]["listen"] == "*:5433"
     assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
+
+
+@pytest.mark.parametrize("way", ["entry point", "file roots"])
+def test_operations_and_states_load_both_ways(minion_dir, tmp_path, way):
+    """The operations file joins patroni_debian (its sibling import works), and the state module loads."""
+    launcher = [str(VENV_BIN / "salt-call")] if way == "entry point" else [sys.executable, str(WITHOUT_ENTRY_POINT)]
+    host = sandbox.Host(dcs_yml=None, clusters=(("15", "other", 5433),))
+    if way == "file roots":
+        sync = sandbox.run(host, tmp_path / "sync", salt_call(launcher, minion_dir, "saltutil.sync_all"))
+        synced = json.loads(sync.stdout)["local"]
+        assert "modules.patroni_debian_ops" in synced["modules"] and "states.patroni_debian" in synced["states"]
+    listed = sandbox.run(host, tmp_path / "ops", salt_call(launcher, minion_dir, "patroni_debian.clusters"))
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert json.loads(listed.stdout)["local"] == {
+        "15/other": {"port": 5433, "status": "online", "datadir": "/var/lib/postgresql/15/other"}
+    }
+    state = ["state.single", "patroni_debian.configured", "name=15-main", "version=15", "cluster=main", "test=True"]
+    predicted = sandbox.run(host, tmp_path / "state", salt_call(launcher, minion_dir, *state))
+    assert predicted.files == {} and "S3cret-from-pillar" not in predicted.stdout
+    (result,) = json.loads(predicted.stdout)["local"].values()
+    assert result["result"] is None and result["changes"] == {"/etc/patroni/15-main.yml": {"created": True}}, result
