@@ -73,7 +73,8 @@ def configured(name, version, cluster, replace=False):
     ret = _ret(name)
     try:
         plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
-        ret["warnings"] = plan["warnings"]
+        if plan["warnings"]:
+            ret["warnings"] = plan["warnings"]
         if plan["defaults"]:
             raise SaltInvocationError(
                 f"pillar {', '.join(plan['defaults'])} is required: the states never use Debian's well-known default"

@@ -277,6 +277,8 @@ class MachineLab(netlab.Lab):
         file_roots = [str(config / "states"), str(REPO / "salt"), str(REPO)]
         master = {"interface": netlab.GATEWAY, "root_dir": str(config / "root"), "pki_dir": "/etc/salt/pki/master",
                   "file_roots": {"base": file_roots}, "pillar_roots": {"base": [str(config / "pillar")]},
+                  # a working copy: its virtualenv and git objects are no files to serve
+                  "file_ignore_regex": [r"/\.venv($|/)", r"/\.git($|/)", r"/__pycache__($|/)", r"/\.pytest_cache($|/)"],
                   "log_file": str(config / "master.log"), "log_level_logfile": "info", "timeout": 30}
         (config / "master").write_text(json.dumps(master))
         self.salt_config = config

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""No-op: a converged highstate re-run on each of 3 members, one member at a time: seconds per member and the
+number of changes (which must be 0), beside a bare Salt job, Salt's module sync and the formula alone.
+
+Brings up lab C, gives the members a pillar for 15-main, converges them with one highstate, then re-runs
+highstate RUNS times on every member. Prints one JSON line last.
+
+Usage (root, after `make test` has built .venv and the image): .venv/bin/python bench/noop.py [RUNS]
+"""
+
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+import machines  # noqa: E402
+import netlab  # noqa: E402
+
+PILLAR = {
+    "patroni": {
+        "dcs": {"etcd3": {"hosts": [netlab.ETCD]}},
+        "clusters": {"15-main": {"authentication": {"replication": {"password": "bench-replication"}}}},
+    }
+}
+
+
+def changes(returns):
+    return sum(1 for states in returns.values() for state in states.values() if state["changes"])
+
+
+def failures(returns):
+    return [state["comment"] for states in returns.values() for state in states.values() if state["result"] is False]
+
+
+def main(runs):
+    seconds, changed = [], 0
+    with machines.MachineLab(machines=3) as lab:
+        lab.wait_minions()
+        lab.set_pillar(PILLAR)
+        first = lab.salt("*", "state.highstate", timeout=400)
+        if failures(first):
+            raise SystemExit(f"the first highstate failed: {failures(first)}")
+        netlab.wait_until("15-main healthy", lambda: netlab.health(lab.nodes, 8008), 180)
+        # where the seconds go, measured beside it: a bare Salt job, Salt's module sync (highstate runs one
+        # first), and the formula alone (state.apply patroni, no sync)
+        parts = {"test.ping": [], "saltutil.sync_all": [], "state.apply patroni": []}
+        for run in range(runs):
+            for machine in lab.nodes:
+                started = time.monotonic()
+                returns = lab.salt(machine.name, "state.highstate", timeout=400)
+                seconds.append(time.monotonic() - started)
+                changed += changes(returns)
+                if failures(returns):
+                    raise SystemExit(f"a converged highstate failed: {failures(returns)}")
+                for call, spent in parts.items():
+                    started = time.monotonic()
+                    returns = lab.salt(machine.name, *call.split(), timeout=400)
+                    spent.append(time.monotonic() - started)
+                    if call == "state.apply patroni":
+                        changed += changes(returns)
+            print(f"run {run + 1}: {', '.join(f'{s:.2f} s' for s in seconds[-3:])}", file=sys.stderr)
+    median = statistics.median(seconds)
+    print(json.dumps({"benchmark": "noop_highstate", "members": 3, "runs": runs,
+                      "seconds_per_member": [round(s, 2) for s in seconds],
+                      "median_seconds_per_member": round(median, 2), "changes": changed,
+                      "median_seconds": {call: round(statistics.median(spent), 2) for call, spent in parts.items()},
+                      "ratio_to_bare_salt_job": round(median / statistics.median(parts["test.ping"]), 2)}))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
