@@ -1082,23 +1082,38 @@ def _check_patroni_dir():
         )
 
 
-def _render(version, cluster, kwargs):
-    """Everything createconfig would write, computed without writing: the one rendering implementation."""
+def _validated(version, cluster, kwargs):
+    """The arguments over pillar, each checked; no host fact is read but the DCS fragment file."""
     version, cluster = _check_version(version), _check_cluster(cluster)
     settings = _settings(version, cluster, kwargs)
-    port = _check_port(settings["port"])
-    hostip = _check_address("hostip", settings["hostip"])
-    network = _check_network(settings["network"])
-    vip = _check_address("vip", settings["vip"])
-    endpoints = _check_endpoints(settings["endpoint"])
-    authentication = _check_authentication(settings["authentication"])
-    dynamic = _check_mapping("dynamic", settings["dynamic"])
-    overrides = _check_mapping("config", settings["config"])
-    dcs = settings["dcs"]
-    dcs_type = _check_dcs(dcs, settings["dcs_source"])
     program = str(settings["program"] or PROGRAM)
     if not os.path.isabs(program) or "\n" in program:
         raise SaltInvocationError(f"program: {program!r} must be an absolute path")
+    return {
+        "version": version,
+        "cluster": cluster,
+        "settings": settings,
+        "port": _check_port(settings["port"]),
+        "hostip": _check_address("hostip", settings["hostip"]),
+        "network": _check_network(settings["network"]),
+        "vip": _check_address("vip", settings["vip"]),
+        "endpoints": _check_endpoints(settings["endpoint"]),
+        "authentication": _check_authentication(settings["authentication"]),
+        "dynamic": _check_mapping("dynamic", settings["dynamic"]),
+        "overrides": _check_mapping("config", settings["config"]),
+        "dcs": settings["dcs"],
+        "dcs_type": _check_dcs(settings["dcs"], settings["dcs_source"]),
+        "program": program,
+    }
+
+
+def _render(version, cluster, kwargs):
+    """Everything createconfig would write, computed without writing: the one rendering implementation."""
+    checked = _validated(version, cluster, kwargs)
+    version, cluster, settings = checked["version"], checked["cluster"], checked["settings"]
+    port, hostip, network, vip = checked["port"], checked["hostip"], checked["network"], checked["vip"]
+    endpoints, authentication, program = checked["endpoints"], checked["authentication"], checked["program"]
+    dynamic, overrides, dcs, dcs_type = checked["dynamic"], checked["overrides"], checked["dcs"], checked["dcs_type"]
     _check_initdb(version)
     _account(CONFIG_OWNER)
     _check_patroni_dir()
@@ -1987,6 +2002,84 @@ def _pillar_replication_password(version, cluster, conninfo):
     if user != str(replication.get("username") or DEBIAN_REPLICATION["username"]):
         return {}
     return {"password": _check_text("pillar replication password", replication["password"])}
+
+
+PILLAR_CLUSTER_KEYS = OPTIONS + ("purge",)
+ROLES = ("bootstrap", "replica")
+
+
+@_host_errors
+def check_pillar():
+    """
+    Check this minion's pillar ``patroni`` before anything is installed or changed: every cluster's settings
+    as :py:func:`createconfig` checks them, plus what only pillar can get wrong (unknown keys, a missing
+    replication password, two clusters on one port, a VIP that is this host's address or outside its
+    networks, a version with no package, a role that is not one of ``bootstrap``/``replica``).
+
+    Needs no PostgreSQL, Patroni or vip-manager installed. Returns ``{scope: {version, cluster, port, vip}}``;
+    raises ``SaltInvocationError`` naming the pillar key and the accepted form.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.check_pillar
+    """
+    patroni = _pillar_get("patroni")
+    if not isinstance(patroni, dict):
+        raise SaltInvocationError(
+            "pillar patroni " + ("is not set for this minion" if patroni is None else "must be a mapping")
+            + "; see pillar.example"
+        )
+    role = patroni.get("role")
+    if role is not None and role not in ROLES:
+        raise SaltInvocationError(f"pillar patroni:role: {role!r} is not one role of {', '.join(ROLES)}")
+    clusters = patroni.get("clusters")
+    if not isinstance(clusters, dict) or not clusters:
+        raise SaltInvocationError("pillar patroni:clusters must map <version>-<cluster> (15-main) to its settings")
+    addresses = _addresses() if _which("ip") else []
+    checked, ports = {}, {}
+    for scope, settings in clusters.items():
+        where = f"pillar patroni:clusters:{scope}"
+        try:
+            cluster = _checked_pillar_cluster(str(scope), settings, addresses)
+        except SaltInvocationError as exc:
+            raise SaltInvocationError(f"{where}: {exc}") from None
+        if cluster["port"] is not None and cluster["port"] in ports:
+            raise SaltInvocationError(f"{where}:port: {cluster['port']} is also the port of {ports[cluster['port']]}")
+        ports[cluster["port"]] = scope
+        checked[str(scope)] = cluster
+    return checked
+
+
+def _checked_pillar_cluster(scope, settings, addresses):
+    if "-" not in scope:
+        raise SaltInvocationError(f"{scope!r} is not <version>-<cluster>, e.g. 15-main")
+    version, cluster = _split_scope(scope)
+    if not isinstance(settings, dict):
+        raise SaltInvocationError(f"must be a mapping of settings, got {type(settings).__name__}")
+    unknown = sorted(str(key) for key in settings if key not in PILLAR_CLUSTER_KEYS)
+    if unknown:
+        raise SaltInvocationError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(PILLAR_CLUSTER_KEYS)}")
+    if settings.get("purge") is not None and not isinstance(settings["purge"], bool):
+        raise SaltInvocationError(f"purge: {settings['purge']!r} is not a boolean; use true or false")
+    values = _validated(version, cluster, {})
+    if not (values["authentication"].get("replication") or {}).get("password"):
+        raise SaltInvocationError(
+            "authentication:replication:password is required; the states never use Debian's well-known default"
+        )
+    vip = values["vip"]
+    if vip is not None:
+        if values["network"] is not None and vip not in values["network"].network:
+            raise SaltInvocationError(f"vip: {vip} is outside network {values['network'].network}")
+        own = next((f"{name} {interface}" for name, interface in addresses if interface.ip == vip), None)
+        if own or (values["hostip"] is not None and vip == values["hostip"]):
+            raise SaltInvocationError(f"vip: {vip} is an address of this host ({own or 'hostip'}); a VIP must be free")
+        if addresses and values["network"] is None:
+            _vip_interface(vip, addresses)
+    if _which("apt-cache") and _run(["apt-cache", "show", f"postgresql-{version}"], check=False).returncode:
+        raise SaltInvocationError(f"no package postgresql-{version} in this host's apt sources")
+    return {"version": version, "cluster": cluster, "port": values["port"], "vip": str(vip) if vip else None}
 
 
 @_host_errors

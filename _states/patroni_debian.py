@@ -29,6 +29,25 @@ def _failed(ret, exc):
     return ret
 
 
+def pillar_valid(name):
+    """
+    This minion's pillar ``patroni`` is valid, checked before anything is installed or changed (the formula's
+    other states require this one). Never changes anything, so test mode reports the same.
+
+    .. code-block:: yaml
+
+        Pillar patroni is valid:
+          patroni_debian.pillar_valid: []
+    """
+    ret = _ret(name)
+    try:
+        clusters = __salt__["patroni_debian.check_pillar"]()
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    ret["comment"] = f"{name}: {', '.join(sorted(clusters))} declared as accepted"
+    return ret
+
+
 def program_installed(name):
     """
     This module file is installed where the configs name it (``/usr/share/patroni-debian/patroni_debian.py``),

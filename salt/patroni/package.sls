@@ -1,4 +1,6 @@
 {%- from tpldir ~ "/map.jinja" import packages with context %}
+include:
+  - patroni.validate
 
 # Before postgresql-<version> is installed: Debian would otherwise create and start <version>/main itself,
 # under postgresql@, beside the cluster Patroni must create.
@@ -10,6 +12,8 @@ Debian's automatic main cluster stays off:
     - contents: |
         # Patroni creates its clusters itself (Salt formula patroni)
         create_main_cluster = false
+    - require:
+      - patroni_debian: Pillar patroni is valid
 
 PostgreSQL, Patroni and the DCS client are installed:
   pkg.installed:

@@ -155,9 +155,9 @@ def test_a_cluster_without_a_replication_password_is_refused_before_any_change(c
     lab.set_pillar(pillar(password=None))
     try:
         failed, changed, _ = outcomes(highstate(lab, target="pg1"))
-        assert changed == [] and any(
-            "patroni:clusters:15-main:authentication:replication:password is required" in line for line in failed
-        ), failed
+        assert changed == [] and failed[0].startswith("pg1: Pillar patroni is valid: "), failed
+        assert "pillar patroni:clusters:15-main: authentication:replication:password is required" in failed[0]
+        assert all("requisite failed" in line for line in failed[1:]), failed  # nothing else even ran
         assert fingerprint(lab) == before
     finally:
         lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
