@@ -20,11 +20,14 @@ API_PORT = 8008
 CONFIG = "/etc/patroni/15-main.yml"
 
 
-def pillar(dynamic=None, password=PASSWORD):
-    main = {"dynamic": {**FAST, **(dynamic or {})}}
-    if password:
-        main["authentication"] = {"replication": {"password": password}}
-    return {"patroni": {"dcs": DCS, "clusters": {"15-main": main}}}
+def pillar(dynamic=None, password=PASSWORD, more=()):
+    """15-main (and the clusters named in ``more``) with the fast timing profile."""
+    clusters = {}
+    for scope in ("15-main", *more):
+        clusters[scope] = {"dynamic": {**FAST, **(dynamic or {})}}
+        if password:
+            clusters[scope]["authentication"] = {"replication": {"password": password}}
+    return {"patroni": {"dcs": DCS, "clusters": clusters}}
 
 
 def highstate(lab, target="*", test=False):
@@ -161,6 +164,20 @@ def test_a_cluster_without_a_replication_password_is_refused_before_any_change(c
         assert fingerprint(lab) == before
     finally:
         lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+
+
+def test_two_clusters_side_by_side_each_on_its_own_port(cluster):
+    lab, _ = cluster
+    lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}, more=("15-app",)))
+    failed, changed, _ = outcomes(highstate(lab))
+    assert not failed, failed
+    ports = lab.salt("*", "cmd.run", "pg_lsclusters -h")
+    for listing in ports.values():
+        rows = {line.split()[1]: line.split()[2] for line in listing.splitlines()}
+        assert rows == {"main": "5432", "app": "5433"}, listing
+    assert netlab.health(lab.nodes, API_PORT) and netlab.health(lab.nodes, API_PORT + 1)
+    failed, changed, _ = outcomes(highstate(lab))
+    assert (failed, changed) == ([], [])
 
 
 def test_the_password_is_in_no_output_and_no_minion_log(cluster):
