@@ -5,10 +5,16 @@ VENV := .venv
 APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server etcd-client iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: test deps apt venv image clean
+.PHONY: test lint deps apt venv image clean
 
-test: deps image
+test: deps lint image
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Python by ruff (pyproject.toml), the formula by salt-lint; both before any test runs.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/salt-lint $$(find salt -name '*.sls')
 
 deps: apt venv
 

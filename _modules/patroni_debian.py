@@ -1971,7 +1971,7 @@ def clone(version, cluster, datadir, connstring, password=None):
 
     .. code-block:: bash
 
-        salt pg2 patroni_debian.clone 15 main /var/lib/postgresql/15/main connstring='host=10.0.0.11 port=5432 user=replicator'
+        salt pg2 patroni_debian.clone 15 main /var/lib/postgresql/15/main connstring='host=10.0.0.11 user=replicator'
     """
     version, cluster = _check_version(version), _check_cluster(cluster)
     datadir = _check_datadir(datadir)
@@ -2028,7 +2028,8 @@ def check_pillar():
     patroni = _pillar_get("patroni")
     if not isinstance(patroni, dict):
         raise SaltInvocationError(
-            "pillar patroni " + ("is not set for this minion" if patroni is None else "must be a mapping")
+            "pillar patroni "
+            + ("is not set for this minion" if patroni is None else "must be a mapping")
             + "; see pillar.example"
         )
     role = patroni.get("role")

@@ -68,8 +68,9 @@ class _Api:
                 f"{self.scope} on {self.name}: {method} {url}: Patroni does not answer ({exc})"
             ) from None
         if response.status_code not in expect:
+            message = response.text.strip()[:500]
             raise CommandExecutionError(
-                f"{self.scope} on {self.name}: {method} {url}: HTTP {response.status_code}: {response.text.strip()[:500]}"
+                f"{self.scope} on {self.name}: {method} {url}: HTTP {response.status_code}: {message}"
             )
         try:
             return response.json()
@@ -85,7 +86,9 @@ def _config(scope):
     path = f"{debian.PATRONI_DIR}/{scope}.yml"
     config = debian._read_yaml(path)
     if not isinstance(config, dict):
-        raise CommandExecutionError(f"{path} does not exist or is not a Patroni config; run patroni_debian.createconfig")
+        raise CommandExecutionError(
+            f"{path} does not exist or is not a Patroni config; run patroni_debian.createconfig"
+        )
     return config
 
 
@@ -108,7 +111,9 @@ def _normalised(status):
 
 def _leader_of(cluster):
     """The member that holds the leader key in a ``/cluster`` answer, or None."""
-    return next((member for member in cluster.get("members", []) if member.get("role") in ("leader", "standby_leader")), None)
+    return next(
+        (member for member in cluster.get("members", []) if member.get("role") in ("leader", "standby_leader")), None
+    )
 
 
 def _health(name, own, leader_status):

@@ -169,12 +169,13 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
         health = __salt__["patroni_debian.wait_healthy"](version, cluster, timeout=timeout)
         after = _unit_state(unit)
         if not (after["enabled"] and after["running"]):
-            raise CommandExecutionError(f"{unit} is {'enabled' if after['enabled'] else 'disabled'} "
-                                        f"and {'running' if after['running'] else 'stopped'} after starting it")
+            raise CommandExecutionError(
+                f"{unit} is {'enabled' if after['enabled'] else 'disabled'} "
+                f"and {'running' if after['running'] else 'stopped'} after starting it"
+            )
         ret["changes"] = changes
-        ret["comment"] = (
-            f"{name}: {health['member']} is {health['role']} on timeline {health['timeline']}"
-            + ("" if health["role"] == "primary" else f", streaming from {health['leader']}")
+        ret["comment"] = f"{name}: {health['member']} is {health['role']} on timeline {health['timeline']}" + (
+            "" if health["role"] == "primary" else f", streaming from {health['leader']}"
         )
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)

@@ -37,8 +37,16 @@ def main(runs):
             machines.debian_way(lab, DCS, AUTHENTICATION, DEFAULT_TIMING)
             seconds.append(time.monotonic() - started)
             print(f"run {run + 1}: {seconds[-1]:.1f} s to healthy", file=sys.stderr)
-    print(json.dumps({"benchmark": "debian_way_floor", "runs": runs, "seconds": [round(s, 2) for s in seconds],
-                      "median_seconds": round(statistics.median(seconds), 2)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "debian_way_floor",
+                "runs": runs,
+                "seconds": [round(s, 2) for s in seconds],
+                "median_seconds": round(statistics.median(seconds), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,11 +62,20 @@ def main(runs):
                         changed += changes(returns)
             print(f"run {run + 1}: {', '.join(f'{s:.2f} s' for s in seconds[-3:])}", file=sys.stderr)
     median = statistics.median(seconds)
-    print(json.dumps({"benchmark": "noop_highstate", "members": 3, "runs": runs,
-                      "seconds_per_member": [round(s, 2) for s in seconds],
-                      "median_seconds_per_member": round(median, 2), "changes": changed,
-                      "median_seconds": {call: round(statistics.median(spent), 2) for call, spent in parts.items()},
-                      "ratio_to_bare_salt_job": round(median / statistics.median(parts["test.ping"]), 2)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "noop_highstate",
+                "members": 3,
+                "runs": runs,
+                "seconds_per_member": [round(s, 2) for s in seconds],
+                "median_seconds_per_member": round(median, 2),
+                "changes": changed,
+                "median_seconds": {call: round(statistics.median(spent), 2) for call, spent in parts.items()},
+                "ratio_to_bare_salt_job": round(median / statistics.median(parts["test.ping"]), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

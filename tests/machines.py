@@ -118,19 +118,36 @@ def _step(what, argv, **kwargs):
 def _build(build):
     sources, mirror = _mirror_sources()
     root = build / "root"
-    _step("debootstrap bookworm", ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}",
-                                   "bookworm", str(root), mirror])
-    _step("Salt wheels for the minion", [str(VENV_BIN / "pip"), "wheel", "-q", "--disable-pip-version-check",
-                                         "--wheel-dir", str(root / "var/tmp/wheels"), SALT_PIN])
+    _step(
+        "debootstrap bookworm",
+        ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}", "bookworm", str(root), mirror],
+    )
+    _step(
+        "Salt wheels for the minion",
+        [
+            str(VENV_BIN / "pip"),
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(root / "var/tmp/wheels"),
+            SALT_PIN,
+        ],
+    )
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources)
     (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")  # install, start nothing
     (root / "usr/sbin/policy-rc.d").chmod(0o755)
     (root / "tmp/setup.sh").write_text(CHROOT_SCRIPT)
-    inside = f"mount -t proc proc {root}/proc && mount --bind /dev {root}/dev && exec chroot {root} /bin/sh /tmp/setup.sh"
+    inside = (
+        f"mount -t proc proc {root}/proc && mount --bind /dev {root}/dev && exec chroot {root} /bin/sh /tmp/setup.sh"
+    )
     environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    _step("packages and Salt in the image", ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
-          env=environment)
+    _step(
+        "packages and Salt in the image",
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
+        env=environment,
+    )
     (root / "tmp/setup.sh").unlink()
 
 
@@ -158,17 +175,30 @@ class Machine:
         for folder in ("upper", "work", "merged"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         lower, upper, work = self.lab.image, self.root / "upper", self.root / "work"
-        netlab._sh("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
-                   str(self.merged))
+        netlab._sh(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
+            str(self.merged),
+        )
         etc = self.merged / "etc"
         (etc / "hostname").write_text(f"{self.name}\n")
         (etc / "hosts").write_text(netlab.hosts_file((m.name, m.address) for m in self.lab.nodes))
         (etc / "resolv.conf").unlink(missing_ok=True)
         (etc / "resolv.conf").write_text("")
         (etc / "salt").mkdir(exist_ok=True)
-        minion = {"master": netlab.GATEWAY, "id": self.name, "grains": {"patroni_role": self.role},
-                  "acceptance_wait_time": 1, "random_reauth_delay": 0, "log_level_logfile": "info",
-                  "enable_fqdns_grains": False}  # reverse lookups of every address: the lab has no name server
+        minion = {
+            "master": netlab.GATEWAY,
+            "id": self.name,
+            "grains": {"patroni_role": self.role},
+            "acceptance_wait_time": 1,
+            "random_reauth_delay": 0,
+            "log_level_logfile": "info",
+            "enable_fqdns_grains": False,
+        }  # reverse lookups of every address: the lab has no name server
         (etc / "salt" / "minion").write_text(json.dumps(minion))  # JSON is YAML
         self._install_keys(etc / "salt" / "pki" / "minion")
 
@@ -191,17 +221,38 @@ class Machine:
         for hierarchy in ("systemd", "unified"):
             os.makedirs(f"/sys/fs/cgroup/{hierarchy}/{self.cgroup}", exist_ok=True)
         # each machine from a cgroup of its own, or they would share one payload cgroup (test-lab.md)
-        enter = (f"echo $$ > /sys/fs/cgroup/systemd/{self.cgroup}/cgroup.procs && "
-                 f"echo $$ > /sys/fs/cgroup/unified/{self.cgroup}/cgroup.procs && exec \"$@\"")
-        argv = ["systemd-nspawn", "-q", "-D", str(self.merged), "-M", self.name, "-b", "--register=no",
-                "--keep-unit", f"--network-namespace-path=/run/netns/{self.netns}", "--console=pipe",
-                "--resolv-conf=off"]  # keep the machine's own, empty resolv.conf: no name server is reachable
+        enter = (
+            f"echo $$ > /sys/fs/cgroup/systemd/{self.cgroup}/cgroup.procs && "
+            f'echo $$ > /sys/fs/cgroup/unified/{self.cgroup}/cgroup.procs && exec "$@"'
+        )
+        argv = [
+            "systemd-nspawn",
+            "-q",
+            "-D",
+            str(self.merged),
+            "-M",
+            self.name,
+            "-b",
+            "--register=no",
+            "--keep-unit",
+            f"--network-namespace-path=/run/netns/{self.netns}",
+            "--console=pipe",
+            "--resolv-conf=off",
+        ]  # keep the machine's own, empty resolv.conf: no name server is reachable
         with open(self.root / "console.log", "ab") as log:
-            self.nspawn = subprocess.Popen(["sh", "-c", enter, "sh", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
-        netlab.wait_until(f"{self.name} systemd up", lambda: self.run(["systemctl", "is-system-running"],
-                                                                      check=False).stdout.strip() in ("running", "degraded"),
-                          timeout=90, interval=0.3)
+            self.nspawn = subprocess.Popen(
+                ["sh", "-c", enter, "sh", *argv],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        netlab.wait_until(
+            f"{self.name} systemd up",
+            lambda: self.run(["systemctl", "is-system-running"], check=False).stdout.strip() in ("running", "degraded"),
+            timeout=90,
+            interval=0.3,
+        )
 
     def init_pid(self):
         """PID of the machine's systemd, or None while it is down."""
@@ -275,24 +326,35 @@ class MachineLab(netlab.Lab):
         shutil.copy(REPO / "salt" / "top.sls.example", config / "states" / "top.sls")
         self.master_pki = config / "root" / "etc" / "salt" / "pki" / "master"
         file_roots = [str(config / "states"), str(REPO / "salt"), str(REPO)]
-        master = {"interface": netlab.GATEWAY, "root_dir": str(config / "root"), "pki_dir": "/etc/salt/pki/master",
-                  "file_roots": {"base": file_roots}, "pillar_roots": {"base": [str(config / "pillar")]},
-                  # a working copy: its virtualenv and git objects are no files to serve
-                  "file_ignore_regex": [r"/\.venv($|/)", r"/\.git($|/)", r"/__pycache__($|/)", r"/\.pytest_cache($|/)"],
-                  "log_file": str(config / "master.log"), "log_level_logfile": "info", "timeout": 30}
+        master = {
+            "interface": netlab.GATEWAY,
+            "root_dir": str(config / "root"),
+            "pki_dir": "/etc/salt/pki/master",
+            "file_roots": {"base": file_roots},
+            "pillar_roots": {"base": [str(config / "pillar")]},
+            # a working copy: its virtualenv and git objects are no files to serve
+            "file_ignore_regex": [r"/\.venv($|/)", r"/\.git($|/)", r"/__pycache__($|/)", r"/\.pytest_cache($|/)"],
+            "log_file": str(config / "master.log"),
+            "log_level_logfile": "info",
+            "timeout": 30,
+        }
         (config / "master").write_text(json.dumps(master))
         self.salt_config = config
-        self.master = subprocess.Popen(["ip", "netns", "exec", self.switch, str(VENV_BIN / "salt-master"),
-                                        "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       start_new_session=True)
+        self.master = subprocess.Popen(
+            ["ip", "netns", "exec", self.switch, str(VENV_BIN / "salt-master"), "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def salt(self, target, function, *args, tgt_type=None, timeout=120):
         """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
         argv = salt_cli(self.salt_config) + ["--out=json", "--static", f"--timeout={timeout}"]
         if tgt_type:
             argv.append(f"--{tgt_type}")
-        proc = subprocess.run(argv + [target, function, *args], capture_output=True, text=True, check=False,
-                              timeout=timeout + 60)
+        proc = subprocess.run(
+            argv + [target, function, *args], capture_output=True, text=True, check=False, timeout=timeout + 60
+        )
         try:
             return json.loads(proc.stdout or "{}")
         except json.JSONDecodeError:
@@ -311,12 +373,18 @@ class MachineLab(netlab.Lab):
         synced = self.salt("*", "saltutil.sync_all")
         assert all("modules.patroni_debian" in result["modules"] for result in synced.values()), synced
         installed = self.salt("*", "patroni_debian.install_program")
-        assert all(result["path"] == "/usr/share/patroni-debian/patroni_debian.py" for result in installed.values()), installed
+        assert all(result["path"] == "/usr/share/patroni-debian/patroni_debian.py" for result in installed.values()), (
+            installed
+        )
 
     def wait_minions(self, timeout=120):
         names = {machine.name for machine in self.nodes}
-        return netlab.wait_until("every minion answers test.ping",
-                                 lambda: set(self.salt("*", "test.ping", timeout=5)) >= names, timeout, interval=1)
+        return netlab.wait_until(
+            "every minion answers test.ping",
+            lambda: set(self.salt("*", "test.ping", timeout=5)) >= names,
+            timeout,
+            interval=1,
+        )
 
     def down(self):
         if self.master is not None:
@@ -328,8 +396,15 @@ class MachineLab(netlab.Lab):
 def debian_way(lab, dcs, authentication, dynamic, timeout=180):
     """The Debian way by hand, through Salt: createconfig on every machine, then ``systemctl enable --now
     patroni@15-main``; wait until healthy. Returns ``(createconfig results, (leader, timeline))``."""
-    created = lab.salt("*", "patroni_debian.createconfig", "15", "main", f"dcs={json.dumps(dcs)}",
-                       f"authentication={json.dumps(authentication)}", f"dynamic={json.dumps(dynamic)}")
+    created = lab.salt(
+        "*",
+        "patroni_debian.createconfig",
+        "15",
+        "main",
+        f"dcs={json.dumps(dcs)}",
+        f"authentication={json.dumps(authentication)}",
+        f"dynamic={json.dumps(dynamic)}",
+    )
     lab.salt("*", "cmd.run", "systemctl enable --now patroni@15-main")
     healthy = netlab.wait_until("15-main healthy", lambda: netlab.health(lab.nodes, 8008), timeout)
     return created, healthy

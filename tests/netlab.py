@@ -105,10 +105,13 @@ def hosts_file(names_and_addresses):
 
 def run_inside(name, enter, argv, check=True, timeout=120, **kwargs):
     """Run ``argv`` on a lab host through ``enter`` (its nsenter prefix); a failure names the host."""
-    proc = subprocess.run([*enter, *argv], capture_output=True, text=True, timeout=timeout, check=False, cwd="/",
-                          **kwargs)
+    proc = subprocess.run(
+        [*enter, *argv], capture_output=True, text=True, timeout=timeout, check=False, cwd="/", **kwargs
+    )
     if check and proc.returncode:
-        raise AssertionError(f"{name}: {' '.join(map(str, argv))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{name}: {' '.join(map(str, argv))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -138,7 +141,9 @@ def health(members, api_port):
         return None
     leader = seen[leaders[0]]
     timeline = leader.get("timeline")
-    streaming = {row.get("application_name") for row in leader.get("replication", []) if row.get("state") == "streaming"}
+    streaming = {
+        row.get("application_name") for row in leader.get("replication", []) if row.get("state") == "streaming"
+    }
     for name, status in seen.items():
         if name != leaders[0]:
             if not status or status.get("role") != "replica" or status.get("timeline") != timeline:
@@ -207,8 +212,21 @@ class Node:
             ]
         )
         self.holder = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts", "--propagation", "private", "--",
-             "/bin/sh", "-c", setup],
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                setup,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -322,18 +340,48 @@ class Lab:
         peer = f"http://{GATEWAY}:2380"
         with open(self.root / "etcd.log", "ab") as log:
             self.etcd = subprocess.Popen(
-                ["ip", "netns", "exec", self.switch, "etcd", "--name", "lab", "--data-dir", str(data),
-                 "--listen-client-urls", f"http://{ETCD}", "--advertise-client-urls", f"http://{ETCD}",
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"lab={peer}", "--enable-v2=true"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.switch,
+                    "etcd",
+                    "--name",
+                    "lab",
+                    "--data-dir",
+                    str(data),
+                    "--listen-client-urls",
+                    f"http://{ETCD}",
+                    "--advertise-client-urls",
+                    f"http://{ETCD}",
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    f"lab={peer}",
+                    "--enable-v2=true",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
 
     def clear_dcs(self):
         """Forget every cluster in etcd, as before a fresh rollout."""
-        _sh("ip", "netns", "exec", self.switch, "etcdctl", f"--endpoints=http://{ETCD}", "del", "--prefix", "/",
-            env={**os.environ, "ETCDCTL_API": "3"})
+        _sh(
+            "ip",
+            "netns",
+            "exec",
+            self.switch,
+            "etcdctl",
+            f"--endpoints=http://{ETCD}",
+            "del",
+            "--prefix",
+            "/",
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
 
     def _keep_logs(self):
         """Copy every log of the lab to $PATRONI_DEBIAN_LAB_LOGS, when set, before it is removed."""
@@ -347,8 +395,15 @@ class Lab:
 
     def http(self, url, timeout=3):
         """GET ``url`` from inside the switch namespace; the body as text."""
-        code = "import sys, urllib.request\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\nexcept urllib.error.HTTPError as e:\n    r = e\nsys.stdout.write(r.read().decode())\n"
-        return _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, url, str(timeout), timeout=timeout + 10).stdout
+        code = (
+            "import sys, urllib.request\n"
+            "try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
+            "except urllib.error.HTTPError as e:\n    r = e\n"
+            "sys.stdout.write(r.read().decode())\n"
+        )
+        return _sh(
+            "ip", "netns", "exec", self.switch, sys.executable, "-c", code, url, str(timeout), timeout=timeout + 10
+        ).stdout
 
     def down(self):
         self._keep_logs()

@@ -67,15 +67,23 @@ def test_createcluster_refuses_a_non_empty_data_directory(node):
     node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "/var/lib/postgresql/15/other"])
     node.run(["sh", "-c", "echo keep > /var/lib/postgresql/15/other/data"])
     before = fingerprint(node, "/var/lib/postgresql/15/other")
-    assert_refused(door(node, "createcluster", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other"), "not empty")
+    assert_refused(
+        door(node, "createcluster", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other"), "not empty"
+    )
     assert fingerprint(node, "/var/lib/postgresql/15/other") == before
     assert node.run(["test", "-e", "/etc/postgresql/15/other"], check=False).returncode == 1
 
 
 def test_clone_refuses_a_data_directory_in_use_by_a_running_server(node, safe):
     before = fingerprint(node, "/var/lib/postgresql/15/safe")[-1:]  # a running server's files change on their own
-    proc = door(node, "clone", "--scope=15-thief", "--role=replica", "--datadir=/var/lib/postgresql/15/safe",
-                f"--connstring=host=127.0.0.1 port={safe}")
+    proc = door(
+        node,
+        "clone",
+        "--scope=15-thief",
+        "--role=replica",
+        "--datadir=/var/lib/postgresql/15/safe",
+        f"--connstring=host=127.0.0.1 port={safe}",
+    )
     assert_refused(proc, "in use by a running server")
     assert fingerprint(node, "/var/lib/postgresql/15/safe")[-1:] == before
     assert node.psql("SELECT answer FROM precious", port=safe) == "42"
@@ -84,14 +92,18 @@ def test_clone_refuses_a_data_directory_in_use_by_a_running_server(node, safe):
 
 def test_clone_refuses_a_non_empty_data_directory(node):
     before = fingerprint(node, "/var/lib/postgresql/15/other")
-    proc = door(node, "clone", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other", "--connstring=host=127.0.0.1")
+    proc = door(
+        node, "clone", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other", "--connstring=host=127.0.0.1"
+    )
     assert_refused(proc, "not empty")
     assert fingerprint(node, "/var/lib/postgresql/15/other") == before
 
 
 def test_clone_refuses_to_drop_its_cluster_while_it_runs(node, safe):
     before = fingerprint(node, "/etc/postgresql/15/safe")
-    proc = door(node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1")
+    proc = door(
+        node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1"
+    )
     assert_refused(proc, "15/safe is running")
     assert fingerprint(node, "/etc/postgresql/15/safe") == before
     assert node.psql("SELECT answer FROM precious", port=safe) == "42"
@@ -101,7 +113,9 @@ def test_clone_refuses_to_drop_its_cluster_that_keeps_data_elsewhere(node, safe)
     node.run(["pg_ctlcluster", "15", "safe", "stop"])
     try:
         before = fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe")
-        proc = door(node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1")
+        proc = door(
+            node, "clone", "--scope=15-safe", "--datadir=/var/lib/postgresql/15/fresh", "--connstring=host=127.0.0.1"
+        )
         assert_refused(proc, "keeps its data in /var/lib/postgresql/15/safe")
         assert fingerprint(node, "/var/lib/postgresql/15/safe", "/etc/postgresql/15/safe") == before
     finally:
@@ -113,15 +127,23 @@ def test_clone_refuses_the_emptied_data_directory_of_another_cluster(node):
     node.module("createcluster", "15", "emptied")
     node.run(["find", "/var/lib/postgresql/15/emptied", "-mindepth", "1", "-delete"])
     before = fingerprint(node, "/etc/postgresql/15/emptied")
-    proc = door(node, "clone", "--scope=15-thief", "--datadir=/var/lib/postgresql/15/emptied", "--connstring=host=127.0.0.1")
+    proc = door(
+        node, "clone", "--scope=15-thief", "--datadir=/var/lib/postgresql/15/emptied", "--connstring=host=127.0.0.1"
+    )
     assert_refused(proc, "belongs to cluster 15/emptied")
     assert fingerprint(node, "/etc/postgresql/15/emptied") == before
 
 
 def test_bad_arguments_exit_2_and_touch_nothing(node):
     before = fingerprint(node, "/etc/postgresql", "/var/lib/postgresql")
-    for args in (["clone"], ["createcluster", "--scope=main"], ["createcluster", "--scope=15-a/b"], ["nonsense"],
-                 ["clone", "--scope=15-x", "--datadir=relative", "--connstring=host=a"], ["createcluster", "15", "main"]):
+    for args in (
+        ["clone"],
+        ["createcluster", "--scope=main"],
+        ["createcluster", "--scope=15-a/b"],
+        ["nonsense"],
+        ["clone", "--scope=15-x", "--datadir=relative", "--connstring=host=a"],
+        ["createcluster", "15", "main"],
+    ):
         proc = door(node, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
@@ -132,7 +154,10 @@ def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, 
     """A real pg_basebackup as postgres, authenticated through a private pgpass file that is gone afterwards."""
     node.psql("ALTER ROLE postgres PASSWORD 'Cl0ne-secret'", port=safe)
     result = node.module(
-        "clone", "15", "copy", "/var/lib/postgresql/15/copy",
+        "clone",
+        "15",
+        "copy",
+        "/var/lib/postgresql/15/copy",
         f"host=127.0.0.1 port={safe} user=postgres password=Cl0ne-secret",
     )
     assert result["source"] == f"user=postgres host=127.0.0.1 port={safe}"  # the password stays out
@@ -168,8 +193,11 @@ def test_two_createclusters_at_once_on_one_data_directory_have_one_winner(node):
     node.run(["sh", "-c", f"({calls}) ; wait"], user="postgres")
     exits = sorted(node.run(["cat", f"/tmp/race{n}.exit"]).stdout.strip() for n in (1, 2))
     assert exits == ["0", str(REFUSED)], [node.run(["cat", f"/tmp/race{n}"]).stdout for n in (1, 2)]
-    owners = [line.split()[1] for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines()
-              if line.split()[5] == "/var/lib/postgresql/15/race"]
+    owners = [
+        line.split()[1]
+        for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines()
+        if line.split()[5] == "/var/lib/postgresql/15/race"
+    ]
     assert len(owners) == 1, owners
 
 
@@ -177,8 +205,13 @@ def test_a_failed_clone_leaves_the_host_as_it_found_it(node):
     """pg_basebackup cannot reach its source: the cluster pg_createcluster registered is gone again."""
     watched = ("/etc/postgresql", "/var/lib/postgresql", "/var/log/postgresql")
     before = fingerprint(node, *watched, folder_times=False)
-    proc = door(node, "clone", "--scope=15-orphan", "--datadir=/var/lib/postgresql/15/orphan",
-                "--connstring=host=127.0.0.1 port=1 user=replicator connect_timeout=2")
+    proc = door(
+        node,
+        "clone",
+        "--scope=15-orphan",
+        "--datadir=/var/lib/postgresql/15/orphan",
+        "--connstring=host=127.0.0.1 port=1 user=replicator connect_timeout=2",
+    )
     assert proc.returncode == 1 and "failed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert fingerprint(node, *watched, folder_times=False) == before
     assert "orphan" not in node.run(["pg_lsclusters", "-h"]).stdout
@@ -191,8 +224,16 @@ def test_a_failed_createcluster_leaves_the_host_as_it_found_it(node):
     try:
         watched = ("/etc/postgresql", "/srv", "/var/log/postgresql")
         before = fingerprint(node, *watched)
-        proc = node.run(["/usr/bin/python3", str(node.lab.program), "createcluster", "--scope=15-tiny",
-                         "--datadir=/srv/pg/15/tiny"], check=False)
+        proc = node.run(
+            [
+                "/usr/bin/python3",
+                str(node.lab.program),
+                "createcluster",
+                "--scope=15-tiny",
+                "--datadir=/srv/pg/15/tiny",
+            ],
+            check=False,
+        )
         assert proc.returncode == 1 and "failed" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert fingerprint(node, *watched) == before
         assert "tiny" not in node.run(["pg_lsclusters", "-h"]).stdout
@@ -218,7 +259,7 @@ def basebackup_spy(node):
     node.run(["cp", "/usr/lib/postgresql/15/bin/pg_basebackup", str(real)])
     record.write_text("")
     record.chmod(0o666)
-    wrapper.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {record}\nexec {real} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nprintf \'%s\\n\' "$@" >> {record}\nexec {real} "$@"\n')
     wrapper.chmod(0o755)
     node.run(["mount", "--bind", str(wrapper), "/usr/lib/postgresql/15/bin/pg_basebackup"])
     yield record
@@ -232,7 +273,9 @@ def basebackup_spy(node):
         ("keyvalue", "host=127.0.0.1 port={port} user=postgres password='{password}' sslpassword={sslpassword}"),
     ],
 )
-def test_clone_keeps_secrets_of_every_syntax_out_of_arguments_and_messages(node, safe, basebackup_spy, name, connstring):
+def test_clone_keeps_secrets_of_every_syntax_out_of_arguments_and_messages(
+    node, safe, basebackup_spy, name, connstring
+):
     """A real pg_basebackup against a real server, authenticated by the password the connstring carried."""
     password, sslpassword = "Uri-Pw-7f3e", "Ssl-Pw-91ab"
     node.psql(f"ALTER ROLE postgres PASSWORD '{password}'", port=safe)
@@ -246,4 +289,3 @@ def test_clone_keeps_secrets_of_every_syntax_out_of_arguments_and_messages(node,
     assert node.run(["test", "-f", f"/var/lib/postgresql/15/spy-{name}/PG_VERSION"]).returncode == 0
     leftovers = node.run(["find", "/tmp", "-maxdepth", "1", "-name", "patroni-debian-*"]).stdout
     assert leftovers.strip() == ""
-

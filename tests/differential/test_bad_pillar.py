@@ -43,8 +43,11 @@ BAD_PILLAR = [
     ("cluster settings a string", bad(cluster="on"), [WHERE, "must be a mapping"]),
     ("unknown key", bad(cluster={"netwrok": "10.0.0.0/24"}), [WHERE, "unknown key(s) netwrok", "network"]),
     ("missing replication password", bad(cluster={"authentication": {}}), [WHERE, "replication:password is required"]),
-    ("replication password empty", bad(cluster={"authentication": {"replication": {"password": ""}}}),
-     ["replication:password is required"]),
+    (
+        "replication password empty",
+        bad(cluster={"authentication": {"replication": {"password": ""}}}),
+        ["replication:password is required"],
+    ),
     ("no DCS at all", bad(dcs=None), [WHERE, "DCS not configured"]),
     ("unknown DCS type", bad(dcs={"etcd4": {"hosts": ["a:1"]}}), [WHERE, "unknown key(s) etcd4"]),
     ("DCS a list", bad(dcs=["etcd3"]), [WHERE, "dcs", "mapping"]),
@@ -53,19 +56,33 @@ BAD_PILLAR = [
     ("config not a mapping", bad(cluster={"config": "tags"}), [WHERE, "config", "mapping"]),
     ("authentication a string", bad(cluster={"authentication": "secret"}), [WHERE, "authentication", "mapping"]),
     ("port not a number", bad(cluster={"port": "fifty"}), [WHERE, "port", "TCP port"]),
-    ("two clusters on one port", bad(clusters={"15-main": {**GOOD_CLUSTER, "port": 5433},
-                                               "15-app": {**GOOD_CLUSTER, "port": 5433}}),
-     ["15-app:port", "5433 is also the port of 15-main"]),
+    (
+        "two clusters on one port",
+        bad(clusters={"15-main": {**GOOD_CLUSTER, "port": 5433}, "15-app": {**GOOD_CLUSTER, "port": 5433}}),
+        ["15-app:port", "5433 is also the port of 15-main"],
+    ),
     ("network without prefix", bad(cluster={"network": "10.0.0.0"}), [WHERE, "network", "CIDR"]),
     ("hostip loopback", bad(cluster={"hostip": "127.0.0.1"}), [WHERE, "hostip", "loopback"]),
-    ("VIP outside the network", bad(cluster={"vip": "192.168.5.5", "network": "10.0.0.0/24"}, dcs=ETCD2),
-     [WHERE, "vip", "outside network 10.0.0.0/24"]),
-    ("VIP outside every host network", bad(cluster={"vip": "192.168.5.5"}, dcs=ETCD2),
-     [WHERE, "vip", "in none of this host's networks"]),
-    ("VIP equal to this member's address", bad(cluster={"vip": "10.0.0.11"}, dcs=ETCD2),
-     [WHERE, "vip", "an address of this host", "eth0"]),
-    ("VIP equal to the given hostip", bad(cluster={"vip": "10.0.0.50", "hostip": "10.0.0.50"}, dcs=ETCD2),
-     [WHERE, "vip", "address of this host"]),
+    (
+        "VIP outside the network",
+        bad(cluster={"vip": "192.168.5.5", "network": "10.0.0.0/24"}, dcs=ETCD2),
+        [WHERE, "vip", "outside network 10.0.0.0/24"],
+    ),
+    (
+        "VIP outside every host network",
+        bad(cluster={"vip": "192.168.5.5"}, dcs=ETCD2),
+        [WHERE, "vip", "in none of this host's networks"],
+    ),
+    (
+        "VIP equal to this member's address",
+        bad(cluster={"vip": "10.0.0.11"}, dcs=ETCD2),
+        [WHERE, "vip", "an address of this host", "eth0"],
+    ),
+    (
+        "VIP equal to the given hostip",
+        bad(cluster={"vip": "10.0.0.50", "hostip": "10.0.0.50"}, dcs=ETCD2),
+        [WHERE, "vip", "address of this host"],
+    ),
     ("VIP the broadcast address", bad(cluster={"vip": "10.0.0.255"}, dcs=ETCD2), ["vip", "broadcast address"]),
     ("purge not a boolean", bad(cluster={"purge": "yes"}), [WHERE, "purge", "not a boolean"]),
     ("a member under two roles", bad(role=["bootstrap", "replica"]), ["patroni:role", "not one role"]),
@@ -86,8 +103,9 @@ def test_bad_pillar_is_refused_naming_the_key(pillar, words, tmp_path):
 
 
 def test_good_pillar_is_accepted(tmp_path):
-    pillar = bad(clusters={"15-main": {**GOOD_CLUSTER, "vip": "10.0.0.100"}, "15-app": GOOD_CLUSTER}, dcs=ETCD2,
-                 role="bootstrap")
+    pillar = bad(
+        clusters={"15-main": {**GOOD_CLUSTER, "vip": "10.0.0.100"}, "15-app": GOOD_CLUSTER}, dcs=ETCD2, role="bootstrap"
+    )
     outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, sandbox.module_argv("check_pillar", pillar=pillar))
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     assert '"15-main": {"version": "15", "cluster": "main", "port": null, "vip": "10.0.0.100"}' in outcome.stdout

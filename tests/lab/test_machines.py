@@ -68,7 +68,7 @@ def test_debian_way_by_hand_through_salt(fresh_machines, timings):
     assert timeline == 1
     units = lab.salt("*", "cmd.run", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main")
     assert set(units.values()) == {"enabled\nactive"}
-    psql = "psql -X -q -At -c \"CREATE TABLE IF NOT EXISTS lab AS SELECT 7 AS seven; SELECT seven FROM lab\""
+    psql = 'psql -X -q -At -c "CREATE TABLE IF NOT EXISTS lab AS SELECT 7 AS seven; SELECT seven FROM lab"'
     assert lab.salt(leader, "cmd.run", psql, "runas=postgres")[leader] == "7"
 
 

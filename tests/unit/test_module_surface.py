@@ -33,7 +33,9 @@ def test_every_public_function_has_a_cli_example_and_one_home():
 
 def test_the_program_door_imports_nothing_of_ours():
     tree = ast.parse(DOOR.read_text())
-    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    roots = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     roots |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert roots <= set(sys.stdlib_module_names) | {"yaml", "salt"}, roots
 
