@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import subprocess
@@ -301,9 +302,10 @@ def salt_cli(config):
 class MachineLab(netlab.Lab):
     """Lab B's switch and etcd, with Debian machines for nodes and a Salt master on the bridge."""
 
-    def __init__(self, machines=3):
+    def __init__(self, machines=3, pillar=None):
         super().__init__(nodes=machines)
         self.master = None
+        self.pillar = pathlib.Path(pillar).resolve() if pillar else None  # the master's pillar root, if given
 
     def up(self):
         self.image = image()
@@ -318,8 +320,8 @@ class MachineLab(netlab.Lab):
 
     def _start_master(self):
         config = self.root / "salt"
-        (config / "pillar").mkdir(parents=True)
-        (config / "pillar" / "top.sls").write_text("base: {}\n")
+        config.mkdir()
+        self.pillar_root = self.pillar or demo_pillar(config / "pillar")
         # the README's file roots: the formula folder and the repository (for _modules, _states), and before
         # them a folder of the lab's own with the example top file as top.sls
         (config / "states").mkdir()
@@ -331,7 +333,7 @@ class MachineLab(netlab.Lab):
             "root_dir": str(config / "root"),
             "pki_dir": "/etc/salt/pki/master",
             "file_roots": {"base": file_roots},
-            "pillar_roots": {"base": [str(config / "pillar")]},
+            "pillar_roots": {"base": [str(self.pillar_root)]},
             # a working copy: its virtualenv and git objects are no files to serve
             "file_ignore_regex": [r"/\.venv($|/)", r"/\.git($|/)", r"/__pycache__($|/)", r"/\.pytest_cache($|/)"],
             "log_file": str(config / "master.log"),
@@ -346,6 +348,13 @@ class MachineLab(netlab.Lab):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    def salt_run(self, *args, timeout=600):
+        """``salt-run <args>`` on the master; its output as text, and its exit code."""
+        proc = subprocess.run(
+            salt_run_cli(self.salt_config) + list(args), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return proc.returncode, proc.stdout + proc.stderr
 
     def salt(self, target, function, *args, tgt_type=None, timeout=120):
         """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
@@ -362,7 +371,7 @@ class MachineLab(netlab.Lab):
 
     def set_pillar(self, pillar, target="'pg*'"):
         """``pillar`` (a mapping) for the minions ``target`` matches, refreshed on every minion."""
-        folder = self.salt_config / "pillar"
+        folder = self.pillar_root
         (folder / "lab.sls").write_text(json.dumps(pillar))  # JSON is YAML
         (folder / "top.sls").write_text(f"base:\n  {target}:\n    - lab\n")
         refreshed = self.salt("*", "saltutil.refresh_pillar", "wait=True")
@@ -393,6 +402,36 @@ class MachineLab(netlab.Lab):
         super().down()  # remove_stale() also takes the machines' overlays and cgroups
 
 
+def salt_run_cli(config):
+    return ["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt-run"), "-c", str(config)]
+
+
+def demo_pillar(folder):
+    """A working pillar for the lab: its etcd and cluster 15-main with a replication password made here.
+
+    The folder is root's alone; the password is never printed. Returns the folder.
+    """
+    folder.mkdir(mode=0o700)
+    (folder / "top.sls").write_text("base:\n  'pg*':\n    - patroni\n")
+    pillar = {
+        "patroni": {
+            "dcs": {"etcd3": {"hosts": [netlab.ETCD]}},
+            "clusters": {"15-main": {"authentication": {"replication": {"password": secrets.token_urlsafe(24)}}}},
+        }
+    }
+    handle = os.open(folder / "patroni.sls", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(json.dumps(pillar))  # JSON is YAML
+    return folder
+
+
+def _lab_config():
+    configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
+    if not configs:
+        raise SystemExit(f"no lab is running; start one with: {sys.argv[0]} up")
+    return configs[-1].parent
+
+
 def debian_way(lab, dcs, authentication, dynamic, timeout=180):
     """The Debian way by hand, through Salt: createconfig on every machine, then ``systemctl enable --now
     patroni@15-main``; wait until healthy. Returns ``(createconfig results, (leader, timeline))``."""
@@ -420,31 +459,50 @@ def _init_pid(name):
     raise SystemExit(f"no lab machine {name} is running; start the lab with: {sys.argv[0]} up")
 
 
+USAGE = "image | up [N] [--pillar DIR] | run <machine> <command…> | salt <salt args…> | salt-run <args…> | down"
+
+
 def main(argv):
-    """Commands for people: ``image``, ``up [N]``, ``run <machine> <command…>``, ``salt <args…>``, ``down``."""
+    """Commands for people: image, up, run, salt, salt-run, down (see USAGE)."""
     if argv[:1] == ["image"]:
         print(image())
         return 0
     if argv[:1] == ["up"]:
-        lab = MachineLab(machines=int(argv[1]) if len(argv) > 1 else 3)
-        lab.up()  # machines, etcd and the master outlive this command, in their own sessions
-        lab.wait_minions()
-        for machine in lab.nodes:
-            print(f"{machine.name} {machine.address} role={machine.role}")
-        print(f"etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config})")
-        return 0
+        return _up(argv[1:])
     if len(argv) >= 3 and argv[0] == "run":
         return subprocess.call(["nsenter", "-t", str(_init_pid(argv[1])), "-a", "--", *argv[2:]])
     if len(argv) >= 2 and argv[0] == "salt":
-        configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
-        if not configs:
-            raise SystemExit(f"no lab is running; start one with: {sys.argv[0]} up")
-        return subprocess.call(salt_cli(configs[-1].parent) + argv[1:])
+        return subprocess.call(salt_cli(_lab_config()) + argv[1:])
+    if len(argv) >= 2 and argv[0] == "salt-run":
+        return subprocess.call(salt_run_cli(_lab_config()) + argv[1:])
     if argv[:1] == ["down"]:
         netlab.remove_stale()
         return 0
-    print(f"usage: {sys.argv[0]} image | up [N] | run <machine> <command…> | salt <salt args…> | down", file=sys.stderr)
+    print(f"usage: {sys.argv[0]} {USAGE}", file=sys.stderr)
     return 2
+
+
+def _up(args):
+    """``up [N] [--pillar DIR]``: N machines (3), the master's pillar root DIR (default: a demo pillar)."""
+    count, pillar = 3, None
+    while args:
+        if args[0] == "--pillar" and len(args) > 1:
+            pillar, args = args[1], args[2:]
+        elif args[0].isdigit():
+            count, args = int(args[0]), args[1:]
+        else:
+            print(f"usage: {sys.argv[0]} {USAGE}", file=sys.stderr)
+            return 2
+    if pillar and not pathlib.Path(pillar, "top.sls").is_file():
+        raise SystemExit(f"--pillar {pillar}: no top.sls there; a pillar root holds a top file")
+    lab = MachineLab(machines=count, pillar=pillar)
+    lab.up()  # machines, etcd and the master outlive this command, in their own sessions
+    lab.wait_minions()
+    for machine in lab.nodes:
+        print(f"{machine.name} {machine.address} role={machine.role}")
+    where = pillar or f"{lab.salt_config / 'pillar'} (demo: 15-main, a replication password made here, root only)"
+    print(f"etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config}); pillar {where}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,11 +5,9 @@ block; nothing else is set up. A ``salt …`` command runs with the lab master's
 listens on the lab's private bridge only, as the README says). The same holds for ``tests/README.md``.
 """
 
-import pathlib
 import re
 import shlex
 import subprocess
-import tempfile
 import types
 
 import machines
@@ -42,9 +40,7 @@ def commands(path):
 
 
 def lab_master_config():
-    configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
-    assert configs, "no lab master: the README's `up` command did not start one"
-    return configs[-1].parent
+    return machines._lab_config()
 
 
 def run(command):
