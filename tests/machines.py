@@ -42,24 +42,42 @@ Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 """
-CHROOT_SCRIPT = f"""\
+LOCAL_APT = "/srv/lab-apt"  # inside the images: every .deb the lab needs, as an apt repository (no uplink)
+# The bare image: systemd, Salt's minion, and a local apt repository of the packages, none of them installed.
+BARE_SCRIPT = f"""\
 set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends postgresql-common > /dev/null
-sed -i 's/^#\\?\\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
-apt-get install -y -qq --no-install-recommends {PACKAGES} > /dev/null
+mkdir -p {LOCAL_APT}/partial
+apt-get install -y -qq --no-install-recommends --download-only -o Dir::Cache::archives={LOCAL_APT} \\
+    postgresql-common {PACKAGES} > /dev/null
+rm -rf {LOCAL_APT}/partial {LOCAL_APT}/lock
 python3 -m venv /opt/salt
 /opt/salt/bin/pip install -q --no-index --find-links /var/tmp/wheels '{SALT_PIN}'
 rm -rf /var/tmp/wheels
 cat > /etc/systemd/system/salt-minion.service <<'EOF'
 {MINION_UNIT}EOF
 systemctl enable salt-minion.service
+apt-get clean
+rm -f /etc/machine-id /var/lib/dbus/machine-id
+: > /etc/machine-id
+"""
+# Run after the local repository is indexed and made the only apt source.
+LOCAL_SOURCE_SCRIPT = """\
+set -e
+rm -rf /var/lib/apt/lists/*
+apt-get update -qq
+"""
+# The full image: the bare one with the packages installed from its local repository, no cluster created.
+FULL_SCRIPT = f"""\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -qq --no-install-recommends postgresql-common > /dev/null
+sed -i 's/^#\\?\\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+apt-get install -y -qq --no-install-recommends {PACKAGES} > /dev/null
 # nothing runs that the tests did not ask for: vip-manager has no config yet, etcd runs on the lab's bridge
 systemctl disable vip-manager.service etcd.service patroni.service
 apt-get clean
-rm -f /usr/sbin/policy-rc.d /etc/machine-id /var/lib/dbus/machine-id
-: > /etc/machine-id
 """
 
 
@@ -83,28 +101,30 @@ def _mirror_sources():
 
 
 def recipe():
-    """Everything that decides the image's content; its hash names the cached image."""
+    """Everything that decides the images' content; its hash names the cached images."""
     sources, mirror = _mirror_sources()
-    return "\n".join([DEBOOTSTRAP_INCLUDE, PACKAGES, SALT_PIN, CHROOT_SCRIPT, sources, mirror])
+    scripts = [BARE_SCRIPT, LOCAL_SOURCE_SCRIPT, FULL_SCRIPT]
+    return "\n".join([DEBOOTSTRAP_INCLUDE, PACKAGES, SALT_PIN, *scripts, sources, mirror, _index_packages.__doc__])
 
 
-def image():
-    """The cached image folder for the current recipe, built first when missing."""
+def image(bare=False):
+    """The cached image folder for the current recipe (``bare``: no PostgreSQL, Patroni, etcd or vip-manager
+    installed, only in its local apt repository), both built first when missing."""
     digest = hashlib.sha256(recipe().encode()).hexdigest()[:16]
-    target = IMAGE_CACHE / f"image-{digest}"
-    if (target / "etc" / "os-release").exists():
-        return target
-    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-    build = pathlib.Path(tempfile.mkdtemp(prefix="build-", dir=IMAGE_CACHE))
-    try:
-        _build(build)
-        (build / "root").rename(target)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    for old in IMAGE_CACHE.glob("image-*"):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
+    target = IMAGE_CACHE / f"images-{digest}"
+    if not (target / "full" / "etc" / "os-release").exists():
+        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        build = pathlib.Path(tempfile.mkdtemp(prefix="build-", dir=IMAGE_CACHE))
+        try:
+            _build(build)
+            build.rename(target)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        for old in IMAGE_CACHE.glob("image*-*"):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+    return target / ("bare" if bare else "full")
 
 
 def _step(what, argv, **kwargs):
@@ -117,8 +137,9 @@ def _step(what, argv, **kwargs):
 
 
 def _build(build):
+    """``build/bare`` and ``build/full``."""
     sources, mirror = _mirror_sources()
-    root = build / "root"
+    root = build / "bare"
     _step(
         "debootstrap bookworm",
         ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}", "bookworm", str(root), mirror],
@@ -139,17 +160,36 @@ def _build(build):
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources)
     (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")  # install, start nothing
     (root / "usr/sbin/policy-rc.d").chmod(0o755)
-    (root / "tmp/setup.sh").write_text(CHROOT_SCRIPT)
+    _chroot("the bare image: Salt, and the packages downloaded", root, BARE_SCRIPT)
+    _index_packages(root / LOCAL_APT.lstrip("/"))
+    (root / "etc/apt/sources.list.d/debian.sources").unlink()
+    (root / "etc/apt/sources.list.d/lab.list").write_text(f"deb [trusted=yes] file:{LOCAL_APT} ./\n")
+    _chroot("the local apt repository as the only source", root, LOCAL_SOURCE_SCRIPT)
+    full = build / "full"
+    _step("the full image from the bare one", ["cp", "-a", "--reflink=auto", str(root), str(full)])
+    _chroot("packages installed in the full image", full, FULL_SCRIPT)
+    for image_root in (root, full):
+        (image_root / "usr/sbin/policy-rc.d").unlink()
+
+
+def _chroot(what, root, script):
+    (root / "tmp/setup.sh").write_text(script)
     inside = (
         f"mount -t proc proc {root}/proc && mount --bind /dev {root}/dev && exec chroot {root} /bin/sh /tmp/setup.sh"
     )
     environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    _step(
-        "packages and Salt in the image",
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
-        env=environment,
-    )
+    _step(what, ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside], env=environment)
     (root / "tmp/setup.sh").unlink()
+
+
+def _index_packages(folder):
+    """Packages index (control fields, Filename, Size, SHA256) of the .deb files in ``folder``, for apt."""
+    entries = []
+    for deb in sorted(folder.glob("*.deb")):
+        control = subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True, check=True).stdout
+        digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+        entries.append(f"{control.rstrip()}\nFilename: ./{deb.name}\nSize: {deb.stat().st_size}\nSHA256: {digest}\n")
+    (folder / "Packages").write_text("\n".join(entries))
 
 
 class Machine:
@@ -302,13 +342,14 @@ def salt_cli(config):
 class MachineLab(netlab.Lab):
     """Lab B's switch and etcd, with Debian machines for nodes and a Salt master on the bridge."""
 
-    def __init__(self, machines=3, pillar=None):
+    def __init__(self, machines=3, pillar=None, bare=False):
         super().__init__(nodes=machines)
+        self.bare = bare  # machines without PostgreSQL, Patroni, etcd or vip-manager installed
         self.master = None
         self.pillar = pathlib.Path(pillar).resolve() if pillar else None  # the master's pillar root, if given
 
     def up(self):
-        self.image = image()
+        self.image = image(self.bare)
         super().up()
 
     def member(self, index):
