@@ -2004,7 +2004,7 @@ def _pillar_replication_password(version, cluster, conninfo):
     return {"password": _check_text("pillar replication password", replication["password"])}
 
 
-PILLAR_CLUSTER_KEYS = OPTIONS + ("purge",)
+PILLAR_CLUSTER_KEYS = OPTIONS + ("purge", "replace_existing")
 ROLES = ("bootstrap", "replica")
 
 
@@ -2062,8 +2062,9 @@ def _checked_pillar_cluster(scope, settings, addresses):
     unknown = sorted(str(key) for key in settings if key not in PILLAR_CLUSTER_KEYS)
     if unknown:
         raise SaltInvocationError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(PILLAR_CLUSTER_KEYS)}")
-    if settings.get("purge") is not None and not isinstance(settings["purge"], bool):
-        raise SaltInvocationError(f"purge: {settings['purge']!r} is not a boolean; use true or false")
+    for flag in ("purge", "replace_existing"):
+        if settings.get(flag) is not None and not isinstance(settings[flag], bool):
+            raise SaltInvocationError(f"{flag}: {settings[flag]!r} is not a boolean; use true or false")
     values = _validated(version, cluster, {})
     if not (values["authentication"].get("replication") or {}).get("password"):
         raise SaltInvocationError(

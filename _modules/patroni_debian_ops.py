@@ -444,3 +444,58 @@ def remove(version, cluster, purge=False):
         debian._run(["pg_dropcluster", "--stop", *scope.split("-", 1)])
     log.info("patroni_debian: removed %s from this host: %s", scope, ", ".join(plan) or "nothing was left")
     return plan
+
+
+def foreign_cluster(version, cluster):
+    """
+    The pg-common cluster ``<version>/<cluster>`` when it exists outside Patroni (Debian's automatic ``main``
+    of ``postgresql-<version>``, or one made by hand with ``pg_createcluster``), else None.
+
+    A cluster is Patroni's when its start.conf is ``manual`` (how createcluster and clone make it) or Patroni
+    has taken over its config (``postgresql.base.conf``). Returns ``{cluster, status, datadir, start}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.foreign_cluster 15 main
+    """
+    version, cluster = _scope(version, cluster).split("-", 1)
+    config_dir = f"{debian.PG_CONF_DIR}/{version}/{cluster}"
+    row = next((r for r in debian._pg_cluster_table() if (r["version"], r["cluster"]) == (version, cluster)), None)
+    if row is None and not os.path.lexists(config_dir):
+        return None
+    lines = (debian._read_text(f"{config_dir}/start.conf") or "").splitlines()
+    start = next((line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()), "auto")
+    if start == "manual" or os.path.lexists(f"{config_dir}/postgresql.base.conf"):
+        return None
+    return {
+        "cluster": f"{version}/{cluster}",
+        "status": row["status"] if row else "unknown",
+        "datadir": row["datadir"] if row else None,
+        "start": start,
+    }
+
+
+def drop_foreign_cluster(version, cluster):
+    """
+    Drop the pg-common cluster ``<version>/<cluster>`` that exists outside Patroni, with its data
+    (``pg_dropcluster --stop``), so that Patroni creates or clones it. Refuses a cluster that is Patroni's.
+    The formula calls this only when pillar ``patroni:clusters:<version>-<cluster>:replace_existing`` is true.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.drop_foreign_cluster 15 main
+    """
+    foreign = foreign_cluster(version, cluster)
+    if foreign is None:
+        raise CommandExecutionError(f"{version}/{cluster} is not a cluster outside Patroni; nothing was dropped")
+    debian._run(["pg_dropcluster", "--stop", *foreign["cluster"].split("/")])
+    log.info(
+        "patroni_debian: dropped %s (outside Patroni, data in %s), as pillar asked",
+        foreign["cluster"],
+        foreign["datadir"],
+    )
+    return foreign

@@ -125,6 +125,45 @@ def _unit_state(unit):
     }
 
 
+def no_foreign_cluster(name, version, cluster, replace_existing=False):
+    """
+    No pg-common cluster ``<version>/<cluster>`` stands outside Patroni where Patroni must create or clone it
+    (Debian's automatic ``main``, running under ``postgresql@``, maybe with data). Refused, touching nothing,
+    unless ``replace_existing`` (pillar ``patroni:clusters:<version>-<cluster>:replace_existing``) says to
+    drop it with its data.
+
+    .. code-block:: yaml
+
+        Patroni 15-main has no foreign cluster in its way:
+          patroni_debian.no_foreign_cluster:
+            - version: 15
+            - cluster: main
+            - replace_existing: false
+    """
+    ret = _ret(name)
+    try:
+        foreign = __salt__["patroni_debian.foreign_cluster"](version, cluster)
+        if foreign is None:
+            ret["comment"] = f"{name}: no cluster outside Patroni"
+            return ret
+        where = f"{foreign['cluster']} ({foreign['status']}, start {foreign['start']}, data in {foreign['datadir']})"
+        if replace_existing is not True:
+            raise CommandExecutionError(
+                f"{where} exists outside Patroni; nothing was touched. If its data is not needed, set pillar "
+                f"patroni:clusters:{version}-{cluster}:replace_existing: true to drop it and let Patroni create or "
+                "clone it"
+            )
+        ret["changes"] = {foreign["cluster"]: {"old": where, "new": "dropped (pillar replace_existing)"}}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: {foreign['cluster']} would be dropped with its data")
+            return ret
+        __salt__["patroni_debian.drop_foreign_cluster"](version, cluster)
+        ret["comment"] = f"{name}: {foreign['cluster']} dropped, as pillar asked"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
 def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
     """
     ``patroni@<version>-<cluster>`` is enabled and running, ``postgresql@<version>-<cluster>`` stays out of

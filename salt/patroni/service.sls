@@ -3,12 +3,23 @@ include:
   - patroni.config
 {%- for c in clusters %}
 
+# Debian's automatic main (or any cluster outside Patroni) is dropped only when pillar says replace_existing.
+Patroni {{ c.scope }} has no foreign cluster in its way:
+  patroni_debian.no_foreign_cluster:
+    - version: "{{ c.version }}"
+    - cluster: "{{ c.cluster }}"
+    - replace_existing: {{ c.replace_existing | json }}
+    - require:
+      - patroni_debian: Patroni {{ c.scope }} is configured
+
 # A changed config is reloaded (SIGHUP), never restarted: a restart of the leader's Patroni costs a failover.
 Patroni {{ c.scope }} is running and healthy:
   patroni_debian.running:
     - version: "{{ c.version }}"
     - cluster: "{{ c.cluster }}"
     - timeout: {{ patroni.health_timeout }}
+    - require:
+      - patroni_debian: Patroni {{ c.scope }} has no foreign cluster in its way
     - watch:
       - patroni_debian: Patroni {{ c.scope }} is configured
 {%- endfor %}

@@ -144,6 +144,33 @@ def test_two_clusters_side_by_side_each_on_its_own_port(cluster):
     assert (failed, changed) == ([], [])
 
 
+def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster):
+    """Debian's way of making a cluster (start.conf auto, running under postgresql@, with data) on one member:
+    refused, naming the pillar key, data intact; with replace_existing it is dropped and Patroni clones it."""
+    lab, _ = cluster
+    member = lab.nodes[1]
+    member.run(["pg_createcluster", "15", "legacy", "--start"])
+    member.run(["su", "postgres", "-c", "psql -X -q -p 5434 -c 'CREATE TABLE kept AS SELECT 1 AS one'"])
+    settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}
+    lab.set_pillar(pillar(dynamic=settings, more=("15-app", "15-legacy")))
+    failed, _, _ = outcomes(highstate(lab, target=member.name))
+    refused = [line for line in failed if "Patroni 15-legacy has no foreign cluster in its way" in line]
+    assert refused and "15/legacy (online, start auto" in refused[0], failed
+    assert "patroni:clusters:15-legacy:replace_existing: true" in refused[0]
+    kept = member.run(["su", "postgres", "-c", "psql -X -At -p 5434 -c 'SELECT one FROM kept'"]).stdout.strip()
+    assert kept == "1"
+
+    replacing = pillar(dynamic=settings, more=("15-app", "15-legacy"))
+    replacing["patroni"]["clusters"]["15-legacy"]["replace_existing"] = True
+    lab.set_pillar(replacing)
+    failed, changed, _ = outcomes(highstate(lab))
+    assert not failed, failed
+    assert f"{member.name}: Patroni 15-legacy has no foreign cluster in its way" in changed
+    assert netlab.health(lab.nodes, API_PORT + 2)
+    failed, changed, _ = outcomes(highstate(lab))
+    assert (failed, changed) == ([], [])
+
+
 def test_the_password_is_in_no_output_and_no_minion_log(cluster):
     lab, returns = cluster
     assert PASSWORD not in json.dumps(returns)
