@@ -90,6 +90,12 @@ def configured(name, version, cluster, replace=False):
             - cluster: main
     """
     ret = _ret(name)
+    package = f"postgresql-{version}"
+    if __opts__["test"] and not __salt__["pkg.version"](package):
+        # a bare host in a dry run: the config cannot be rendered before its PostgreSQL exists
+        ret["changes"] = {f"/etc/patroni/{version}-{cluster}.yml": {"created": True}}
+        ret.update(result=None, comment=f"{name}: would be written once {package} is installed")
+        return ret
     try:
         plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
         if plan["warnings"]:

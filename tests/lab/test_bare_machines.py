@@ -30,6 +30,30 @@ def installed(lab):
     }
 
 
+def fingerprint(lab):
+    script = "find /etc/patroni /etc/postgresql /etc/postgresql-common /var/lib/postgresql /usr/share/patroni-debian "
+    script += "-printf '%p %s %m %T@\\n' 2>/dev/null | sort; systemctl list-units --all --no-legend 'patroni*'"
+    return lab.salt("*", "cmd.run", script)
+
+
+def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare_lab):
+    lab = bare_lab
+    lab.set_pillar(pillar())
+    before = fingerprint(lab)
+    failed, changed, undecided = outcomes(highstate(lab, test=True))
+    assert not failed, failed
+    for name in ("pg1", "pg2", "pg3"):
+        for state in (
+            "PostgreSQL, Patroni and the DCS client are installed",
+            "The program Patroni runs is installed",
+            "Patroni 15-main is configured",
+            "Patroni 15-main is running and healthy",
+        ):
+            assert f"{name}: {state}" in changed and f"{name}: {state}" in undecided, (state, changed)
+    assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
+    assert fingerprint(lab) == before
+
+
 def test_one_highstate_takes_bare_machines_to_a_healthy_cluster(bare_lab, timings):
     lab = bare_lab
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}

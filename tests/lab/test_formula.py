@@ -116,6 +116,34 @@ def test_a_pillar_change_reaches_the_running_cluster_through_the_dcs(cluster):
     assert (failed, changed) == ([], [])
 
 
+def test_a_pg_hba_line_and_a_restart_parameter_reach_every_member_and_nothing_restarts(cluster):
+    lab, _ = cluster
+    generated = lab.salt("pg1", "patroni_debian.render_config", "15", "main")["pg1"]
+    pg_hba = generated["config"]["bootstrap"]["dcs"]["postgresql"]["pg_hba"] + [
+        "host    all             all             10.99.0.0/24            md5"
+    ]
+    started = "psql -X -At -c 'SELECT pg_postmaster_start_time()'"
+    before = lab.salt("*", "cmd.run", started, "runas=postgres")
+    settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB", "max_connections": 150}, "pg_hba": pg_hba}}
+    lab.set_pillar(pillar(dynamic=settings))
+    returns = highstate(lab)
+    failed, changed, _ = outcomes(returns)
+    assert not failed, failed
+    comments = [state["comment"] for states in returns.values() for state in states.values() if state["changes"]]
+    assert any("pending_restart" in comment and "not done here" in comment for comment in comments), comments
+
+    def rule_everywhere():
+        query = "psql -X -At -c \"SELECT count(*) FROM pg_hba_file_rules WHERE address = '10.99.0.0'\""
+        return set(lab.salt("*", "cmd.run", query, "runas=postgres").values()) == {"1"}
+
+    netlab.wait_until("the new pg_hba line on every member", rule_everywhere, 60)
+    assert lab.salt("*", "cmd.run", started, "runas=postgres") == before  # no member restarted
+    pending = lab.salt("*", "patroni_debian.status", "15", "main")
+    assert all(status.get("pending_restart") for status in pending.values()), pending
+    failed, changed, _ = outcomes(highstate(lab))
+    assert (failed, changed) == ([], [])
+
+
 def test_a_cluster_without_a_replication_password_is_refused_before_any_change(cluster):
     lab, _ = cluster
     before = fingerprint(lab)
