@@ -199,6 +199,31 @@ def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster)
     assert (failed, changed) == ([], [])
 
 
+def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
+    lab, _ = cluster
+    absent = ["patroni_debian.absent", "name=15-legacy is gone", "version=15", "cluster=legacy"]
+    wrong = lab.salt("pg1", "state.single", *absent, "purge=maybe")["pg1"]
+    assert [state["result"] for state in wrong.values()] == [False]
+    assert "purge: 'maybe' is not a boolean" in next(iter(wrong.values()))["comment"]
+    before = fingerprint(lab)
+    (predicted,) = lab.salt("pg3", "state.single", *absent, "test=True")["pg3"].values()
+    assert predicted["result"] is None and set(predicted["changes"]) == {
+        "patroni@15-legacy",
+        "/etc/patroni/15-legacy.yml",
+    }, predicted
+    assert fingerprint(lab) == before
+    (done,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
+    assert done["result"] is True and done["changes"] == predicted["changes"], done
+    state = lab.nodes[2].run(
+        ["sh", "-c", "systemctl is-enabled patroni@15-legacy; systemctl is-active patroni@15-legacy"], check=False
+    )
+    assert state.stdout.split() == ["disabled", "inactive"]
+    assert lab.nodes[2].run(["test", "-e", "/etc/patroni/15-legacy.yml"], check=False).returncode == 1
+    assert lab.nodes[2].run(["test", "-f", "/var/lib/postgresql/15/legacy/PG_VERSION"]).returncode == 0  # data kept
+    (again,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
+    assert again["result"] is True and again["changes"] == {}
+
+
 def test_the_password_is_in_no_output_and_no_minion_log(cluster):
     lab, returns = cluster
     assert PASSWORD not in json.dumps(returns)
