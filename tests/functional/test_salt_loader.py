@@ -160,3 +160,35 @@ def test_operations_and_states_load_both_ways(minion_dir, tmp_path, way):
     assert predicted.files == {} and "S3cret-from-pillar" not in predicted.stdout
     (result,) = json.loads(predicted.stdout)["local"].values()
     assert result["result"] is None and result["changes"] == {"/etc/patroni/15-main.yml": {"created": True}}, result
+
+
+LOADERS_SCRIPT = """
+import json, sys
+import salt.config
+from saltfactories.utils.functional import Loaders
+
+loaders = Loaders(salt.config.minion_config(sys.argv[1]))
+runs = []
+for test in json.loads(sys.argv[2]):
+    ret = loaders.states.patroni_debian.configured(name="15-main", version="15", cluster="main", test=test)
+    runs.append({"result": ret.result, "changes": ret.changes, "comment": ret.comment})
+print(json.dumps(runs))
+"""
+
+
+@pytest.mark.parametrize("testmode", [True, False])
+def test_configured_through_salt_factories_loaders(minion_dir, tmp_path, testmode):
+    """The state through pytest-salt-factories' Loaders (the real loader, the entry point's modules), on a
+    sandboxed host: a prediction changes nothing; acting writes the file; the next run changes nothing."""
+    runs = [True, False, True] if testmode else [False, False, True]
+    argv = [sys.executable, "-c", LOADERS_SCRIPT, str(minion_dir / "minion"), json.dumps(runs)]
+    outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, argv)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    first, *rest = json.loads(outcome.stdout.splitlines()[-1])
+    assert (first["result"] is None) is testmode and first["changes"] == {"/etc/patroni/15-main.yml": {"created": True}}
+    if testmode:
+        acted, *rest = rest
+        assert acted["result"] is True and acted["changes"] == first["changes"]  # acting does what was predicted
+    assert rest and all(run["result"] is True and run["changes"] == {} for run in rest), rest
+    assert set(outcome.files) == {"15-main.yml"} and outcome.files["15-main.yml"][1:] == ("postgres", "postgres", 0o660)
+    assert "S3cret-from-pillar" not in outcome.stdout
