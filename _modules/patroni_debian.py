@@ -2074,9 +2074,14 @@ def _checked_pillar_cluster(scope, settings, addresses):
     if vip is not None:
         if values["network"] is not None and vip not in values["network"].network:
             raise SaltInvocationError(f"vip: {vip} is outside network {values['network'].network}")
-        own = next((f"{name} {interface}" for name, interface in addresses if interface.ip == vip), None)
-        if own or (values["hostip"] is not None and vip == values["hostip"]):
-            raise SaltInvocationError(f"vip: {vip} is an address of this host ({own or 'hostip'}); a VIP must be free")
+        # the member's own address, as createconfig will find it; the VIP itself, held by vip-manager on the
+        # leader, is another address of the host and must not count
+        hostip = values["hostip"]
+        if hostip is None and addresses:
+            source = _default_source()
+            hostip = source[0] if source else None
+        if hostip is not None and vip == hostip:
+            raise SaltInvocationError(f"vip: {vip} is this member's own address (hostip); a VIP must be free")
         if addresses and values["network"] is None:
             _vip_interface(vip, addresses)
     if _which("apt-cache") and _run(["apt-cache", "show", f"postgresql-{version}"], check=False).returncode:

@@ -277,9 +277,11 @@ class Machine:
             "--register=no",
             "--keep-unit",
             f"--network-namespace-path=/run/netns/{self.netns}",
+            # the machine's own network namespace: vip-manager may add and remove its VIP there
+            "--capability=CAP_NET_ADMIN",
             "--console=pipe",
-            "--resolv-conf=off",
-        ]  # keep the machine's own, empty resolv.conf: no name server is reachable
+            "--resolv-conf=off",  # keep the machine's own, empty resolv.conf: no name server is reachable
+        ]
         with open(self.root / "console.log", "ab") as log:
             self.nspawn = subprocess.Popen(
                 ["sh", "-c", enter, "sh", *argv],

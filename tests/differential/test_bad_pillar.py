@@ -76,12 +76,12 @@ BAD_PILLAR = [
     (
         "VIP equal to this member's address",
         bad(cluster={"vip": "10.0.0.11"}, dcs=ETCD2),
-        [WHERE, "vip", "an address of this host", "eth0"],
+        [WHERE, "vip", "this member's own address"],
     ),
     (
         "VIP equal to the given hostip",
         bad(cluster={"vip": "10.0.0.50", "hostip": "10.0.0.50"}, dcs=ETCD2),
-        [WHERE, "vip", "address of this host"],
+        [WHERE, "vip", "this member's own address"],
     ),
     ("VIP the broadcast address", bad(cluster={"vip": "10.0.0.255"}, dcs=ETCD2), ["vip", "broadcast address"]),
     ("purge not a boolean", bad(cluster={"purge": "yes"}), [WHERE, "purge", "not a boolean"]),

@@ -199,6 +199,29 @@ def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster)
     assert (failed, changed) == ([], [])
 
 
+def test_a_vip_follows_the_leader_of_its_cluster(cluster):
+    """vip-manager@15-vip from the VIP file configured writes; bookworm's vip-manager 1.0.2 reads etcd's v2 API,
+    so this cluster's DCS section is etcd (the lab's etcd serves v2 too)."""
+    lab, _ = cluster
+    settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}
+    declared = pillar(dynamic=settings, more=("15-app", "15-legacy", "15-vip"))
+    declared["patroni"]["clusters"]["15-vip"].update(vip="10.77.0.100", dcs={"etcd": {"host": netlab.ETCD}})
+    lab.set_pillar(declared)
+    failed, changed, _ = outcomes(highstate(lab))
+    assert not failed, failed
+    for name in ("pg1", "pg2", "pg3"):
+        assert f"{name}: The VIP of 15-vip follows its leader" in changed
+
+    def vip_on_the_leader_only():
+        state = netlab.health(lab.nodes, API_PORT + 3)
+        holders = [m.name for m in lab.nodes if "10.77.0.100/24" in m.run(["ip", "-o", "address", "show"]).stdout]
+        return state and holders == [state[0]] and holders
+
+    netlab.wait_until("the VIP on the leader of 15-vip only", vip_on_the_leader_only, 60)
+    failed, changed, _ = outcomes(highstate(lab))
+    assert (failed, changed) == ([], [])
+
+
 def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     lab, _ = cluster
     absent = ["patroni_debian.absent", "name=15-legacy is gone", "version=15", "cluster=legacy"]
