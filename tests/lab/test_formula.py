@@ -248,6 +248,17 @@ def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     (again,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
     assert again["result"] is True and again["changes"] == {}
 
+    # the formula's way: patroni.clean takes every cluster of the pillar off pg3; only purge: true drops data
+    declared = pillar(more=("15-app", "15-legacy", "15-vip"))
+    declared["patroni"]["clusters"]["15-app"]["purge"] = True
+    lab.set_pillar(declared)
+    returns = lab.salt("pg3", "state.apply", "patroni.clean", timeout=300)
+    failed, changed, _ = outcomes(returns)
+    assert not failed and len(changed) == 3, (failed, changed)  # main, app and vip; legacy was gone already
+    listing = lab.nodes[2].run(["pg_lsclusters", "-h"]).stdout
+    assert sorted(line.split()[1] for line in listing.splitlines()) == ["legacy", "main", "vip"]  # app purged
+    assert lab.nodes[2].run(["sh", "-c", "ls /etc/patroni/[0-9]*-*.yml"], check=False).returncode != 0
+
 
 def test_the_password_is_in_no_output_and_no_minion_log(cluster):
     lab, returns = cluster
