@@ -2109,10 +2109,8 @@ def install_program(path=PROGRAM):
 
         salt '*' patroni_debian.install_program
     """
-    path = str(path)
-    if not os.path.isabs(path):
-        raise SaltInvocationError(f"path: {path!r} must be an absolute path")
     target = _program_target(path)
+    path = target.path
     if _program_is_current(target):
         return {"path": path, "changed": False}
     folder = os.path.dirname(path)
@@ -2136,13 +2134,14 @@ def program_installed(path=PROGRAM):
 
         salt '*' patroni_debian.program_installed
     """
-    path = str(path)
-    if not os.path.isabs(path):
-        raise SaltInvocationError(f"path: {path!r} must be an absolute path")
     return _program_is_current(_program_target(path))
 
 
 def _program_target(path):
+    """The program file to install at ``path`` (absolute), as a target: this module file, root's, 0755."""
+    path = str(path)
+    if not os.path.isabs(path):
+        raise SaltInvocationError(f"path: {path!r} must be an absolute path")
     with open(os.path.abspath(__file__), encoding="utf-8") as handle:
         return _Target(path, None, handle.read(), None, "root", "root", 0o755)
 
