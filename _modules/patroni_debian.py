@@ -259,13 +259,14 @@ def _host_lock(what):
         os.close(handle)
 
 
-def _pillar_get(key, default=None):
-    """A pillar value by ``a:b:c`` key, as plain data.
+def _pillar_get(key, default=None, pillar=None):
+    """A pillar value by ``a:b:c`` key, as plain data, from ``pillar`` or else this module's ``__pillar__``.
 
     Reads ``__pillar__`` itself: Salt 3008's ``pillar.get`` redacts every value unless ``unmask=True``,
-    an argument older Salt versions reject, and the config needs the real values.
+    an argument older Salt versions reject, and the config needs the real values. A sibling module passes
+    its own ``__pillar__``: Salt gives the dunders only to the modules it loads.
     """
-    value = globals().get("__pillar__")
+    value = pillar if pillar is not None else globals().get("__pillar__")
     if value is None:
         return default
     for part in key.split(":"):
@@ -1827,11 +1828,14 @@ def _basebackup(version, datadir, conninfo, secrets):
         _run(argv, user=CONFIG_OWNER, env={**os.environ, **env})
 
 
-def _pg_createcluster(version, cluster, datadir=None):
-    """pg_createcluster with start.conf ``manual``: only Patroni starts a cluster it runs."""
-    _run(
-        ["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else []) + [version, cluster]
-    )
+def _pg_createcluster(version, cluster, datadir=None, throwaway=False):
+    """pg_createcluster with start.conf ``manual``: only Patroni starts a cluster it runs.
+
+    ``throwaway``: the data initdb makes is replaced at once (a clone), so it is not synced to disk, which
+    saves a replica about half a second of its join.
+    """
+    argv = ["pg_createcluster", "--start-conf=manual"] + ([f"--datadir={datadir}"] if datadir else [])
+    _run(argv + [version, cluster] + (["--", "--no-sync"] if throwaway else []))
 
 
 def _new_paths(version, cluster, datadir):
@@ -1985,7 +1989,7 @@ def clone(version, cluster, datadir, connstring, password=None):
         _make_room_for_clone(version, cluster, datadir)
         paths = _new_paths(version, cluster, datadir)
         with _undone_on_failure(paths, datadir):
-            _pg_createcluster(version, cluster, datadir)
+            _pg_createcluster(version, cluster, datadir, throwaway=True)
     with _undone_on_failure(paths, datadir):
         _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
         _basebackup(version, datadir, conninfo, secrets)

@@ -14,8 +14,10 @@ Works with Patroni 3.0.2 (bookworm) and 4.0.7 (trixie): only endpoints both have
 
 import copy
 import ipaddress
+import json
 import logging
 import os
+import re
 import time
 
 import patroni_debian as debian  # the sibling door file, for its pure helpers (no dunders there)
@@ -34,6 +36,10 @@ __virtualname__ = "patroni_debian"
 LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
 TIMEOUT = 5  # seconds for one REST call; a member that takes longer is not answering
 PATCH_TRIES = 5  # every member's state may patch at once; Patroni answers 409 to all but one
+# a PATCH /config body that changes nothing (an empty section merged), yet has Patroni read the DCS and wake its loop
+NO_CHANGE = {"postgresql": {}}
+# the lines of a patroni@ journal that say why it stopped: our program's refusals, Patroni's and PostgreSQL's errors
+ERROR_LINE_RE = re.compile(r"refused|FATAL|ERROR|Exception:|failed")
 
 
 def __virtual__():
@@ -258,20 +264,7 @@ def wait_healthy(version, cluster, timeout=120, interval=0.5):
 
         salt pg2 patroni_debian.wait_healthy 15 main timeout=60
     """
-    api = _api(version, cluster)
-    try:
-        timeout, interval = float(timeout), float(interval)
-    except (TypeError, ValueError):
-        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
-    started = time.monotonic()
-    while True:
-        seen, result = _health_once(api)
-        if result is not None:
-            result["seconds"] = round(time.monotonic() - started, 1)
-            return result
-        if time.monotonic() - started > timeout:
-            raise CommandExecutionError(f"{api.scope} on {api.name}: not healthy after {timeout:g} s: {seen}")
-        time.sleep(interval)
+    return _poll("not healthy", _api(version, cluster), "health", _health_once, timeout, interval)
 
 
 def _health_once(api):
@@ -287,6 +280,8 @@ def _health_once(api):
         return str(exc), None
     why = _health(api.name, own, leader_status)
     if why is not None:
+        if leader_status is not None and own.get("role") != "primary":
+            _wake_leader(api, leader)
         return why, None
     return why, {
         "member": api.name,
@@ -294,6 +289,26 @@ def _health_once(api):
         "leader": leader["name"] if leader else api.name,
         "timeline": own.get("timeline"),
     }
+
+
+def _wake_leader(api, leader, every=1.0):
+    """Have the leader's Patroni run its HA loop now rather than at its next ``loop_wait``.
+
+    A new member streams through a replication slot that the leader creates in its loop; until then the
+    member's first attempt fails and PostgreSQL waits ``wal_retrieve_retry_interval`` (5 s) to retry, so a
+    replica would wait up to ``loop_wait`` + 5 s after its clone. Patroni wakes its loop after every
+    ``PATCH /config``; this one (``NO_CHANGE``) changes nothing in the DCS.
+    At most one call a second; a failure only costs the seconds it was to save.
+    """
+    now = time.monotonic()
+    if now - getattr(api, "woken", -every) < every:
+        return
+    api.woken = now
+    base = leader["api_url"].rsplit("/", 1)[0]
+    try:
+        api.call("PATCH", "/config", NO_CHANGE, expect=(200, 409, 503), base=base)
+    except CommandExecutionError as exc:
+        log.debug("patroni_debian: could not wake the leader of %s: %s", api.scope, exc)
 
 
 def dynamic_config(version, cluster):
@@ -330,10 +345,14 @@ def _changes(api):
 
 
 def _live_config(api, seconds=15):
-    """``GET /config``; right after a bootstrap Patroni answers 502 for a moment, until it has read the DCS."""
+    """``GET /config``. Right after a bootstrap Patroni answers 502 until its next loop has read the DCS; then
+    a ``PATCH /config`` that changes nothing (as :py:func:`_wake_leader` sends) reads the DCS at once and
+    answers with the settings."""
     deadline = time.monotonic() + seconds
     while True:
         live = api.call("GET", "/config", expect=(200, 502))
+        if not isinstance(live, dict):
+            live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
         if isinstance(live, dict) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -451,8 +470,9 @@ def foreign_cluster(version, cluster):
     The pg-common cluster ``<version>/<cluster>`` when it exists outside Patroni (Debian's automatic ``main``
     of ``postgresql-<version>``, or one made by hand with ``pg_createcluster``), else None.
 
-    A cluster is Patroni's when its start.conf is ``manual`` (how createcluster and clone make it) or Patroni
-    has taken over its config (``postgresql.base.conf``). Returns ``{cluster, status, datadir, start}``.
+    A cluster is Patroni's when ``patroni@<version>-<cluster>`` runs (it may be creating it this moment), its
+    start.conf is ``manual`` (how createcluster and clone make it) or Patroni has taken over its config
+    (``postgresql.base.conf``). Returns ``{cluster, status, datadir, start}``.
 
     CLI Example:
 
@@ -460,7 +480,10 @@ def foreign_cluster(version, cluster):
 
         salt '*' patroni_debian.foreign_cluster 15 main
     """
-    version, cluster = _scope(version, cluster).split("-", 1)
+    scope = _scope(version, cluster)
+    if __salt__["service.status"](f"patroni@{scope}"):
+        return None
+    version, cluster = scope.split("-", 1)
     config_dir = f"{debian.PG_CONF_DIR}/{version}/{cluster}"
     row = next((r for r in debian._pg_cluster_table() if (r["version"], r["cluster"]) == (version, cluster)), None)
     if row is None and not os.path.lexists(config_dir):
@@ -499,3 +522,348 @@ def drop_foreign_cluster(version, cluster):
         foreign["datadir"],
     )
     return foreign
+
+
+# --------------------------------------------------------------------------------------------------
+# the rollout's questions and gates (salt/orch/patroni.sls): asked on each member at run time, because an
+# orchestration's Jinja is rendered before its first step and cannot know who leads by then
+
+
+def _pillar(key):
+    return debian._pillar_get(key, pillar=globals().get("__pillar__"))
+
+
+def _role():
+    """This minion's role, pillar ``patroni:role`` (what the top file targets) or else grain ``patroni_role``."""
+    return _pillar("patroni:role") or (globals().get("__grains__") or {}).get("patroni_role")
+
+
+def _minion():
+    return (globals().get("__opts__") or {}).get("id") or os.uname().nodename
+
+
+def _named_clusters(clusters):
+    """``clusters`` as a set of scopes: None, a ``15-main`` string (commas allowed) or a list of them."""
+    if clusters is None or clusters == "":
+        return None
+    names = clusters.split(",") if isinstance(clusters, str) else clusters
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) and name.strip() for name in names):
+        raise SaltInvocationError(f"clusters: {clusters!r} is not a <version>-<cluster> name or a list of them")
+    named = set()
+    for name in names:
+        version, _, cluster = name.strip().partition("-")
+        named.add(_scope(version, cluster))
+    return named
+
+
+def _pillar_scopes(clusters=None):
+    """``[(scope, version, cluster)]`` of this minion's pillar ``patroni:clusters``, only those named if any."""
+    named = _named_clusters(clusters)
+    declared = _pillar("patroni:clusters")
+    scopes = sorted(str(scope) for scope in declared if "-" in str(scope)) if isinstance(declared, dict) else []
+    chosen = [scope for scope in scopes if named is None or scope in named]
+    return [(scope, *scope.split("-", 1)) for scope in chosen]
+
+
+def _runs_here(scope):
+    return os.path.exists(f"{debian.PATRONI_DIR}/{scope}.yml") and __salt__["service.status"](f"patroni@{scope}")
+
+
+# Read by Patroni's own DCS client, in the interpreter Patroni runs under, from the member's config: every DCS type
+# Patroni supports, and no Patroni needs to run here. Prints what a member's start depends on, as JSON; given a
+# number of seconds, first waits (in one process, polling every 0.1 s) for a leader running as the primary, or
+# for a claim on the bootstrap to be dropped.
+DCS_VIEW = """
+import json, sys, time
+from patroni.config import Config
+from patroni.dcs import get_dcs
+dcs = get_dcs(Config(sys.argv[1]))
+wait = float(sys.argv[2]) if len(sys.argv) > 2 else 0
+deadline, claimed = time.monotonic() + wait, False
+while True:
+    cluster = dcs.get_cluster()
+    leader = cluster.leader
+    data = leader.member.data if leader else {}
+    view = {"initialized": cluster.initialize is not None, "leader": leader.name if leader else None,
+            "role": data.get("role"), "state": data.get("state"), "timeline": data.get("timeline")}
+    ready = leader is not None and view["role"] in ("master", "primary") and view["state"] == "running"
+    dropped = claimed and not view["initialized"]
+    claimed = claimed or view["initialized"]
+    if ready or dropped or time.monotonic() >= deadline:
+        break
+    time.sleep(0.1)
+print(json.dumps(view))
+"""
+PATRONI_PYTHON = "/usr/bin/python3"  # the interpreter of Debian's /usr/bin/patroni
+
+
+def _dcs_view(scope, wait=0):
+    _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
+    argv = [PATRONI_PYTHON, "-c", DCS_VIEW, f"{debian.PATRONI_DIR}/{scope}.yml", str(float(wait))]
+    proc = debian._run(argv, check=False)
+    if proc.returncode:
+        lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
+        cause = debian._scrub(lines[-1]) if lines else f"exit status {proc.returncode}"
+        raise CommandExecutionError(f"{scope}: the DCS cannot be read with Patroni's client: {cause}")
+    view = json.loads(proc.stdout)
+    if view["role"] in LEADER_ROLES:
+        view["role"] = "primary"
+    return view
+
+
+def in_dcs(version, cluster):
+    """
+    The cluster as its DCS holds it, read with Patroni's own DCS client from this member's config, whether or
+    not Patroni runs here: ``{initialized, leader, role, state, timeline}`` (``initialized``: a member has
+    claimed the cluster's bootstrap; the others describe the leader key's holder, or are None).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.in_dcs 15 main
+    """
+    return _dcs_view(_scope(version, cluster))
+
+
+def _leader_ready(view):
+    return view["leader"] is not None and view["role"] == "primary" and view["state"] == "running"
+
+
+def clones_when_started(version, cluster):
+    """
+    Whether this member has the replica role (pillar ``patroni:role``, else grain ``patroni_role``) and no data
+    for the cluster yet: Patroni started now would clone it from the leader, or, with no leader yet, could
+    race the bootstrap member to create the cluster. The ``running`` state then waits for a leader first.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.clones_when_started 15 main
+    """
+    scope = _scope(version, cluster)
+    data_dir = (_config(scope).get("postgresql") or {}).get("data_dir")
+    return _role() == "replica" and not (data_dir and os.path.exists(os.path.join(str(data_dir), "PG_VERSION")))
+
+
+def wait_leader_in_dcs(version, cluster, timeout=120):
+    """
+    Wait until the cluster's DCS shows a leader whose PostgreSQL runs as the primary; read with Patroni's
+    client (:py:func:`in_dcs`), so it needs no Patroni running here. A member without data starts only then,
+    so it clones and never races the bootstrap member to create the cluster. Fails at once when the claim
+    on the cluster's bootstrap is dropped (the bootstrap failed), else after ``timeout`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg2 patroni_debian.wait_leader_in_dcs 15 main timeout=60
+    """
+    scope = _scope(version, cluster)
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
+    started = time.monotonic()
+    view = _dcs_view(scope, wait=timeout)
+    if _leader_ready(view):
+        return {**view, "seconds": round(time.monotonic() - started, 1)}
+    if view["initialized"] is False and time.monotonic() - started < timeout:
+        raise CommandExecutionError(f"{_minion()}: {scope}: leader: the bootstrap failed (its claim was dropped)")
+    seen = f"{view['leader']} leads, {view['role']}, {view['state']}" if view["leader"] else "no leader"
+    raise CommandExecutionError(f"{_minion()}: {scope}: leader: none ready after {timeout:g} s: {seen}")
+
+
+def wait_claimed(version, cluster, timeout=120, interval=0.2):
+    """
+    Wait until this member's Patroni runs and the cluster is claimed: a leader holds it, or a member's bootstrap
+    is under way. The orchestration's first phase returns then, so the other members start converging while
+    the first one bootstraps (they start Patroni once :py:func:`wait_leader_in_dcs` sees a leader).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.wait_claimed 15 main
+    """
+    scope = _scope(version, cluster)
+    started = time.monotonic()
+    while True:
+        if not __salt__["service.status"](f"patroni@{scope}"):
+            raise CommandExecutionError(f"{_minion()}: {scope}: claim: {_why_stopped(scope)}")
+        view = in_dcs(version, cluster)
+        if view["initialized"] or view["leader"]:
+            return {**view, "seconds": round(time.monotonic() - started, 1)}
+        if time.monotonic() - started > float(timeout):
+            raise CommandExecutionError(f"{_minion()}: {scope}: claim: no member claimed it after {timeout} s")
+        time.sleep(interval)
+
+
+def leads_rollout(version, cluster):
+    """
+    Whether this member goes first when ``<version>-<cluster>`` is rolled out: it leads the running cluster
+    now, or it has the bootstrap role (pillar ``patroni:role``, else grain ``patroni_role``) and does not run
+    as a replica of it. So a rollout after a failover starts with whoever leads, never moves leadership back,
+    and a bare bootstrap member of a running cluster clones from the leader like any replica.
+
+    The formula asks it when the orchestration applies its first phase (pillar ``patroni_rollout:phase:
+    first``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.leads_rollout 15 main
+    """
+    scope = _scope(version, cluster)
+    # each sls of the formula imports map.jinja, which asks: once per job is enough
+    key = (__opts__.get("jid"), scope)
+    known = __context__.setdefault("patroni_debian.leads_rollout", {})
+    if key not in known:
+        known[key] = _leads_rollout(scope)
+    return known[key]
+
+
+def _leads_rollout(scope):
+    own = None
+    if _runs_here(scope):
+        try:
+            own = status(*scope.split("-", 1))
+        except CommandExecutionError:
+            own = None  # Patroni starting up: not a replica of anyone yet
+    if own and own.get("role") == "primary":
+        return True
+    return _role() == "bootstrap" and not (own and own.get("role") == "replica")
+
+
+def _accepts_writes(config):
+    """Whether the PostgreSQL of this host's config gives out a transaction id: a write, which a server in
+    recovery refuses. Through the local socket as postgres, so no password is involved."""
+    port = debian._listen_port(config)
+    sockets = str((config.get("postgresql") or {}).get("parameters", {}).get("unix_socket_directories") or "")
+    socket = sockets.split(",")[0].strip() or "/var/run/postgresql"
+    argv = ["psql", "-X", "-A", "-t", "-h", socket, "-p", str(port), "-d", "postgres", "-c", "SELECT txid_current()"]
+    return debian._run(argv, check=False, user="postgres").returncode == 0
+
+
+def _member_once(api):
+    """:py:func:`_health_once`, and where this member leads, its PostgreSQL accepts a write."""
+    seen, result = _health_once(api)
+    if result is not None and result["role"] == "primary" and not _accepts_writes(_config(api.scope)):
+        return f"{api.name} holds the leader key but its PostgreSQL refuses a write", None
+    return seen, result
+
+
+def _poll(what, api, step, once, timeout, interval):
+    """Call ``once(api)`` until it gives a result; after ``timeout`` s an error naming minion, step and cause."""
+    try:
+        timeout, interval = float(timeout), float(interval)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
+    started = time.monotonic()
+    while True:
+        seen, result = once(api)
+        if result is not None:
+            return {**result, "seconds": round(time.monotonic() - started, 1)}
+        if not __salt__["service.status"](f"patroni@{api.scope}"):  # it will not get healthy by waiting
+            raise CommandExecutionError(f"{_minion()}: {api.scope}: {step}: {_why_stopped(api.scope)}")
+        if time.monotonic() - started > timeout:
+            raise CommandExecutionError(f"{_minion()}: {api.scope}: {step}: {what} after {timeout:g} s: {seen}")
+        time.sleep(interval)
+
+
+def _why_stopped(scope):
+    """``patroni@<scope> is not running`` with the last error its journal shows, secrets masked."""
+    unit = f"patroni@{scope}"
+    journal = debian._run(["journalctl", "-u", unit, "-n", "60", "-o", "cat", "--no-pager"], check=False).stdout
+    errors = [line.strip() for line in journal.splitlines() if ERROR_LINE_RE.search(line)]
+    return f"{unit} is not running" + (f"; its journal says: {debian._scrub(errors[-1])}" if errors else "")
+
+
+def wait_members(clusters=None, timeout=120, interval=0.5):
+    """
+    Wait until this member is healthy in each cluster of its pillar (``patroni:clusters``, or only those
+    named): the leader, whose PostgreSQL then gives out a transaction id (a write, refused in recovery), or a
+    replica streaming from the leader on its timeline (:py:func:`wait_healthy`).
+    A cluster without a config here is an error: the member was to be converged before. Returns ``{scope:
+    {member, role, leader, timeline, seconds}}``; after ``timeout`` seconds raises ``CommandExecutionError``
+    naming the minion, the cluster, the step and what it saw last. The orchestration's last gate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.wait_members timeout=60
+    """
+    result = {}
+    for scope, version, cluster in _pillar_scopes(clusters):
+        try:
+            api = _api(version, cluster)
+        except CommandExecutionError as exc:
+            raise CommandExecutionError(f"{_minion()}: {scope}: member: {exc}") from None
+        result[scope] = _poll("not healthy", api, "member", _member_once, timeout, interval)
+    return result
+
+
+def _cluster_problems(members, leader):
+    """Why a ``/cluster`` answer is not one healthy cluster: no single leader, a member not running, or a
+    replica not on the leader's timeline."""
+    leaders = [member["name"] for member in members if member.get("role") in ("leader", "standby_leader")]
+    if len(leaders) != 1:
+        return [f"{len(leaders)} members hold the leader key: {', '.join(leaders) or 'none'}"]
+    problems = []
+    for member in members:
+        if member.get("state") not in ("running", "streaming"):
+            problems.append(f"{member['name']} is {member.get('state')}")
+        elif member.get("timeline") != leader.get("timeline"):
+            timelines = f"timeline {member.get('timeline')}, the leader on {leader.get('timeline')}"
+            problems.append(f"{member['name']} is on {timelines}")
+    return problems
+
+
+def summary(clusters=None):
+    """
+    Each cluster of this minion's pillar (or only those named) as its members see it (``GET /cluster``),
+    verified: exactly one leader, every member running and on the leader's timeline. Returns ``{scope:
+    {leader, timeline, port, vip, members: {name: {role, state, timeline, lag, host, port}}}}``; raises
+    ``CommandExecutionError`` naming the cluster and what is wrong. The orchestration's last step.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.summary
+    """
+    scopes = _pillar_scopes(clusters)
+    named = _named_clusters(clusters) or set()
+    missing = sorted(named - {scope for scope, _, _ in scopes})
+    if missing:
+        raise CommandExecutionError(f"{_minion()}: no {', '.join(missing)} in its pillar patroni:clusters")
+    result = {}
+    for scope, version, cluster in scopes:
+        api = _api(version, cluster)
+        members = api.call("GET", "/cluster").get("members", [])
+        leader = _leader_of({"members": members}) or {}
+        problems = _cluster_problems(members, leader)
+        if problems:
+            raise CommandExecutionError(f"{_minion()}: {scope}: summary: {'; '.join(problems)}")
+        vip = (debian._read_env_file(f"{debian.PATRONI_DIR}/{scope}.vip") or {}).get("VIP_IP")
+        result[scope] = {
+            "leader": leader["name"],
+            "timeline": leader.get("timeline"),
+            "port": leader.get("port"),
+            "vip": vip,
+            "members": {
+                member["name"]: {
+                    "role": member.get("role"),
+                    "state": member.get("state"),
+                    "timeline": member.get("timeline"),
+                    "lag": member.get("lag", 0 if member.get("role") == "leader" else "unknown"),
+                    "host": member.get("host"),
+                    "port": member.get("port"),
+                }
+                for member in members
+            },
+        }
+    return result

@@ -170,11 +170,18 @@ def no_foreign_cluster(name, version, cluster, replace_existing=False):
     return ret
 
 
-def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
+def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     """
     ``patroni@<version>-<cluster>`` is enabled and running, ``postgresql@<version>-<cluster>`` stays out of
     its way (disabled: Patroni starts PostgreSQL itself), and the member is healthy within ``timeout`` seconds:
     the leader, or a replica streaming from the leader on its timeline.
+
+    A member with the replica role and no data yet starts only once the DCS shows a leader running as the
+    primary, so it clones and never races the bootstrap member to create the cluster. A member with data
+    starts at once: were it the most advanced, Patroni must be able to elect it.
+
+    ``ready: claimed`` (the orchestration's first phase) returns as soon as Patroni runs and the cluster is
+    claimed (led, or its bootstrap under way) rather than healthy; a later run checks health.
 
     Never restarts a running Patroni: a restart of the leader's would cost a failover.
 
@@ -189,6 +196,8 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
     ret = _ret(name)
     scope = f"{version}-{cluster}"
     unit, plain = f"patroni@{scope}", f"postgresql@{scope}"
+    if ready not in ("healthy", "claimed"):
+        return _failed(ret, SaltInvocationError(f"ready: {ready!r} is not healthy or claimed"))
     try:
         before = _unit_state(unit)
         plain_enabled = __salt__["service.enabled"](plain)
@@ -210,7 +219,15 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT):
         if not before["enabled"]:
             __salt__["service.enable"](unit)
         if not before["running"]:
+            if __salt__["patroni_debian.clones_when_started"](version, cluster):
+                __salt__["patroni_debian.wait_leader_in_dcs"](version, cluster, timeout=timeout)
             __salt__["service.start"](unit)
+        if ready == "claimed":
+            claim = __salt__["patroni_debian.wait_claimed"](version, cluster, timeout=timeout)
+            ret["changes"] = changes
+            who = f"{claim['leader']} leads" if claim["leader"] else "its bootstrap is under way"
+            ret["comment"] = f"{name}: {unit} runs and {version}-{cluster} is claimed: {who}"
+            return ret
         health = __salt__["patroni_debian.wait_healthy"](version, cluster, timeout=timeout)
         after = _unit_state(unit)
         if not (after["enabled"] and after["running"]):

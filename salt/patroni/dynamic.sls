@@ -1,7 +1,8 @@
-{%- from tpldir ~ "/map.jinja" import clusters with context %}
+{%- from tpldir ~ "/map.jinja" import clusters, rollout with context %}
 include:
   - patroni.service
-{%- for c in clusters %}
+{#- not in the orchestration's first phase: a bootstrap is under way, its settings come from this very config #}
+{%- for c in clusters if rollout.get("phase") != "first" %}
 
 # bootstrap.dcs applies at the first bootstrap only; later changes in pillar reach the running cluster here.
 The live settings of {{ c.scope }} are as declared:

@@ -1,4 +1,4 @@
-{%- from tpldir ~ "/map.jinja" import clusters, patroni with context %}
+{%- from tpldir ~ "/map.jinja" import clusters, patroni, rollout with context %}
 include:
   - patroni.config
 {%- for c in clusters %}
@@ -18,6 +18,10 @@ Patroni {{ c.scope }} is running and healthy:
     - version: "{{ c.version }}"
     - cluster: "{{ c.cluster }}"
     - timeout: {{ patroni.health_timeout }}
+{%- if rollout.get("phase") == "first" %}
+    # the orchestration's first phase: back once the cluster is claimed; the others start meanwhile
+    - ready: claimed
+{%- endif %}
     - require:
       - patroni_debian: Patroni {{ c.scope }} has no foreign cluster in its way
     - watch:

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The orchestrated rollout against the floor, in the same run, on the same machines.
+
+Floor: the Debian way by hand through Salt (createconfig on every member, then systemctl enable --now
+patroni@15-main on all at once, Patroni's default timing), as bench/debian_way.py measures it. Rollout:
+``salt-run state.orchestrate orch.patroni`` from the same image state (packages installed; no modules, config
+or cluster), to the same end: one leader, every other member streaming on its timeline, checked through the
+REST API. Each run resets the machines to their image first. Runs alternate floor and rollout; medians.
+
+Then how it grows: the rollout for 1 to 4 replicas, and for 1, 3 and 6 clusters in one run on 3 machines.
+
+Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio,
+where the rollout's seconds go (median per step), and the growth figures.
+
+Usage (root, after `make test` has built .venv and the image): .venv/bin/python bench/rollout.py [RUNS]
+"""
+
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+import machines  # noqa: E402
+import netlab  # noqa: E402
+
+DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
+AUTHENTICATION = {"replication": {"password": "bench-replication"}}
+ORCHESTRATE = ("state.orchestrate", "orch.patroni", "--out=json")
+
+
+def pillar(clusters):
+    """Clusters ``15-main``, ``15-c2``, … with Patroni's default timing, each on its own port."""
+    scopes = ["15-main"] + [f"15-c{index}" for index in range(2, clusters + 1)]
+    return {
+        "patroni": {
+            "dcs": DCS,
+            "clusters": {
+                scope: {"port": 5432 + index, "authentication": AUTHENTICATION} for index, scope in enumerate(scopes)
+            },
+        }
+    }
+
+
+def fresh(lab, clusters=1):
+    """Every machine back to its image (packages installed, nothing else), etcd empty, the pillar given."""
+    for machine in lab.nodes:
+        machine.reset()
+    lab.clear_dcs()
+    lab.wait_minions()
+    lab.set_pillar(pillar(clusters))
+
+
+def healthy(lab, clusters):
+    """Each cluster's ``(leader, timeline)`` through the REST API, or None while one is not healthy yet."""
+    seen = [netlab.health(lab.nodes, 8008 + index) for index in range(clusters)]
+    return seen if all(seen) else None
+
+
+def floor_once(lab):
+    fresh(lab)
+    lab.provision()  # by hand, createconfig must exist on the hosts, as Debian's script does
+    started = time.monotonic()
+    machines.debian_way(lab, DCS, AUTHENTICATION, {})
+    return time.monotonic() - started
+
+
+def rollout_once(lab, clusters=1):
+    """Seconds from ``salt-run`` to healthy clusters, and the seconds of each orchestration step."""
+    fresh(lab, clusters)
+    started = time.monotonic()
+    code, output = lab.salt_run(*ORCHESTRATE)
+    if code:
+        raise SystemExit(f"the rollout failed:\n{output[-4000:]}")
+    netlab.wait_until("every cluster healthy", lambda: healthy(lab, clusters), 60, interval=0.1)
+    seconds = time.monotonic() - started
+    data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
+    states = next(iter(data["data"].values())).values()
+    steps = {state["__id__"]: state["duration"] / 1000 for state in states}
+    steps["salt-run start and finish (outside the steps)"] = seconds - sum(steps.values())
+    return seconds, steps
+
+
+def main(runs):
+    floors, rollouts, steps = [], [], []
+    growth = {"replicas": {}, "clusters": {}}
+    with machines.MachineLab(machines=3) as lab:
+        for run in range(runs):
+            floors.append(floor_once(lab))
+            seconds, spent = rollout_once(lab)
+            rollouts.append(seconds)
+            steps.append(spent)
+            print(f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s", file=sys.stderr)
+        growth["replicas"][2] = statistics.median(rollouts)
+        for clusters in (1, 3, 6):
+            growth["clusters"][clusters] = rollout_once(lab, clusters)[0]
+            print(f"{clusters} cluster(s) on 3 machines: {growth['clusters'][clusters]:.1f} s", file=sys.stderr)
+    for members in (2, 4, 5):
+        with machines.MachineLab(machines=members) as lab:
+            growth["replicas"][members - 1] = rollout_once(lab)[0]
+            print(f"{members - 1} replica(s): {growth['replicas'][members - 1]:.1f} s", file=sys.stderr)
+    floor, rollout = statistics.median(floors), statistics.median(rollouts)
+    print(
+        json.dumps(
+            {
+                "benchmark": "rollout_vs_floor",
+                "runs": runs,
+                "floor_seconds": round(floor, 2),
+                "rollout_seconds": round(rollout, 2),
+                "ratio": round(rollout / floor, 3),
+                "floor_runs": [round(s, 2) for s in floors],
+                "rollout_runs": [round(s, 2) for s in rollouts],
+                "rollout_steps_median_seconds": {
+                    step: round(statistics.median(spent[step] for spent in steps), 2) for step in steps[0]
+                },
+                "rollout_seconds_by_replicas": {n: round(s, 2) for n, s in sorted(growth["replicas"].items())},
+                "rollout_seconds_by_clusters_on_3_machines": {
+                    n: round(s, 2) for n, s in sorted(growth["clusters"].items())
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
