@@ -347,15 +347,21 @@ def _changes(api):
 def _live_config(api, seconds=15):
     """``GET /config``. Right after a bootstrap Patroni answers 502 until its next loop has read the DCS; then
     a ``PATCH /config`` that changes nothing (as :py:func:`_wake_leader` sends) reads the DCS at once and
-    answers with the settings."""
+    answers with the settings. A Patroni just started has its REST API up within a moment: waited for."""
     deadline = time.monotonic() + seconds
     while True:
-        live = api.call("GET", "/config", expect=(200, 502))
-        if not isinstance(live, dict):
-            live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+        try:
+            live = api.call("GET", "/config", expect=(200, 502))
+            if not isinstance(live, dict):
+                live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+        except CommandExecutionError:
+            # a Patroni started a moment ago opens its REST API within a second
+            if time.monotonic() > deadline or not __salt__["service.status"](f"patroni@{api.scope}"):
+                raise
+            live = None
         if isinstance(live, dict) or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
     if not isinstance(live, dict):
         raise CommandExecutionError(f"{api.scope} on {api.name}: GET /config: the DCS holds no settings for it yet")
     return live

@@ -170,6 +170,9 @@ def no_foreign_cluster(name, version, cluster, replace_existing=False):
     return ret
 
 
+READY = ("healthy", "claimed", "started")  # what running waits for after starting Patroni
+
+
 def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     """
     ``patroni@<version>-<cluster>`` is enabled and running, ``postgresql@<version>-<cluster>`` stays out of
@@ -181,7 +184,9 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     starts at once: were it the most advanced, Patroni must be able to elect it.
 
     ``ready: claimed`` (the orchestration's first phase) returns as soon as Patroni runs and the cluster is
-    claimed (led, or its bootstrap under way) rather than healthy; a later run checks health.
+    claimed (led, or its bootstrap under way); ``ready: started`` (its second phase) once Patroni runs, so
+    that a member's clusters clone side by side rather than one after the other. The orchestration's gate
+    then waits for their health.
 
     Never restarts a running Patroni: a restart of the leader's would cost a failover.
 
@@ -196,8 +201,8 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     ret = _ret(name)
     scope = f"{version}-{cluster}"
     unit, plain = f"patroni@{scope}", f"postgresql@{scope}"
-    if ready not in ("healthy", "claimed"):
-        return _failed(ret, SaltInvocationError(f"ready: {ready!r} is not healthy or claimed"))
+    if ready not in READY:
+        return _failed(ret, SaltInvocationError(f"ready: {ready!r} is not one of {', '.join(READY)}"))
     try:
         before = _unit_state(unit)
         plain_enabled = __salt__["service.enabled"](plain)
@@ -222,6 +227,10 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
             if __salt__["patroni_debian.clones_when_started"](version, cluster):
                 __salt__["patroni_debian.wait_leader_in_dcs"](version, cluster, timeout=timeout)
             __salt__["service.start"](unit)
+        if ready == "started":
+            ret["changes"] = changes
+            ret["comment"] = f"{name}: {unit} runs; its health is for the orchestration's gate to wait for"
+            return ret
         if ready == "claimed":
             claim = __salt__["patroni_debian.wait_claimed"](version, cluster, timeout=timeout)
             ret["changes"] = changes

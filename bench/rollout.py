@@ -71,12 +71,13 @@ def rollout_once(lab, clusters=1):
     fresh(lab, clusters)
     started = time.monotonic()
     code, output = lab.salt_run(*ORCHESTRATE)
-    if code:
-        raise SystemExit(f"the rollout failed:\n{output[-4000:]}")
-    netlab.wait_until("every cluster healthy", lambda: healthy(lab, clusters), 60, interval=0.1)
-    seconds = time.monotonic() - started
     data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
     states = next(iter(data["data"].values())).values()
+    if code:
+        failed = [f"{state['__id__']}: {state['comment']}" for state in states if state["result"] is False]
+        raise SystemExit("the rollout failed: " + "\n".join(failed)[:4000])
+    netlab.wait_until("every cluster healthy", lambda: healthy(lab, clusters), 60, interval=0.1)
+    seconds = time.monotonic() - started
     steps = {state["__id__"]: state["duration"] / 1000 for state in states}
     steps["salt-run start and finish (outside the steps)"] = seconds - sum(steps.values())
     return seconds, steps

@@ -11,9 +11,10 @@
          (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no replica); back
          once each such cluster is claimed (led, or its bootstrap under way), while the others install
          packages and the program;
-      3. second phase: the formula on every member, all at once. A replica without data starts Patroni only
-         once the DCS shows a leader running as the primary (patroni_debian.wait_leader_in_dcs), so it clones
-         at once and never races the bootstrap; its Salt run overlaps the leader's bootstrap;
+      3. second phase: the formula on every member, all at once, back once Patroni runs. A replica without
+         data starts Patroni only once the DCS shows a leader running as the primary (wait_leader_in_dcs), so
+         it clones at once and never races the bootstrap; its Salt run overlaps the leader's bootstrap, and a
+         member's clusters clone side by side;
       4. gate: every member leads and accepts writes (a transaction id given out), or streams from the leader
          on its timeline;
       5. summary from the bootstrap member: members, roles, timeline, lag, port, VIP, verified.
@@ -96,7 +97,7 @@ Second phase, every member is converged:
     - tgt: "{{ members }}"
     - tgt_type: compound
     - sls: patroni
-    - pillar: {{ {"patroni_rollout": only} | json }}
+    - pillar: {{ {"patroni_rollout": dict(only, phase="all")} | json }}
     - timeout: 15
     - failhard: True
     - require:

@@ -21,6 +21,9 @@ Patroni {{ c.scope }} is running and healthy:
 {%- if rollout.get("phase") == "first" %}
     # the orchestration's first phase: back once the cluster is claimed; the others start meanwhile
     - ready: claimed
+{%- elif rollout.get("phase") == "all" %}
+    # its second phase: back once started, so this member's clusters clone side by side; its gate waits
+    - ready: started
 {%- endif %}
     - require:
       - patroni_debian: Patroni {{ c.scope }} has no foreign cluster in its way

@@ -1,0 +1,188 @@
+"""The rollout: ``salt-run state.orchestrate orch.patroni`` on lab machines with a real master.
+
+Bare machines become a healthy cluster led by the bootstrap member; a second run changes nothing; after a
+failover a run leaves leadership where it is; a replica with broken pillar, a replica powered off and a leader
+killed mid-rollout each stop the run with a message naming the minion, while the healthy members keep serving.
+The tests run in file order on one set of machines.
+"""
+
+import json
+import subprocess
+import time
+
+import machines
+import netlab
+import pytest
+from highstate import API_PORT, pillar
+
+pytestmark = pytest.mark.lab
+
+GATE = "Every member leads and accepts writes, or streams from the leader on its timeline"
+SUMMARY = "Summary of each cluster, verified"
+PHASES = (
+    "First phase, the member that goes first in each cluster is converged",
+    "Second phase, every member is converged",
+)
+
+
+def orchestrate(lab, *args):
+    """``(exit code, {step id: its state result}, output)`` of one run, JSON out."""
+    code, output = lab.salt_run("state.orchestrate", "orch.patroni", "--out=json", *args)
+    data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
+    steps = next(iter(data["data"].values()))
+    return code, {state["__id__"]: state for state in steps.values()}, output
+
+
+def failures(steps):
+    """Each failed step's comment and the comments of its minions' failed states: what a person would read."""
+    lines = []
+    for step in steps.values():
+        if step["result"] is False:
+            lines.append(f"{step['__id__']}: {step['comment']}")
+            for minion, states in (step["changes"].get("ret") or {}).items():
+                if isinstance(states, dict):
+                    for state in states.values():
+                        if isinstance(state, dict) and state.get("result") is False:
+                            lines.append(f"  {minion}: {state.get('comment')}")
+    return "\n".join(lines)
+
+
+def changed_states(steps):
+    """``minion: state id`` of every state that changed something in the formula's runs."""
+    changed = []
+    for phase in PHASES:
+        for minion, states in steps[phase]["changes"].get("ret", {}).items():
+            changed += [f"{minion}: {state['__id__']}" for state in states.values() if state["changes"]]
+    return changed
+
+
+def start_times(lab):
+    """Each member's postmaster start time: a restart would change it."""
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return {name: status["postmaster_start_time"] for name, status in statuses.items()}
+
+
+def write_on(lab, leader):
+    psql = 'psql -X -q -At -c "CREATE TABLE IF NOT EXISTS rollout (n int); INSERT INTO rollout VALUES (1) RETURNING n"'
+    return lab.salt(leader, "cmd.run", psql, "runas=postgres")[leader]
+
+
+@pytest.fixture(scope="module")
+def lab(machine_lab):
+    for machine in machine_lab.nodes:
+        machine.reset()
+    machine_lab.clear_dcs()
+    machine_lab.wait_minions()
+    machine_lab.set_pillar(pillar())
+    return machine_lab
+
+
+def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(lab, timings):
+    started = time.monotonic()
+    code, steps, output = orchestrate(lab)
+    timings["orchestration: bare machines → healthy 3-member cluster"] = time.monotonic() - started
+    assert code == 0, failures(steps)
+    assert netlab.health(lab.nodes, API_PORT) == ("pg1", 1)
+    summary = steps[SUMMARY]["changes"]["ret"]["pg1"]["15-main"]
+    members = json.loads(lab.nodes[0].http("/cluster", port=API_PORT))["members"]
+    assert summary["leader"] == "pg1" and summary["timeline"] == 1 and summary["port"] == 5432
+    assert {name: (m["role"], m["timeline"]) for name, m in summary["members"].items()} == {
+        m["name"]: (m["role"], m["timeline"]) for m in members
+    }
+    assert set(summary["members"]) == {"pg1", "pg2", "pg3"}
+    gate = steps[GATE]["changes"]["ret"]
+    assert {minion: result["15-main"]["role"] for minion, result in gate.items()} == {
+        "pg1": "primary",
+        "pg2": "replica",
+        "pg3": "replica",
+    }
+
+
+def test_a_second_run_changes_nothing_and_restarts_nothing(lab, timings):
+    before, started_at = netlab.health(lab.nodes, API_PORT), start_times(lab)
+    started = time.monotonic()
+    code, steps, output = orchestrate(lab)
+    timings["orchestration: converged re-run"] = time.monotonic() - started
+    assert code == 0, failures(steps)
+    assert changed_states(steps) == []
+    assert all(not synced for synced in steps["Members have this release of the modules"]["changes"]["ret"].values())
+    assert netlab.health(lab.nodes, API_PORT) == before and start_times(lab) == started_at
+
+
+def test_after_a_failover_the_run_keeps_leadership_where_it_is(lab, timings):
+    pg1, others = lab.nodes[0], lab.nodes[1:]
+    pg1.power_cut()
+    new_leader = netlab.wait_until("a new leader", lambda: netlab.leader_among(others, API_PORT), timeout=120)
+    pg1.boot()
+    lab.wait_minions()
+    _, timeline = netlab.wait_until("pg1 back as a replica", lambda: netlab.health(lab.nodes, API_PORT), 180)
+    started = time.monotonic()
+    code, steps, output = orchestrate(lab)
+    timings["orchestration: re-run after a failover"] = time.monotonic() - started
+    assert code == 0, failures(steps)
+    assert changed_states(steps) == []
+    assert netlab.health(lab.nodes, API_PORT) == (new_leader, timeline)
+    assert steps[SUMMARY]["changes"]["ret"]["pg1"]["15-main"]["leader"] == new_leader
+
+
+def test_a_replica_with_broken_pillar_stops_the_run_and_the_others_keep_serving(lab):
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    broken = next(machine.name for machine in lab.nodes if machine.name != leader)
+    root = lab.pillar_root
+    (root / "broken.sls").write_text(json.dumps({"patroni": {"clusters": {"15-main": {"port": "fifty"}}}}))
+    (root / "top.sls").write_text(f"base:\n  'pg*':\n    - lab\n  '{broken}':\n    - broken\n")
+    try:
+        code, steps, output = orchestrate(lab)
+        assert code != 0
+        failed = [state for state in steps.values() if state["result"] is False]
+        assert failed and failed[0]["__id__"] == PHASES[0], output[-3000:]
+        assert broken in failed[0]["comment"], failed[0]["comment"]
+        causes = [state["comment"] for state in failed[0]["changes"]["ret"][broken].values() if not state["result"]]
+        assert any("patroni:clusters:15-main" in cause and "fifty" in cause for cause in causes), causes
+        assert GATE not in steps  # failhard: nothing after the failed step ran
+        assert write_on(lab, leader) == "1"
+        assert netlab.health(lab.nodes, API_PORT)[0] == leader
+    finally:
+        lab.set_pillar(pillar())
+
+
+def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_healthy(lab, timings):
+    leader, timeline = netlab.health(lab.nodes, API_PORT)
+    off = next(machine for machine in lab.nodes if machine.name != leader)
+    off.power_cut()
+    try:
+        started = time.monotonic()
+        code, steps, output = orchestrate(lab)
+        timings["orchestration: a member powered off → the run says which"] = time.monotonic() - started
+        assert code != 0
+        failed = [state for state in steps.values() if state["result"] is False]
+        assert failed and off.name in failed[0]["comment"], output[-3000:]
+        running = [machine for machine in lab.nodes if machine is not off]
+        assert netlab.health(running, API_PORT) == (leader, timeline)
+    finally:
+        off.boot()
+        lab.wait_minions()
+        netlab.wait_until("the member back", lambda: netlab.health(lab.nodes, API_PORT), 180)
+
+
+def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(lab):
+    for machine in lab.nodes:
+        machine.reset()
+    lab.clear_dcs()
+    lab.wait_minions()
+    bounded = pillar()
+    bounded["patroni"]["lookup"] = {"health_timeout": 40}  # the states' wait, as the gates' below
+    lab.set_pillar(bounded)
+    argv = machines.salt_run_cli(lab.salt_config) + ["state.orchestrate", "orch.patroni", 'pillar={"timeout": 40}']
+    run = subprocess.Popen(argv + ["--out=json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pg1 = lab.nodes[0]
+    netlab.wait_until("pg1 leads", lambda: netlab.leader_among([pg1], API_PORT), 120, interval=0.1)
+    pg1.power_cut()  # the replicas start cloning the moment pg1 leads
+    output, errors = run.communicate(timeout=400)
+    assert run.returncode != 0, output[-3000:] + errors[-2000:]
+    data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
+    steps = {state["__id__"]: state for state in next(iter(data["data"].values())).values()}
+    failed = [state for state in steps.values() if state["result"] is False]
+    assert failed and any(name in failed[0]["comment"] for name in ("pg2", "pg3")), output[-3000:]
+    # no replica could finish its clone: no step says any member is healthy
+    assert steps.get(GATE, {}).get("result") is not True and SUMMARY not in steps, output[-3000:]
