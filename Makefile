@@ -5,7 +5,7 @@ VENV := .venv
 APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server etcd-client iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: test lint deps apt venv image clean
+.PHONY: test lint deps apt venv image clean demo demo-down
 
 test: deps lint image
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -37,6 +37,15 @@ $(VENV)/.installed: requirements-test.txt setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e .
 	touch $@
+
+# A newcomer's first command: what the host lacks, said first; then the same installs as make test; then the demo.
+demo:
+	@$(PYTHON) tests/demo.py check
+	@$(MAKE) --no-print-directory deps image
+	@$(VENV)/bin/python tests/demo.py up
+
+demo-down:
+	@$(PYTHON) tests/demo.py down
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
