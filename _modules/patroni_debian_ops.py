@@ -578,12 +578,13 @@ def _runs_here(scope):
 # Read by Patroni's own DCS client, in the interpreter Patroni runs under, from the member's config: every DCS type
 # Patroni supports, and no Patroni needs to run here. Prints what a member's start depends on, as JSON; given a
 # number of seconds, first waits (in one process, polling every 0.1 s) for a leader running as the primary, or
-# for a claim on the bootstrap to be dropped.
+# for a claim on the bootstrap to be dropped. No validator: Patroni 4 refuses Debian's template there (its empty
+# parameters and superuser password), yet runs it.
 DCS_VIEW = """
 import json, sys, time
 from patroni.config import Config
 from patroni.dcs import get_dcs
-dcs = get_dcs(Config(sys.argv[1]))
+dcs = get_dcs(Config(sys.argv[1], validator=None))
 wait = float(sys.argv[2]) if len(sys.argv) > 2 else 0
 deadline, claimed = time.monotonic() + wait, False
 while True:
