@@ -44,6 +44,27 @@ def _kill(pids):
             pass
 
 
+def _remove_cgroup(folder, seconds=10):
+    """rmdir of a cgroup, which the kernel refuses while a process is in it: a machine killed a moment ago
+    may still have processes on their way out, or one that escaped its network namespace. Those are killed,
+    and the removal retried for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+        try:
+            _kill(int(pid) for pid in (folder / "cgroup.procs").read_text().split())
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
 def remove_stale():
     """Remove what an earlier lab left behind (a run that was killed before its teardown)."""
     for line in _sh("ip", "netns", "list").stdout.splitlines():
@@ -60,10 +81,7 @@ def remove_stale():
     for hierarchy in ("systemd", "unified"):
         for group in pathlib.Path(f"/sys/fs/cgroup/{hierarchy}").glob(f"{PREFIX}-*"):
             for folder in sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [group]:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
+                _remove_cgroup(folder)
     for folder in labs:
         shutil.rmtree(folder, ignore_errors=True)
 
