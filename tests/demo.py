@@ -37,9 +37,10 @@ def problems():
         return ["The demo builds machines and network namespaces: run it as root (sudo make demo)."]
     found = []
     release = _os_release()
-    if release.get("ID") != "debian" or release.get("VERSION_ID") not in ("12", "13"):
+    if release.get("ID") != "debian" or release.get("VERSION_ID") != "12":
+        # the lab's image is bookworm, built from this host's bookworm mirror
         name = release.get("PRETTY_NAME", "this system")
-        found.append(f"The demo runs on Debian 12 or 13, not {name}: use a Debian host or VM.")
+        found.append(f"The demo runs on Debian 12 (bookworm), not {name}: use a Debian 12 host or VM.")
     if _lab_is_up():
         found.append(
             "A demo is already up: reuse it (its commands: .venv/bin/python tests/machines.py salt 'pg*' test.ping), "

@@ -35,9 +35,11 @@ def test_a_ready_host_has_nothing_to_say(host):
     assert demo.problems() == []
 
 
-def test_trixie_is_welcome(host):
-    host["release"] = {"ID": "debian", "VERSION_ID": "13"}
-    assert demo.problems() == []
+def test_trixie_is_not_yet_a_lab_host(host):
+    host["release"] = {"ID": "debian", "VERSION_ID": "13", "PRETTY_NAME": "Debian GNU/Linux 13 (trixie)"}
+    assert demo.problems() == [
+        "The demo runs on Debian 12 (bookworm), not Debian GNU/Linux 13 (trixie): use a Debian 12 host or VM."
+    ]
 
 
 @pytest.mark.parametrize(
