@@ -694,17 +694,13 @@ def wait_claimed(version, cluster, timeout=120, interval=0.2):
 
         salt pg1 patroni_debian.wait_claimed 15 main
     """
-    scope = _scope(version, cluster)
-    started = time.monotonic()
-    while True:
-        if not __salt__["service.status"](f"patroni@{scope}"):
-            raise CommandExecutionError(f"{_minion()}: {scope}: claim: {_why_stopped(scope)}")
-        view = in_dcs(version, cluster)
-        if view["initialized"] or view["leader"]:
-            return {**view, "seconds": round(time.monotonic() - started, 1)}
-        if time.monotonic() - started > float(timeout):
-            raise CommandExecutionError(f"{_minion()}: {scope}: claim: no member claimed it after {timeout} s")
-        time.sleep(interval)
+    return _poll("no member claimed it", _api(version, cluster), "claim", _claim_once, timeout, interval)
+
+
+def _claim_once(api):
+    """``(what was seen, the DCS view or None)``: claimed once a leader holds the cluster or a bootstrap began."""
+    view = _dcs_view(api.scope)
+    return ("unclaimed", None) if not (view["initialized"] or view["leader"]) else (None, view)
 
 
 def leads_rollout(version, cluster):
