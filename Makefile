@@ -18,7 +18,8 @@ lint: venv
 
 deps: apt venv
 
-# The lab machines' image (tests/machines.py): built once per recipe, with progress, before the suite.
+# The lab machines' images (tests/machines.py), one per release of $$PATRONI_DEBIAN_RELEASES (default: all): built
+# once per recipe, with progress, before the suite.
 image: apt venv
 	$(VENV)/bin/python tests/machines.py image
 
@@ -38,11 +39,12 @@ $(VENV)/.installed: requirements-test.txt setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e .
 	touch $@
 
-# A newcomer's first command: what the host lacks, said first; then the same installs as make test; then the demo.
+# A newcomer's first command: what the host lacks, said first; then the same installs as make test; then the demo
+# (machines of this host's Debian release, or RELEASE=trixie; the image is built on the way when missing).
 demo:
 	@$(PYTHON) tests/demo.py check
-	@$(MAKE) --no-print-directory deps image
-	@$(VENV)/bin/python tests/demo.py up
+	@$(MAKE) --no-print-directory deps
+	@$(VENV)/bin/python tests/demo.py up $(if $(RELEASE),--release $(RELEASE))
 
 demo-down:
 	@$(PYTHON) tests/demo.py down

@@ -1,8 +1,10 @@
 """Lab tier C: Debian machines that boot systemd (systemd-nspawn), with a Salt master (shared/reference/test-lab.md C).
 
-The image is Debian bookworm from debootstrap with systemd, PostgreSQL 15 (no auto-created cluster), Patroni,
-etcd, vip-manager and Salt for the minion (from wheels built on this host: the machines have no uplink). It is
-cached under $PATRONI_DEBIAN_IMAGE_CACHE (default /var/cache/patroni-debian) and rebuilt when its recipe changes.
+The image of a Debian release (bookworm: PostgreSQL 15, Patroni 3.0.2; trixie: PostgreSQL 17, Patroni 4.0.7) is
+made by debootstrap from the host's mirror, with systemd, PostgreSQL (no auto-created cluster), Patroni, etcd,
+vip-manager and Salt for the minion, from wheels built inside the release itself for its Python (the machines
+have no uplink). It is cached under $PATRONI_DEBIAN_IMAGE_CACHE (default /var/cache/patroni-debian) and rebuilt
+when its recipe changes; $PATRONI_DEBIAN_RELEASES (default: all of RELEASES) says which releases the suite runs on.
 Each machine is an overlay on the image in its own network namespace on lab B's bridge (tests/netlab.py), booted
 by systemd-nspawn with real systemd and a salt-minion unit. The master runs in the switch namespace with this
 checkout as its file root, so minions get the modules through saltutil.sync_all, as from a formula, and
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import signal
@@ -28,7 +31,21 @@ VENV_BIN = pathlib.Path(sys.executable).parent
 IMAGE_CACHE = pathlib.Path(os.environ.get("PATRONI_DEBIAN_IMAGE_CACHE", "/var/cache/patroni-debian"))
 SALT_PIN = "salt==3008.4"
 DEBOOTSTRAP_INCLUDE = "systemd,systemd-sysv,dbus,iproute2,procps,python3,python3-venv,ca-certificates"
-PACKAGES = "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager"
+# Per Debian release: its PostgreSQL, the packages installed in the full image, and packages only put in the
+# image's local apt repository (trixie's vip-manager2 conflicts with vip-manager: the formula picks one).
+RELEASES = {
+    "bookworm": {
+        "postgresql": "15",
+        "packages": "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager",
+    },
+    "trixie": {
+        "postgresql": "17",
+        "packages": "postgresql-17 patroni python3-etcd etcd-server etcd-client vip-manager",
+        "available": "vip-manager2",
+    },
+}
+# What Salt's minion needs to build its wheels inside the release (timelib has a C extension)
+WHEEL_BUILD_PACKAGES = "gcc libc6-dev python3-dev"
 MINION_UNIT = """\
 [Unit]
 Description=The Salt minion (patroni_debian lab)
@@ -43,20 +60,32 @@ Restart=on-failure
 WantedBy=multi-user.target
 """
 LOCAL_APT = "/srv/lab-apt"  # inside the images: every .deb the lab needs, as an apt repository (no uplink)
+# Salt's wheels for the release's own Python, built in a throwaway copy of the release's root.
+WHEELS_SCRIPT = f"""\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends {WHEEL_BUILD_PACKAGES} > /dev/null
+python3 -m venv /tmp/build
+/tmp/build/bin/pip wheel -q --disable-pip-version-check --wheel-dir /var/tmp/wheels '{SALT_PIN}'
+"""
 # The bare image: systemd, Salt's minion, and a local apt repository of the packages, none of them installed.
-BARE_SCRIPT = f"""\
+# (Packages that conflict with installed ones are downloaded by a run of their own.)
+BARE_SCRIPT = """\
 set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 mkdir -p {LOCAL_APT}/partial
-apt-get install -y -qq --no-install-recommends --download-only -o Dir::Cache::archives={LOCAL_APT} \\
-    postgresql-common {PACKAGES} > /dev/null
+for packages in "postgresql-common {packages}" {available}; do
+    apt-get install -y -qq --no-install-recommends --download-only -o Dir::Cache::archives={LOCAL_APT} \\
+        $packages > /dev/null
+done
 rm -rf {LOCAL_APT}/partial {LOCAL_APT}/lock
 python3 -m venv /opt/salt
-/opt/salt/bin/pip install -q --no-index --find-links /var/tmp/wheels '{SALT_PIN}'
+/opt/salt/bin/pip install -q --no-index --find-links /var/tmp/wheels '{salt_pin}'
 rm -rf /var/tmp/wheels
 cat > /etc/systemd/system/salt-minion.service <<'EOF'
-{MINION_UNIT}EOF
+{minion_unit}EOF
 systemctl enable salt-minion.service
 apt-get clean
 rm -f /etc/machine-id /var/lib/dbus/machine-id
@@ -69,12 +98,12 @@ rm -rf /var/lib/apt/lists/*
 apt-get update -qq
 """
 # The full image: the bare one with the packages installed from its local repository, no cluster created.
-FULL_SCRIPT = f"""\
+FULL_SCRIPT = """\
 set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq --no-install-recommends postgresql-common > /dev/null
 sed -i 's/^#\\?\\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
-apt-get install -y -qq --no-install-recommends {PACKAGES} > /dev/null
+apt-get install -y -qq --no-install-recommends {packages} > /dev/null
 # nothing runs that the tests did not ask for: vip-manager has no config yet, etcd runs on the lab's bridge
 systemctl disable vip-manager.service etcd.service patroni.service
 apt-get clean
@@ -85,44 +114,79 @@ def _log(message):
     print(f"[lab image] {message}", file=sys.stderr, flush=True)
 
 
-def _mirror_sources():
-    """The host's apt sources for Debian: the image uses the mirror this host uses, whatever it is."""
+def host_release():
+    """The codename of the Debian release this host runs (bookworm, trixie, …)."""
+    for line in pathlib.Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("/etc/os-release names no VERSION_CODENAME")
+
+
+def releases():
+    """The releases the lab runs on: $PATRONI_DEBIAN_RELEASES (space or comma separated), else all of RELEASES."""
+    chosen = os.environ.get("PATRONI_DEBIAN_RELEASES", " ".join(RELEASES)).replace(",", " ").split()
+    unknown = [name for name in chosen if name not in RELEASES]
+    if unknown or not chosen:
+        raise SystemExit(f"PATRONI_DEBIAN_RELEASES={' '.join(chosen)!r}: choose from {', '.join(RELEASES)}")
+    return chosen
+
+
+def _mirror_sources(release):
+    """The host's apt sources for Debian with its suites renamed for ``release``: the image uses the mirror this
+    host uses, whatever it is. Returns ``(deb822 text, mirror URI)``."""
     path = pathlib.Path("/etc/apt/sources.list.d/debian.sources")
     if not path.exists():
         raise RuntimeError("no /etc/apt/sources.list.d/debian.sources on this host to take the mirror from")
-    text = path.read_text()
+    own = host_release()
+    text = re.sub(rf"\b{own}(?=[-\s]|$)", release, path.read_text(), flags=re.MULTILINE)
     uri = None
     for line in text.splitlines():
         if line.startswith("URIs:"):
             uri = line.split()[1]
-        elif line.startswith("Suites:") and "bookworm" in line.split() and uri and "security" not in uri:
+        elif line.startswith("Suites:") and release in line.split() and uri and "security" not in uri:
             return text, uri
-    raise RuntimeError(f"no bookworm mirror in {path}")
+    raise RuntimeError(f"no {own} mirror in {path}")
 
 
-def recipe():
-    """Everything that decides the images' content; its hash names the cached images."""
-    sources, mirror = _mirror_sources()
-    scripts = [BARE_SCRIPT, LOCAL_SOURCE_SCRIPT, FULL_SCRIPT]
-    return "\n".join([DEBOOTSTRAP_INCLUDE, PACKAGES, SALT_PIN, *scripts, sources, mirror, _index_packages.__doc__])
+def _scripts(release):
+    """The chroot scripts of ``release``'s images, in the order they run."""
+    spec = RELEASES[release]
+    bare = BARE_SCRIPT.format(
+        LOCAL_APT=LOCAL_APT,
+        packages=spec["packages"],
+        available=spec.get("available", ""),
+        salt_pin=SALT_PIN,
+        minion_unit=MINION_UNIT,
+    )
+    return {"wheels": WHEELS_SCRIPT, "bare": bare, "local": LOCAL_SOURCE_SCRIPT, "full": FULL_SCRIPT.format(**spec)}
 
 
-def image(bare=False):
-    """The cached image folder for the current recipe (``bare``: no PostgreSQL, Patroni, etcd or vip-manager
-    installed, only in its local apt repository), both built first when missing."""
-    digest = hashlib.sha256(recipe().encode()).hexdigest()[:16]
-    target = IMAGE_CACHE / f"images-{digest}"
+def recipe(release):
+    """Everything that decides the release's images; its hash names the cached images."""
+    sources, mirror = _mirror_sources(release)
+    scripts = _scripts(release).values()
+    return "\n".join([release, DEBOOTSTRAP_INCLUDE, SALT_PIN, *scripts, sources, mirror, _index_packages.__doc__])
+
+
+def image(release, bare=False):
+    """The cached image folder of ``release`` for the current recipe (``bare``: no PostgreSQL, Patroni, etcd or
+    vip-manager installed, only in its local apt repository), both built first when missing."""
+    if release not in RELEASES:
+        raise SystemExit(f"release {release!r}: the lab has images of {', '.join(RELEASES)}")
+    digest = hashlib.sha256(recipe(release).encode()).hexdigest()[:16]
+    target = IMAGE_CACHE / f"images-{release}-{digest}"
     if not (target / "full" / "etc" / "os-release").exists():
         IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
         build = pathlib.Path(tempfile.mkdtemp(prefix="build-", dir=IMAGE_CACHE))
         try:
-            _build(build)
+            _build(build, release)
             build.rename(target)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
         for old in IMAGE_CACHE.glob("image*-*"):
-            if old != target:
+            # the release's older recipes, and images from before there were releases
+            if old != target and (old.name.startswith(f"images-{release}-") or old.name.count("-") == 1):
                 shutil.rmtree(old, ignore_errors=True)
     return target / ("bare" if bare else "full")
 
@@ -136,48 +200,61 @@ def _step(what, argv, **kwargs):
     _log(f"{what}: {time.monotonic() - started:.0f} s")
 
 
-def _build(build):
-    """``build/bare`` and ``build/full``."""
-    sources, mirror = _mirror_sources()
+def _build(build, release):
+    """``build/bare`` and ``build/full`` of ``release``."""
+    sources, mirror = _mirror_sources(release)
+    scripts = _scripts(release)
     root = build / "bare"
     _step(
-        "debootstrap bookworm",
-        ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}", "bookworm", str(root), mirror],
-    )
-    _step(
-        "Salt wheels for the minion",
-        [
-            str(VENV_BIN / "pip"),
-            "wheel",
-            "-q",
-            "--disable-pip-version-check",
-            "--wheel-dir",
-            str(root / "var/tmp/wheels"),
-            SALT_PIN,
-        ],
+        f"debootstrap {release}",
+        ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}", release, str(root), mirror],
     )
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(sources)
+    _build_wheels(build, root, scripts["wheels"])
     (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")  # install, start nothing
     (root / "usr/sbin/policy-rc.d").chmod(0o755)
-    _chroot("the bare image: Salt, and the packages downloaded", root, BARE_SCRIPT)
+    _chroot("the bare image: Salt, and the packages downloaded", root, scripts["bare"])
     _index_packages(root / LOCAL_APT.lstrip("/"))
     (root / "etc/apt/sources.list.d/debian.sources").unlink()
     (root / "etc/apt/sources.list.d/lab.list").write_text(f"deb [trusted=yes] file:{LOCAL_APT} ./\n")
-    _chroot("the local apt repository as the only source", root, LOCAL_SOURCE_SCRIPT)
+    _chroot("the local apt repository as the only source", root, scripts["local"])
     full = build / "full"
     _step("the full image from the bare one", ["cp", "-a", "--reflink=auto", str(root), str(full)])
-    _chroot("packages installed in the full image", full, FULL_SCRIPT)
+    _chroot("packages installed in the full image", full, scripts["full"])
     for image_root in (root, full):
         (image_root / "usr/sbin/policy-rc.d").unlink()
 
 
-def _chroot(what, root, script):
+def _build_wheels(build, root, script):
+    """Salt's wheels into ``root``/var/tmp/wheels, built for the release's Python in a copy of ``root`` that has
+    a compiler (the image itself gets none). pip there trusts what pip trusts on this host."""
+    builder = build / "wheels"
+    try:
+        _step("a copy of the root to build Salt's wheels in", ["cp", "-a", "--reflink=auto", str(root), str(builder)])
+        host_ca = pathlib.Path(os.environ.get("PIP_CERT") or _pip_cert() or "/etc/ssl/certs/ca-certificates.crt")
+        if host_ca.is_file():
+            shutil.copy(host_ca, builder / "var/tmp/host-ca.pem")
+        _chroot("Salt wheels for the release's Python", builder, script, {"PIP_CERT": "/var/tmp/host-ca.pem"})
+        shutil.copytree(builder / "var/tmp/wheels", root / "var/tmp/wheels")
+    finally:
+        shutil.rmtree(builder, ignore_errors=True)
+
+
+def _pip_cert():
+    """The certificate bundle pip is configured with on this host, or None."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "pip"), "config", "get", "global.cert"], capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _chroot(what, root, script, env=None):
     (root / "tmp/setup.sh").write_text(script)
     inside = (
         f"mount -t proc proc {root}/proc && mount --bind /dev {root}/dev && exec chroot {root} /bin/sh /tmp/setup.sh"
     )
-    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+    environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **(env or {})}
     _step(what, ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside], env=environment)
     (root / "tmp/setup.sh").unlink()
 
@@ -344,14 +421,16 @@ def salt_cli(config):
 class MachineLab(netlab.Lab):
     """Lab B's switch and etcd, with Debian machines for nodes and a Salt master on the bridge."""
 
-    def __init__(self, machines=3, pillar=None, bare=False):
+    def __init__(self, machines=3, pillar=None, bare=False, release=None):
         super().__init__(nodes=machines)
         self.bare = bare  # machines without PostgreSQL, Patroni, etcd or vip-manager installed
+        self.release = release or host_release()
+        self.version = RELEASES[self.release]["postgresql"]  # the release's PostgreSQL major version
         self.master = None
         self.pillar = pathlib.Path(pillar).resolve() if pillar else None  # the master's pillar root, if given
 
     def up(self):
-        self.image = image(self.bare)
+        self.image = image(self.release, self.bare)
         super().up()
 
     def member(self, index):
@@ -364,7 +443,7 @@ class MachineLab(netlab.Lab):
     def _start_master(self):
         config = self.root / "salt"
         config.mkdir()
-        self.pillar_root = self.pillar or demo_pillar(config / "pillar")
+        self.pillar_root = self.pillar or demo_pillar(config / "pillar", self.version)
         # the README's file roots: the formula folder and the repository (for _modules, _states), and before
         # them a folder of the lab's own with the example top file as top.sls
         (config / "states").mkdir()
@@ -449,8 +528,8 @@ def salt_run_cli(config):
     return ["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt-run"), "-c", str(config)]
 
 
-def demo_pillar(folder):
-    """A working pillar for the lab: its etcd and cluster 15-main with a replication password made here.
+def demo_pillar(folder, version):
+    """A working pillar for the lab: its etcd and cluster <version>-main with a replication password made here.
 
     The folder is root's alone; the password is never printed. Returns the folder.
     """
@@ -459,7 +538,9 @@ def demo_pillar(folder):
     pillar = {
         "patroni": {
             "dcs": {"etcd3": {"hosts": [netlab.ETCD]}},
-            "clusters": {"15-main": {"authentication": {"replication": {"password": secrets.token_urlsafe(24)}}}},
+            "clusters": {
+                f"{version}-main": {"authentication": {"replication": {"password": secrets.token_urlsafe(24)}}}
+            },
         }
     }
     handle = os.open(folder / "patroni.sls", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -477,18 +558,18 @@ def _lab_config():
 
 def debian_way(lab, dcs, authentication, dynamic, timeout=180):
     """The Debian way by hand, through Salt: createconfig on every machine, then ``systemctl enable --now
-    patroni@15-main``; wait until healthy. Returns ``(createconfig results, (leader, timeline))``."""
+    patroni@<version>-main``; wait until healthy. Returns ``(createconfig results, (leader, timeline))``."""
     created = lab.salt(
         "*",
         "patroni_debian.createconfig",
-        "15",
+        lab.version,
         "main",
         f"dcs={json.dumps(dcs)}",
         f"authentication={json.dumps(authentication)}",
         f"dynamic={json.dumps(dynamic)}",
     )
-    lab.salt("*", "cmd.run", "systemctl enable --now patroni@15-main")
-    healthy = netlab.wait_until("15-main healthy", lambda: netlab.health(lab.nodes, 8008), timeout)
+    lab.salt("*", "cmd.run", f"systemctl enable --now patroni@{lab.version}-main")
+    healthy = netlab.wait_until(f"{lab.version}-main healthy", lambda: netlab.health(lab.nodes, 8008), timeout)
     return created, healthy
 
 
@@ -502,13 +583,20 @@ def _init_pid(name):
     raise SystemExit(f"no lab machine {name} is running; start the lab with: {sys.argv[0]} up")
 
 
-USAGE = "image | up [N] [--pillar DIR] | run <machine> <command…> | salt <salt args…> | salt-run <args…> | down"
+USAGE = (
+    "image [--release R] | up [N] [--pillar DIR] [--release R] | run <machine> <command…> | salt <salt args…> | "
+    "salt-run <args…> | down"
+)
 
 
 def main(argv):
     """Commands for people: image, up, run, salt, salt-run, down (see USAGE)."""
     if argv[:1] == ["image"]:
-        print(image())
+        release, rest = release_option(argv[1:])
+        if rest:
+            return _usage()
+        for name in [release] if release else releases():
+            print(image(name))
         return 0
     if argv[:1] == ["up"]:
         return _up(argv[1:])
@@ -521,12 +609,28 @@ def main(argv):
     if argv[:1] == ["down"]:
         netlab.remove_stale()
         return 0
+    return _usage()
+
+
+def _usage():
     print(f"usage: {sys.argv[0]} {USAGE}", file=sys.stderr)
     return 2
 
 
+def release_option(args):
+    """``(release or None, the other arguments)`` from ``--release R`` among ``args``."""
+    if "--release" not in args:
+        return None, args
+    at = args.index("--release")
+    if at + 1 >= len(args) or args[at + 1] not in RELEASES:
+        raise SystemExit(f"--release: choose from {', '.join(RELEASES)}")
+    return args[at + 1], args[:at] + args[at + 2 :]
+
+
 def _up(args):
-    """``up [N] [--pillar DIR]``: N machines (3), the master's pillar root DIR (default: a demo pillar)."""
+    """``up [N] [--pillar DIR] [--release R]``: N machines (3) of release R (this host's), the master's pillar
+    root DIR (default: a demo pillar)."""
+    release, args = release_option(args)
     count, pillar = 3, None
     while args:
         if args[0] == "--pillar" and len(args) > 1:
@@ -534,17 +638,19 @@ def _up(args):
         elif args[0].isdigit():
             count, args = int(args[0]), args[1:]
         else:
-            print(f"usage: {sys.argv[0]} {USAGE}", file=sys.stderr)
-            return 2
+            return _usage()
     if pillar and not pathlib.Path(pillar, "top.sls").is_file():
         raise SystemExit(f"--pillar {pillar}: no top.sls there; a pillar root holds a top file")
-    lab = MachineLab(machines=count, pillar=pillar)
+    lab = MachineLab(machines=count, pillar=pillar, release=release)
     lab.up()  # machines, etcd and the master outlive this command, in their own sessions
     lab.wait_minions()
     for machine in lab.nodes:
         print(f"{machine.name} {machine.address} role={machine.role}")
-    where = pillar or f"{lab.salt_config / 'pillar'} (demo: 15-main, a replication password made here, root only)"
-    print(f"etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config}); pillar {where}")
+    where = pillar or (
+        f"{lab.salt_config / 'pillar'} (demo: {lab.version}-main, a replication password made here, root only)"
+    )
+    print(f"Debian {lab.release}; etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config})")
+    print(f"pillar {where}")
     return 0
 
 

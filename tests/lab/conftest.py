@@ -6,18 +6,21 @@ import machines
 import pytest
 
 
-@pytest.fixture(scope="module")
-def machine_lab(timings):
-    """Three booted machines, every minion answering with this checkout's modules, etcd and a master.
+@pytest.fixture(scope="module", params=machines.releases())
+def machine_lab(request, timings):
+    """Three booted machines of a Debian release, every minion answering with this checkout's modules, etcd and
+    a master; every test that uses it runs once per release of $PATRONI_DEBIAN_RELEASES.
 
-    One lab per test module: a module that brings up its own lab (the README's commands do) never meets
-    another's.
+    One lab per test module and release: a module that brings up its own lab (the README's commands do) never
+    meets another's.
     """
     started = time.monotonic()
-    with machines.MachineLab(machines=3) as lab:
-        timings["lab C: image cached → 3 machines booted (systemd running)"] = time.monotonic() - started
+    with machines.MachineLab(machines=3, release=request.param) as lab:
+        timings[f"lab C ({lab.release}): image cached → 3 machines booted (systemd running)"] = (
+            time.monotonic() - started
+        )
         lab.wait_minions()
-        timings["lab C: up → every minion answers test.ping"] = time.monotonic() - started
+        timings[f"lab C ({lab.release}): up → every minion answers test.ping"] = time.monotonic() - started
         lab.provision()
         yield lab
 
@@ -31,5 +34,5 @@ def fresh_machines(machine_lab, timings):
     machine_lab.clear_dcs()
     machine_lab.wait_minions()
     machine_lab.provision()
-    timings["lab C: reset of all 3 machines for a test"] = time.monotonic() - started
+    timings[f"lab C ({machine_lab.release}): reset of all 3 machines for a test"] = time.monotonic() - started
     return machine_lab
