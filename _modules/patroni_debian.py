@@ -84,9 +84,9 @@ DCS_TYPES = ("etcd", "etcd3", "consul", "zookeeper", "kubernetes", "raft", "exhi
 FRAGMENT_EXTRA_KEYS = ("tags", "log", "watchdog", "ctl", "citus")
 # Keys the generated config owns; Debian lets its template win over a dcs.yml repeating them.
 TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgresql")
-# Which Patroni DCS sections each vip-manager major version can follow, and its dcs-type for it.
-# 1.x (bookworm) reads etcd's v2 keys API only; 2.x reads etcd through the v3 API, and consul.
-VIP_DCS_TYPES = {1: {"etcd": "etcd"}, 2: {"etcd3": "etcd", "consul": "consul"}}
+# vip-manager's Debian packages: vip-manager is 1.0.2 on bookworm and trixie (upstream's own .deb of 2.x and
+# later has the same name); trixie's vip-manager2 (3.x) replaces it.
+VIP_MANAGER_PACKAGES = ("vip-manager", "vip-manager2")
 
 OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config", "program")
 # Options whose pillar value an argument deep-merges into rather than replaces: a replication password given
@@ -763,14 +763,44 @@ def _account(name):
     return entry.pw_uid, entry.pw_gid
 
 
-def _vip_manager_major():
-    """Major version of the installed vip-manager package, or None when it is not installed."""
+def _vip_manager():
+    """``(package, major version)`` of the installed vip-manager, or None when none is installed."""
     try:
-        proc = _run(["dpkg-query", "-W", "-f=${Version}", "vip-manager"], check=False)
+        proc = _run(
+            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev} ${Version}\n", *VIP_MANAGER_PACKAGES], check=False
+        )
     except CommandExecutionError:
         return None
-    match = re.match(r"(?:\d+:)?(\d+)\.", proc.stdout.strip()) if proc.returncode == 0 else None
-    return int(match.group(1)) if match else None
+    for line in proc.stdout.splitlines():
+        match = re.fullmatch(r"(\S+) ii\s+(?:\d+:)?(\d+)\..*", line.strip())
+        if match:
+            return match.group(1), int(match.group(2))
+    return None
+
+
+def _vip_followable(package, major):
+    """The Patroni DCS sections that vip-manager can follow, each with the dcs-type it is given for it.
+
+    1.x reads etcd's v2 keys API only; 2.x and later read etcd through the v3 API, and consul, except Debian's
+    vip-manager2, which is built without consul.
+    """
+    if major < 2:
+        return {"etcd": "etcd"}
+    if package == "vip-manager2":
+        return {"etcd3": "etcd"}
+    return {"etcd3": "etcd", "consul": "consul"}
+
+
+def _vip_pairing_advice(package, major):
+    """What would work instead, for a DCS the installed vip-manager cannot follow."""
+    if major < 2:
+        return (
+            "Use an etcd: section (etcd's v2 API: etcd started with --enable-v2=true; gone in etcd 3.6), "
+            "or install vip-manager2 (Debian 13) for etcd3."
+        )
+    if package == "vip-manager2":
+        return "Use an etcd3: section, or install vip-manager (1.0.2) for an etcd: section."
+    return "Use an etcd3: or consul: section."
 
 
 # --------------------------------------------------------------------------------------------------
@@ -834,11 +864,10 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
     ``_with_rewind_credentials``), and is re-cloned when rewinding fails.
     """
     api = _host_port(hostip, port + RESTAPI_PORT_OFFSET)
+    # Debian's superuser has an empty password; Patroni 4's --validate-config refuses one that is not a string,
+    # and an absent one means the same to Patroni (peer authentication over the socket).
     authentication = _with_rewind_credentials(
-        _deep_merge(
-            {"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres", "password": None}},
-            authentication,
-        )
+        _deep_merge({"replication": dict(DEBIAN_REPLICATION), "superuser": {"username": "postgres"}}, authentication)
     )
     rewind_user = _rewind_user(authentication)
     config = {"scope": f"{version}-{cluster}", "namespace": NAMESPACE, "name": name}
@@ -858,7 +887,7 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
                 "remove_data_directory_on_rewind_failure": True,
                 "remove_data_directory_on_diverged_timelines": True,
                 "use_slots": True,
-                "parameters": None,
+                "parameters": {},  # Debian's is empty, which Patroni 4's --validate-config refuses
                 "pg_hba": _pg_hba(network, rewind_user),
             },
         },
@@ -939,21 +968,22 @@ def _vip_interface(vip, addresses):
     )
 
 
-def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_major):
-    """The vip-manager env file's keys, for the vip-manager that is installed."""
-    if vip_manager_major is None:
-        raise CommandExecutionError("vip: vip-manager is not installed; install it before configuring a VIP")
-    followable = VIP_DCS_TYPES[min(max(vip_manager_major, 1), max(VIP_DCS_TYPES))]
+def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager):
+    """The vip-manager env file's keys, for ``vip_manager`` (``(package, major)`` as installed, or None).
+
+    Each setting goes under its old name (VIP_IFACE, VIP_TYPE, …: vip-manager 1.x reads only those) and its
+    new one (VIP_INTERFACE, VIP_DCS_TYPE, …: the only ones from 5.x on); 2.x to 4.x accept both when equal.
+    """
+    if vip_manager is None:
+        raise CommandExecutionError(
+            "vip: vip-manager is not installed; install vip-manager or vip-manager2 before configuring a VIP"
+        )
+    package, major = vip_manager
+    followable = _vip_followable(package, major)
     if dcs_type not in followable:
         raise SaltInvocationError(
-            f"vip: the installed vip-manager {vip_manager_major}.x cannot follow Patroni's {dcs_type} DCS; it "
-            f"follows only {', '.join(followable)}. "
-            + (
-                "On bookworm use an etcd: section (etcd v2 API, etcd started with --enable-v2=true), "
-                "or install vip-manager 2 or later for etcd3 or consul."
-                if vip_manager_major < 2
-                else "Use etcd3 or consul for the VIP."
-            )
+            f"vip: the installed {package} {major}.x cannot follow Patroni's {dcs_type} DCS; it follows only "
+            f"{', '.join(followable)}. {_vip_pairing_advice(package, major)}"
         )
     settings = config[dcs_type]
     endpoints, credentials = _split_credentials(endpoints or _dcs_endpoints(dcs_type, settings))
@@ -965,11 +995,13 @@ def _vip_environment(config, dcs_type, vip, endpoints, addresses, vip_manager_ma
         "VIP_MASK": str(prefix),
         "VIP_NETMASK": str(prefix),
         "VIP_IFACE": ifname,
+        "VIP_INTERFACE": ifname,
         "VIP_KEY": key,
         "VIP_TRIGGER_KEY": key,
         "VIP_HOST": name,
         "VIP_TRIGGER_VALUE": name,
         "VIP_TYPE": followable[dcs_type],
+        "VIP_DCS_TYPE": followable[dcs_type],
         "VIP_DCS_ENDPOINTS": ",".join(endpoints),
         "VIP_ENDPOINT": ",".join(endpoints),
     }
@@ -1171,7 +1203,7 @@ def _render(version, cluster, kwargs):
 
     vip_env = None
     if vip is not None:
-        vip_env = _vip_environment(config, dcs_type, vip, endpoints, _addresses(), _vip_manager_major())
+        vip_env = _vip_environment(config, dcs_type, vip, endpoints, _addresses(), _vip_manager())
 
     return {
         "config_file": config_file,

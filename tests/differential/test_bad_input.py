@@ -77,7 +77,7 @@ BAD_INPUT = [
         ("15", "main"),
         {"vip": "10.0.0.100", "dcs": ETCD3},
         host(),
-        ["vip", "etcd3", "vip-manager 2"],
+        ["vip", "etcd3", "vip-manager2"],
     ),
     (
         "vip with srv only etcd",

@@ -12,6 +12,7 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
 import patroni_debian as pd  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_ops as ops  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_deep_merge_merges_mappings_replaces_the_rest_and_leaves_inputs_alone():
@@ -409,3 +410,84 @@ def test_install_program_copies_the_loaded_file_once_and_never_through_a_link(tm
 def test_install_program_needs_an_absolute_path():
     with pytest.raises(pd.SaltInvocationError, match="absolute"):
         pd.install_program("share/patroni_debian.py")
+
+
+# ---- Patroni 3.0.2 and 4.0.7 answers, and the vip-manager of each release
+
+
+LEADER_302 = {
+    "state": "running",
+    "role": "master",
+    "timeline": 2,
+    "replication": [{"application_name": "pg2", "state": "streaming"}],
+}
+LEADER_407 = {
+    "state": "running",
+    "role": "primary",
+    "timeline": 2,
+    "replication": [{"application_name": "pg2", "state": "streaming"}],
+}
+
+
+@pytest.mark.parametrize("leader", [LEADER_302, LEADER_407], ids=["3.0.2", "4.0.7"])
+def test_a_replica_is_healthy_only_streaming_on_the_leaders_timeline_in_either_version(leader):
+    leader = ops._normalised(leader)
+    assert ops._health("pg1", leader, leader) is None
+    replica = {"state": "running", "role": "replica", "timeline": 2}
+    assert ops._health("pg2", replica, leader) is None
+    assert ops._health("pg2", {**replica, "replication_state": "streaming"}, leader) is None
+    assert ops._health("pg3", replica, leader) == "not streaming from the leader yet"
+    archive = {**replica, "replication_state": "in archive recovery"}
+    assert ops._health("pg2", archive, leader) == "replication is in archive recovery, not streaming"
+    assert ops._health("pg2", {**replica, "timeline": 1}, leader) == "on timeline 1, the leader on 2"
+
+
+def test_cluster_listing_states_of_either_version_count_as_up():
+    leader = {"name": "pg1", "role": "leader", "state": "running", "timeline": 3}
+    members = [
+        leader,
+        {"name": "pg2", "role": "replica", "state": "streaming", "timeline": 3},
+        {"name": "pg3", "role": "replica", "state": "running", "timeline": 3},
+    ]
+    assert ops._cluster_problems(members, leader) == []
+    members[2]["state"] = "starting"
+    assert ops._cluster_problems(members, leader) == ["pg3 is starting"]
+
+
+@pytest.mark.parametrize(
+    ("package", "major", "followable"),
+    [
+        ("vip-manager", 1, {"etcd": "etcd"}),  # bookworm's and trixie's 1.0.2: etcd's v2 API
+        ("vip-manager2", 3, {"etcd3": "etcd"}),  # trixie's, built without consul
+        ("vip-manager", 2, {"etcd3": "etcd", "consul": "consul"}),  # upstream's own package
+    ],
+)
+def test_each_vip_manager_follows_what_it_can_read(package, major, followable):
+    assert pd._vip_followable(package, major) == followable
+
+
+def test_a_vip_pairing_that_cannot_work_is_refused_naming_what_would():
+    config = {
+        "scope": "17-main",
+        "namespace": "/postgresql-common/",
+        "name": "pg1",
+        "etcd": {"host": "10.0.0.5:2379"},
+        "etcd3": {"hosts": ["10.0.0.5:2379"]},
+    }
+    addresses = [("eth0", ipaddress.ip_interface("10.0.0.11/24"))]
+    with pytest.raises(pd.SaltInvocationError, match="vip-manager2 3.x cannot follow Patroni's etcd DCS.*etcd3:"):
+        pd._vip_environment(config, "etcd", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3))
+    with pytest.raises(pd.SaltInvocationError, match="vip-manager 1.x cannot follow .*etcd3.*install vip-manager2"):
+        pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager", 1))
+    with pytest.raises(pd.CommandExecutionError, match="install vip-manager or vip-manager2"):
+        pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, None)
+    env = pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3))
+    # old names for vip-manager 1.x, new ones for 5.x; equal, as 2.x to 4.x require when both are set
+    assert (env["VIP_IFACE"], env["VIP_INTERFACE"], env["VIP_TYPE"], env["VIP_DCS_TYPE"]) == (
+        "eth0",
+        "eth0",
+        "etcd",
+        "etcd",
+    )
+    assert env["VIP_TRIGGER_KEY"] == env["VIP_KEY"] == "/postgresql-common/17-main/leader"
+    assert env["VIP_DCS_ENDPOINTS"] == env["VIP_ENDPOINT"] == "http://10.0.0.5:2379"
