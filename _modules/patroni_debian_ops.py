@@ -127,7 +127,8 @@ def _health(name, own, leader_status):
 
     Healthy: it leads (role primary, running), or it is a running replica on the leader's timeline whose
     name the leader lists among its streaming WAL senders. "running" alone is not enough: a replica reports
-    it before it streams, and from 3.0.4 on only ``replication_state`` would tell.
+    it before it streams. Patroni 3.0.4 and later also say ``replication_state`` (4.0.7: ``streaming``, or
+    ``in archive recovery`` while it restores WAL), read when present; the leader's view decides either way.
     """
     if own.get("state") != "running":
         return f"PostgreSQL is {own.get('state', 'unknown')}"
@@ -139,6 +140,8 @@ def _health(name, own, leader_status):
         return "no member holds the leader key"
     if own.get("timeline") != leader_status.get("timeline"):
         return f"on timeline {own.get('timeline')}, the leader on {leader_status.get('timeline')}"
+    if own.get("replication_state") not in (None, "streaming"):
+        return f"replication is {own['replication_state']}, not streaming"
     streaming = {
         row.get("application_name") for row in leader_status.get("replication") or [] if row.get("state") == "streaming"
     }
