@@ -38,17 +38,21 @@ class Host:
     setup: tuple = ()  # shell lines run inside the namespaces before the command (mounts, …)
     umask: object = None  # e.g. 0o077: the umask the command runs with
     patroni_dir: bool = True  # False: no /etc/patroni at all (an overlay over /etc hides it)
+    # Debian's files from another release: a folder of its patroni and vip-manager packages extracted, whose
+    # conffiles and pg_createconfig_patroni replace the installed ones; None: this host's installed package
+    debian_tree: object = None
 
     def build(self, root):
         """Lay out the case folder ``root`` for this host."""
         etc_patroni = root / "etc_patroni"
         etc_patroni.mkdir(parents=True)
+        conffiles = pathlib.Path(self.debian_tree or "/", "etc/patroni")
         for name in DEBIAN_CONFFILES:
             if name == "dcs.yml" and self.dcs_yml is not DEBIAN_DEFAULT_DCS:
                 continue
             if name == "vip.in" and not self.vip_in:
                 continue
-            shutil.copy2(f"/etc/patroni/{name}", etc_patroni / name)
+            shutil.copy2(conffiles / name, etc_patroni / name)
         if isinstance(self.dcs_yml, str):
             (etc_patroni / "dcs.yml").write_text(self.dcs_yml)
         for name, text in self.files.items():
@@ -77,6 +81,8 @@ class Host:
         )
         (stubs / "pg_lsclusters").write_text(f"#!/bin/sh\ncat <<'EOF'\n{listing}EOF\n")
         (stubs / "pg_lsclusters").chmod(0o755)
+        if self.debian_tree is not None:  # first on PATH: this release's script instead of the installed one
+            shutil.copy2(pathlib.Path(self.debian_tree, "usr/bin/pg_createconfig_patroni"), stubs)
 
     def setup_script(self, root):
         """Shell lines run inside the new namespaces before the command."""

@@ -1,15 +1,20 @@
-"""createconfig against Debian's own pg_createconfig_patroni (package patroni 3.0.2, vip-manager 1.0.2).
+"""createconfig against Debian's own pg_createconfig_patroni, of each release: bookworm's as installed on this
+host (patroni 3.0.2, vip-manager 1.0.2), trixie's extracted from the packages in the trixie lab image's local
+apt repository (patroni 4.0.7, vip-manager 1.0.2), never installed on the host.
 
 Each case builds one sandboxed host (tests/sandbox.py), runs the real Debian script and this project's
 function on identical copies of it, and compares the outcomes: the same effective configuration key by key
 (parsed YAML), the same VIP keys and values, the same owner and mode; or both refusing; or a deliberate
-difference (README, "Differences from Debian") checked explicitly. Acceptance examples of
-shared/reference/debian-patroni.md §13 are tagged A1…A26.
+difference (README, "Differences from Debian") checked explicitly. A case whose Debian outcome changed
+between releases says so in ``changed``. Acceptance examples of shared/reference/debian-patroni.md §13 are
+tagged A1…A26.
 """
 
 import dataclasses
+import pathlib
 import subprocess
 
+import machines
 import pytest
 import sandbox
 import yaml
@@ -30,6 +35,7 @@ class Case:
     host: sandbox.Host = dataclasses.field(default_factory=sandbox.Host)
     expect: str = "same"  # same | both_fail | deliberate
     check: object = None  # deliberate: check(debian_outcome, our_outcome)
+    changed: dict = dataclasses.field(default_factory=dict)  # release -> (expect, check) where Debian's changed
 
 
 def yml(outcome, name="15-main.yml"):
@@ -55,12 +61,24 @@ def assert_same(debian, ours):
         if name.endswith(".yml"):
             assert yml(ours, name) == debian_equivalent(yaml.safe_load(text))
         else:
-            assert env_file(ours, name) == env_file(debian, name)
+            assert env_file(ours, name) == debian_vip_equivalent(env_file(debian, name))
+
+
+def debian_vip_equivalent(env):
+    """Debian's VIP file with the new names of the settings beside the old ones (README)."""
+    return {**env, "VIP_INTERFACE": env["VIP_IFACE"], "VIP_DCS_TYPE": env["VIP_TYPE"]}
 
 
 def debian_equivalent(config):
     """Debian's config with the deliberate differences that hold for every valid input (README)."""
     config["name"] = str(config["name"])  # the member name is always a string
+    # what Patroni 4's --validate-config refuses: empty parameters, a superuser password that is no string
+    config["bootstrap"]["dcs"]["postgresql"]["parameters"] = (
+        config["bootstrap"]["dcs"]["postgresql"]["parameters"] or {}
+    )
+    superuser = config["postgresql"]["authentication"]["superuser"]
+    if superuser.get("password") is None:
+        superuser.pop("password", None)
     program = "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py"
     config["bootstrap"]["pg_createcluster"]["command"] = f"{program} createcluster"  # this project's methods
     config["postgresql"]["pg_clonecluster"]["command"] = f"{program} clone"
@@ -118,6 +136,11 @@ def check_etcd3_vip(debian, ours):
 
 def check_zookeeper_vip(debian, ours):
     assert debian.returncode == 1 and debian.files["15-main.vip"][0] == ""  # leaves an empty .vip behind
+    assert_refused(ours, "vip", "zookeeper")
+
+
+def check_zookeeper_vip_written_by_trixie(debian, ours):
+    assert debian.returncode == 0 and env_file(debian)["VIP_TYPE"] == "zookeeper"  # no vip-manager follows it
     assert_refused(ours, "vip", "zookeeper")
 
 
@@ -397,6 +420,7 @@ CASES = [
         kwargs={"vip": "10.0.0.100"},
         expect="deliberate",
         check=check_zookeeper_vip,
+        changed={"trixie": ("deliberate", check_zookeeper_vip_written_by_trixie)},
     ),
     Case(
         "A26 vip without vip.in",
@@ -426,6 +450,7 @@ CASES = [
         host=sandbox.Host(dcs_yml=ETCD),
         expect="deliberate",
         check=check_hostname_endpoint,
+        changed={"trixie": ("same", None)},  # trixie's script dropped its IPv4-only endpoint check
     ),
     Case(
         "vip endpoints from a hosts string with names",
@@ -537,18 +562,45 @@ CASES = [
 ]
 
 
+RELEASES = list(machines.RELEASES)
+
+
+@pytest.fixture(scope="session")
+def debian_trees(tmp_path_factory):
+    """release -> folder of its patroni and vip-manager packages extracted (None: this host's, as installed)."""
+    trees = {}
+
+    def tree(release):
+        if release == machines.host_release():
+            return None
+        if release not in machines.releases():
+            pytest.skip(f"{release} is not among PATRONI_DEBIAN_RELEASES")
+        if release not in trees:
+            trees[release] = tmp_path_factory.mktemp(f"debian-{release}")
+            debs = pathlib.Path(machines.image(release, bare=True), machines.LOCAL_APT.lstrip("/"))
+            for package in ("patroni", "vip-manager"):
+                (deb,) = debs.glob(f"{package}_*.deb")
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(trees[release])], check=True)
+        return trees[release]
+
+    return tree
+
+
+@pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_createconfig_matches_debian(case, tmp_path):
-    debian = sandbox.run(case.host, tmp_path / "debian", ["pg_createconfig_patroni", *case.debian])
+def test_createconfig_matches_debian(case, release, debian_trees, tmp_path):
+    host = dataclasses.replace(case.host, debian_tree=debian_trees(release))
+    debian = sandbox.run(host, tmp_path / "debian", ["pg_createconfig_patroni", *case.debian])
     ours_args = case.ours or tuple(case.debian[-2:])
-    ours = sandbox.run(case.host, tmp_path / "ours", sandbox.module_argv("createconfig", *ours_args, **case.kwargs))
-    if case.expect == "same":
+    ours = sandbox.run(host, tmp_path / "ours", sandbox.module_argv("createconfig", *ours_args, **case.kwargs))
+    expect, check = case.changed.get(release, (case.expect, case.check))
+    if expect == "same":
         assert_same(debian, ours)
-    elif case.expect == "both_fail":
+    elif expect == "both_fail":
         assert debian.returncode == 1, debian.stdout
         assert_refused(ours)
     else:
-        case.check(debian, ours)
+        check(debian, ours)
 
 
 def test_acceptance_values_of_the_default_run(tmp_path):
@@ -568,7 +620,7 @@ def test_acceptance_values_of_the_default_run(tmp_path):
     assert len(hba) == 8 and hba[-1].split() == ["host", "replication", "all", "10.0.0.11/24", "md5"]
     assert hba[3].split() == ["host", "postgres", "replicator", "10.0.0.11/24", "md5"]  # pg_rewind's way in
     assert pg["authentication"]["rewind"] == pg["authentication"]["replication"]
-    assert pg["authentication"]["superuser"]["password"] is None
+    assert pg["authentication"]["superuser"] == {"username": "postgres"}  # peer authentication, as Debian's
     assert "Debian's default password" in ours.stdout
 
 
