@@ -2,7 +2,7 @@
 """The orchestrated rollout against the floor, in the same run, on the same machines.
 
 Floor: the Debian way by hand through Salt (createconfig on every member, then systemctl enable --now
-patroni@15-main on all at once, Patroni's default timing), as bench/debian_way.py measures it. Rollout:
+patroni@<version>-main on all at once, Patroni's default timing), as bench/debian_way.py measures it. Rollout:
 ``salt-run state.orchestrate orch.patroni`` from the same image state (packages installed; no modules, config
 or cluster), to the same end: one leader, every other member streaming on its timeline, checked through the
 REST API. Each run resets the machines to their image first. Runs alternate floor and rollout; medians.
@@ -12,7 +12,8 @@ Then how it grows: the rollout for 1 to 4 replicas, and for 1, 3 and 6 clusters 
 Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio,
 where the rollout's seconds go (median per step), and the growth figures.
 
-Usage (root, after `make test` has built .venv and the image): .venv/bin/python bench/rollout.py [RUNS]
+Usage (root, after `make test` has built .venv and the images):
+    .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie]   (default: this host's release)
 """
 
 import json
@@ -30,9 +31,9 @@ AUTHENTICATION = {"replication": {"password": "bench-replication"}}
 ORCHESTRATE = ("state.orchestrate", "orch.patroni", "--out=json")
 
 
-def pillar(clusters):
-    """Clusters ``15-main``, ``15-c2``, … with Patroni's default timing, each on its own port."""
-    scopes = ["15-main"] + [f"15-c{index}" for index in range(2, clusters + 1)]
+def pillar(version, clusters):
+    """Clusters ``<version>-main``, ``<version>-c2``, … with Patroni's default timing, each on its own port."""
+    scopes = [f"{version}-main"] + [f"{version}-c{index}" for index in range(2, clusters + 1)]
     return {
         "patroni": {
             "dcs": DCS,
@@ -49,7 +50,7 @@ def fresh(lab, clusters=1):
         machine.reset()
     lab.clear_dcs()
     lab.wait_minions()
-    lab.set_pillar(pillar(clusters))
+    lab.set_pillar(pillar(lab.version, clusters))
 
 
 def healthy(lab, clusters):
@@ -92,10 +93,10 @@ def _clock(text):
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def main(runs):
+def main(runs, release):
     floors, rollouts, steps = [], [], []
     growth = {"replicas": {}, "clusters": {}}
-    with machines.MachineLab(machines=3) as lab:
+    with machines.MachineLab(machines=3, release=release) as lab:
         for run in range(runs):
             floors.append(floor_once(lab))
             seconds, spent = rollout_once(lab)
@@ -107,7 +108,7 @@ def main(runs):
             growth["clusters"][clusters] = rollout_once(lab, clusters)[0]
             print(f"{clusters} cluster(s) on 3 machines: {growth['clusters'][clusters]:.1f} s", file=sys.stderr)
     for members in (2, 4, 5):
-        with machines.MachineLab(machines=members) as lab:
+        with machines.MachineLab(machines=members, release=release) as lab:
             growth["replicas"][members - 1] = rollout_once(lab)[0]
             print(f"{members - 1} replica(s): {growth['replicas'][members - 1]:.1f} s", file=sys.stderr)
     floor, rollout = statistics.median(floors), statistics.median(rollouts)
@@ -115,6 +116,7 @@ def main(runs):
         json.dumps(
             {
                 "benchmark": "rollout_vs_floor",
+                "release": lab.release,
                 "runs": runs,
                 "floor_seconds": round(floor, 2),
                 "rollout_seconds": round(rollout, 2),
@@ -134,4 +136,5 @@ def main(runs):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    chosen, rest = machines.release_option(sys.argv[1:])
+    main(int(rest[0]) if rest else 3, chosen)

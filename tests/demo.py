@@ -128,23 +128,24 @@ class Step:
         print(f"{mark} {self.what} ({time.monotonic() - self.started:.1f} s)", flush=True)
 
 
-def demo_pillar(folder, etcd, network):
-    """pillar.example's cluster, on the lab's etcd and network, with a replication password made here; pg1 has
-    the bootstrap role, the others replica (assigned by the pillar top file, as on a real master).
+def demo_pillar(folder, etcd, network, version):
+    """pillar.example's cluster as ``<version>-main`` (the release's PostgreSQL), on the lab's etcd and network,
+    with a replication password made here; pg1 has the bootstrap role, the others replica (assigned by the
+    pillar top file, as on a real master).
 
     The folder is root's alone and the password is never printed. Returns the file holding it.
     """
     import yaml  # from .venv: up runs after make deps
 
     example = yaml.safe_load((REPO / "pillar.example").read_text())["patroni"]
-    cluster = example["clusters"]["15-main"]
+    (cluster,) = example["clusters"].values()
     cluster["network"] = network
     cluster["authentication"]["replication"]["password"] = secrets.token_urlsafe(24)
     folder.mkdir(mode=0o700)
     secret = folder / "patroni.sls"
     handle = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(handle, "w") as stream:
-        json.dump({"patroni": {"dcs": {"etcd3": {"hosts": [etcd]}}, "clusters": {"15-main": cluster}}}, stream)
+        json.dump({"patroni": {"dcs": {"etcd3": {"hosts": [etcd]}}, "clusters": {f"{version}-main": cluster}}}, stream)
     (folder / "bootstrap.sls").write_text(json.dumps({"patroni": {"role": "bootstrap"}}))
     (folder / "replica.sls").write_text(json.dumps({"patroni": {"role": "replica"}}))
     (folder / "top.sls").write_text(
@@ -162,17 +163,22 @@ def table(summary):
     return "\n".join(lines)
 
 
-def up():
+def up(release=None):
     sys.path.insert(0, str(HERE))
     import machines
     import netlab
 
     started = time.monotonic()
-    with Step("lab image (built once, then cached)"):
-        machines.image()
+    release = release or machines.host_release()
+    if release not in machines.RELEASES:
+        print(f"--release {release}: the lab has images of {', '.join(machines.RELEASES)}", file=sys.stderr)
+        return 2
+    version = machines.RELEASES[release]["postgresql"]
+    with Step(f"lab image of Debian {release} (built once, then cached)"):
+        machines.image(release)
     pillar_root = pathlib.Path(f"/root/.patroni-debian-demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    secret = demo_pillar(pillar_root, netlab.ETCD, f"{netlab.SUBNET}.0/24")
-    lab = machines.MachineLab(machines=3, pillar=pillar_root)
+    secret = demo_pillar(pillar_root, netlab.ETCD, f"{netlab.SUBNET}.0/24", version)
+    lab = machines.MachineLab(machines=3, pillar=pillar_root, release=release)
     with Step("three machines booted, etcd and a Salt master"):
         lab.up()  # they outlive this program, for the commands below
         lab.wait_minions()
@@ -187,8 +193,10 @@ def up():
         print("The rollout failed; the lab is still up for a look. make demo-down removes it.", file=sys.stderr)
         return 1
     summary = next(step for step in steps if step["__id__"].startswith("Summary"))["changes"]["ret"]
-    cluster = next(iter(summary.values()))["15-main"]
-    print(f"\nCluster 15-main (PostgreSQL 15, Patroni), leader {cluster['leader']}, timeline {cluster['timeline']}:")
+    scope = f"{version}-main"
+    cluster = next(iter(summary.values()))[scope]
+    where = f"Debian {release}, PostgreSQL {version}, Patroni"
+    print(f"\nCluster {scope} ({where}), leader {cluster['leader']}, timeline {cluster['timeline']}:")
     print(table(cluster))
     if cluster.get("vip"):
         print(f"VIP {cluster['vip']}")
@@ -199,9 +207,9 @@ def up():
     print(f"  {RUN} run pg2 runuser -u postgres -- psql -c 'SELECT answer FROM demo'   # replicated")
     print(f"  {RUN} salt 'pg*' patroni_debian.wait_members     # each member's health, through Salt")
     other = next(name for name in sorted(cluster["members"]) if name != leader)
-    print(f"  {RUN} run {leader} systemctl kill -s KILL patroni@15-main   # kill the leader (Patroni, PostgreSQL) …")
+    print(f"  {RUN} run {leader} systemctl kill -s KILL patroni@{scope}   # kill the leader (Patroni, PostgreSQL) …")
     print(f"  {RUN} salt {other} patroni_debian.summary       # … a replica leads within the ttl, 30 s")
-    print(f"  {RUN} run {leader} systemctl start patroni@15-main   # the old leader rejoins as a replica")
+    print(f"  {RUN} run {leader} systemctl start patroni@{scope}   # the old leader rejoins as a replica")
     print(f"  {RUN} salt-run state.orchestrate orch.patroni  # the rollout again: no change")
     print("  make demo-down                                    # remove everything")
     return 0
@@ -224,11 +232,11 @@ def main(argv):
         for problem in found:
             print(problem, file=sys.stderr)
         return 1 if found else 0
-    if argv[:1] == ["up"]:
-        return up()
+    if argv[:1] == ["up"] and len(argv) in (1, 3) and argv[1:2] in ([], ["--release"]):
+        return up(argv[2] if len(argv) == 3 else None)
     if argv[:1] == ["down"]:
         return down()
-    print(f"usage: {sys.argv[0]} check | up | down", file=sys.stderr)
+    print(f"usage: {sys.argv[0]} check | up [--release bookworm|trixie] | down", file=sys.stderr)
     return 2
 
 

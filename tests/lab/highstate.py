@@ -6,13 +6,16 @@ DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 PASSWORD = "Formula-Repl-5e2b"
 FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
 API_PORT = 8008
-CONFIG = "/etc/patroni/15-main.yml"
 
 
-def pillar(dynamic=None, password=PASSWORD, more=()):
-    """15-main (and the clusters named in ``more``) with the fast timing profile."""
+def config_path(version):
+    return f"/etc/patroni/{version}-main.yml"
+
+
+def pillar(version, dynamic=None, password=PASSWORD, more=()):
+    """<version>-main (and the clusters named in ``more``) with the fast timing profile."""
     clusters = {}
-    for scope in ("15-main", *more):
+    for scope in (f"{version}-main", *more):
         clusters[scope] = {"dynamic": {**FAST, **(dynamic or {})}}
         if password:
             clusters[scope]["authentication"] = {"replication": {"password": password}}

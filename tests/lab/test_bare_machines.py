@@ -1,6 +1,7 @@
 """From nothing: machines with no PostgreSQL, Patroni, etcd client library or vip-manager installed (only a local
 apt repository of their packages, since the lab has no uplink) become a healthy cluster by one highstate: the
-formula installs the packages, with Debian's automatic main cluster turned off before postgresql-15 arrives.
+formula installs the packages, with Debian's automatic main cluster turned off before postgresql-<version> arrives;
+on each release of $PATRONI_DEBIAN_RELEASES.
 """
 
 import time
@@ -12,18 +13,20 @@ from highstate import API_PORT, highstate, outcomes, pillar
 
 pytestmark = pytest.mark.lab
 
-PACKAGES = ("postgresql-15", "patroni", "python3-etcd")
+
+def packages(lab):
+    return sorted((f"postgresql-{lab.version}", "patroni", "python3-etcd"))
 
 
-@pytest.fixture(scope="module")
-def bare_lab():
-    with machines.MachineLab(machines=3, bare=True) as lab:
+@pytest.fixture(scope="module", params=machines.releases())
+def bare_lab(request):
+    with machines.MachineLab(machines=3, bare=True, release=request.param) as lab:
         lab.wait_minions()
         yield lab
 
 
 def installed(lab):
-    query = "dpkg-query -W -f='${Package} ${Status}\\n' " + " ".join(PACKAGES) + " 2>/dev/null || true"
+    query = "dpkg-query -W -f='${Package} ${Status}\\n' " + " ".join(packages(lab)) + " 2>/dev/null || true"
     return {
         minion: sorted(line.split()[0] for line in text.splitlines() if line.endswith("install ok installed"))
         for minion, text in lab.salt("*", "cmd.run", query).items()
@@ -38,7 +41,7 @@ def fingerprint(lab):
 
 def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare_lab):
     lab = bare_lab
-    lab.set_pillar(pillar())
+    lab.set_pillar(pillar(lab.version))
     before = fingerprint(lab)
     failed, changed, undecided = outcomes(highstate(lab, test=True))
     assert not failed, failed
@@ -46,8 +49,8 @@ def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare
         for state in (
             "PostgreSQL, Patroni and the DCS client are installed",
             "The program Patroni runs is installed",
-            "Patroni 15-main is configured",
-            "Patroni 15-main is running and healthy",
+            f"Patroni {lab.version}-main is configured",
+            f"Patroni {lab.version}-main is running and healthy",
         ):
             assert f"{name}: {state}" in changed and f"{name}: {state}" in undecided, (state, changed)
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
@@ -57,20 +60,24 @@ def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare
 def test_one_highstate_takes_bare_machines_to_a_healthy_cluster(bare_lab, timings):
     lab = bare_lab
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
-    lab.set_pillar(pillar())
+    lab.set_pillar(pillar(lab.version))
     started = time.monotonic()
     returns = highstate(lab)
-    timings["formula: bare machines → healthy cluster (packages installed by highstate)"] = time.monotonic() - started
+    timings[f"formula: bare machines → healthy cluster (packages installed by highstate) ({lab.release})"] = (
+        time.monotonic() - started
+    )
     failed, changed, _ = outcomes(returns)
     assert not failed, failed
     assert all(
         f"{name}: PostgreSQL, Patroni and the DCS client are installed" in changed for name in ("pg1", "pg2", "pg3")
     )
-    assert installed(lab) == {name: sorted(PACKAGES) for name in ("pg1", "pg2", "pg3")}
+    assert installed(lab) == {name: packages(lab) for name in ("pg1", "pg2", "pg3")}
     leader, timeline = netlab.health(lab.nodes, API_PORT)
     assert timeline == 1
     # the only cluster is Patroni's: Debian created none of its own
     listings = lab.salt("*", "cmd.run", "pg_lsclusters -h")
-    assert all([line.split()[:2] for line in text.splitlines()] == [["15", "main"]] for text in listings.values())
+    assert all(
+        [line.split()[:2] for line in text.splitlines()] == [[lab.version, "main"]] for text in listings.values()
+    )
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])

@@ -10,7 +10,7 @@ import time
 
 import netlab
 import pytest
-from highstate import API_PORT, CONFIG, PASSWORD, highstate, outcomes, pillar
+from highstate import API_PORT, DCS, PASSWORD, config_path, highstate, outcomes, pillar
 
 pytestmark = pytest.mark.lab
 
@@ -20,8 +20,9 @@ def fingerprint(lab):
     script = (
         "find /etc/patroni /etc/postgresql -printf '%p %s %m %u %T@\\n' | sort; "
         # a running server touches its files all the time: its data directories by name, mode and owner only
-        "find /var/lib/postgresql/15 -maxdepth 2 -printf '%p %m %u\\n' | sort; "
-        "systemctl is-enabled patroni@15-main postgresql@15-main; systemctl is-active patroni@15-main"
+        f"find /var/lib/postgresql/{lab.version} -maxdepth 2 -printf '%p %m %u\\n' | sort; "
+        f"systemctl is-enabled patroni@{lab.version}-main postgresql@{lab.version}-main; "
+        f"systemctl is-active patroni@{lab.version}-main"
     )
     return lab.salt("*", "cmd.run", script)
 
@@ -35,10 +36,10 @@ def cluster(machine_lab, timings):
         machine.reset()
     lab.clear_dcs()
     lab.wait_minions()
-    lab.set_pillar(pillar())
+    lab.set_pillar(pillar(lab.version))
     started = time.monotonic()
     returns = highstate(lab)
-    timings["formula: highstate of 3 machines → healthy cluster"] = time.monotonic() - started
+    timings[f"formula: highstate of 3 machines → healthy cluster ({lab.release})"] = time.monotonic() - started
     failed, changed, _ = outcomes(returns)
     assert not failed, failed
     return lab, returns
@@ -51,9 +52,16 @@ def test_highstate_yields_one_leader_and_two_streaming_replicas(cluster):
     for minion in ("pg1", "pg2", "pg3"):
         states = {state["__id__"]: state for state in returns[minion].values()}
         assert states["The program Patroni runs is installed"]["changes"]
-        assert states["Patroni 15-main is configured"]["changes"]
-        assert "streaming from" in states["Patroni 15-main is running and healthy"]["comment"] or minion == leader
-    units = lab.salt("*", "cmd.run", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main")
+        assert states[f"Patroni {lab.version}-main is configured"]["changes"]
+        assert (
+            "streaming from" in states[f"Patroni {lab.version}-main is running and healthy"]["comment"]
+            or minion == leader
+        )
+    units = lab.salt(
+        "*",
+        "cmd.run",
+        f"systemctl is-enabled patroni@{lab.version}-main; systemctl is-active patroni@{lab.version}-main",
+    )
     assert set(units.values()) == {"enabled\nactive"}
 
 
@@ -62,7 +70,7 @@ def test_a_second_highstate_and_a_dry_run_change_nothing(cluster, timings):
     before = netlab.health(lab.nodes, API_PORT)
     started = time.monotonic()
     failed, changed, _ = outcomes(highstate(lab))
-    timings["formula: converged highstate re-run (3 members at once)"] = time.monotonic() - started
+    timings[f"formula: converged highstate re-run (3 members at once) ({lab.release})"] = time.monotonic() - started
     assert (failed, changed) == ([], [])
     failed, changed, undecided = outcomes(highstate(lab, test=True))
     assert (failed, changed, undecided) == ([], [], [])
@@ -73,38 +81,40 @@ def test_drift_is_predicted_in_test_mode_untouched_then_healed(cluster):
     lab, _ = cluster
     leader, _ = netlab.health(lab.nodes, API_PORT)
     replica = next(machine for machine in lab.nodes if machine.name != leader)
-    replica.run(["sed", "-i", "s/use_unix_socket: true/use_unix_socket: false/", CONFIG])
-    replica.run(["systemctl", "disable", "--now", "patroni@15-main"])
+    replica.run(["sed", "-i", "s/use_unix_socket: true/use_unix_socket: false/", config_path(lab.version)])
+    replica.run(["systemctl", "disable", "--now", f"patroni@{lab.version}-main"])
     before = fingerprint(lab)
 
     predicted = highstate(lab, target=replica.name, test=True)
     failed, changed, undecided = outcomes(predicted)
     assert not failed, failed
     assert {label.split(": ", 1)[1] for label in changed} == {
-        "Patroni 15-main is configured",
-        "Patroni 15-main is running and healthy",
+        f"Patroni {lab.version}-main is configured",
+        f"Patroni {lab.version}-main is running and healthy",
     }
     # the live settings can only be read through this member's Patroni, which test mode does not start
-    assert set(undecided) - set(changed) == {f"{replica.name}: The live settings of 15-main are as declared"}
+    assert set(undecided) - set(changed) == {f"{replica.name}: The live settings of {lab.version}-main are as declared"}
     text = json.dumps(predicted)
     assert "use_unix_socket" in text and PASSWORD not in text
     assert fingerprint(lab) == before
 
     failed, changed, _ = outcomes(highstate(lab, target=replica.name))
     assert not failed, failed
-    assert replica.run(["grep", "-c", "use_unix_socket: true", CONFIG]).stdout.strip() == "1"
-    state = replica.run(["sh", "-c", "systemctl is-enabled patroni@15-main; systemctl is-active patroni@15-main"])
+    assert replica.run(["grep", "-c", "use_unix_socket: true", config_path(lab.version)]).stdout.strip() == "1"
+    state = replica.run(
+        ["sh", "-c", f"systemctl is-enabled patroni@{lab.version}-main; systemctl is-active patroni@{lab.version}-main"]
+    )
     assert state.stdout.split() == ["enabled", "active"]
     assert netlab.wait_until("healed", lambda: netlab.health(lab.nodes, API_PORT), 120)
 
 
 def test_a_pillar_change_reaches_the_running_cluster_through_the_dcs(cluster):
     lab, _ = cluster
-    lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+    lab.set_pillar(pillar(lab.version, dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
     returns = highstate(lab)
     failed, changed, _ = outcomes(returns)
     assert not failed, failed
-    assert any(label.endswith("The live settings of 15-main are as declared") for label in changed), changed
+    assert any(label.endswith(f"The live settings of {lab.version}-main are as declared") for label in changed), changed
     assert "restart" not in json.dumps(returns).lower() or "pending_restart" in json.dumps(returns)
 
     def work_mem_everywhere():
@@ -112,7 +122,7 @@ def test_a_pillar_change_reaches_the_running_cluster_through_the_dcs(cluster):
         return set(shown.values()) == {"8MB"}
 
     netlab.wait_until("work_mem 8MB on every member", work_mem_everywhere, 60)
-    live = lab.salt("pg1", "patroni_debian.dynamic_config", "15", "main")["pg1"]
+    live = lab.salt("pg1", "patroni_debian.dynamic_config", lab.version, "main")["pg1"]
     assert live["ttl"] == 21 and live["postgresql"]["parameters"]["work_mem"] == "8MB"
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
@@ -120,14 +130,14 @@ def test_a_pillar_change_reaches_the_running_cluster_through_the_dcs(cluster):
 
 def test_a_pg_hba_line_and_a_restart_parameter_reach_every_member_and_nothing_restarts(cluster):
     lab, _ = cluster
-    generated = lab.salt("pg1", "patroni_debian.render_config", "15", "main")["pg1"]
+    generated = lab.salt("pg1", "patroni_debian.render_config", lab.version, "main")["pg1"]
     pg_hba = generated["config"]["bootstrap"]["dcs"]["postgresql"]["pg_hba"] + [
         "host    all             all             10.99.0.0/24            md5"
     ]
     started = "psql -X -At -c 'SELECT pg_postmaster_start_time()'"
     before = lab.salt("*", "cmd.run", started, "runas=postgres")
     settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB", "max_connections": 150}, "pg_hba": pg_hba}}
-    lab.set_pillar(pillar(dynamic=settings))
+    lab.set_pillar(pillar(lab.version, dynamic=settings))
     returns = highstate(lab)
     failed, changed, _ = outcomes(returns)
     assert not failed, failed
@@ -140,7 +150,7 @@ def test_a_pg_hba_line_and_a_restart_parameter_reach_every_member_and_nothing_re
 
     netlab.wait_until("the new pg_hba line on every member", rule_everywhere, 60)
     assert lab.salt("*", "cmd.run", started, "runas=postgres") == before  # no member restarted
-    pending = lab.salt("*", "patroni_debian.status", "15", "main")
+    pending = lab.salt("*", "patroni_debian.status", lab.version, "main")
     assert all(status.get("pending_restart") for status in pending.values()), pending
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
@@ -149,20 +159,28 @@ def test_a_pg_hba_line_and_a_restart_parameter_reach_every_member_and_nothing_re
 def test_a_cluster_without_a_replication_password_is_refused_before_any_change(cluster):
     lab, _ = cluster
     before = fingerprint(lab)
-    lab.set_pillar(pillar(password=None))
+    lab.set_pillar(pillar(lab.version, password=None))
     try:
         failed, changed, _ = outcomes(highstate(lab, target="pg1"))
         assert changed == [] and failed[0].startswith("pg1: Pillar patroni is valid: "), failed
-        assert "pillar patroni:clusters:15-main: authentication:replication:password is required" in failed[0]
+        assert (
+            f"pillar patroni:clusters:{lab.version}-main: authentication:replication:password is required" in failed[0]
+        )
         assert all("requisite failed" in line for line in failed[1:]), failed  # nothing else even ran
         assert fingerprint(lab) == before
     finally:
-        lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
+        lab.set_pillar(pillar(lab.version, dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}))
 
 
 def test_two_clusters_side_by_side_each_on_its_own_port(cluster):
     lab, _ = cluster
-    lab.set_pillar(pillar(dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}, more=("15-app",)))
+    lab.set_pillar(
+        pillar(
+            lab.version,
+            dynamic={"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}},
+            more=(f"{lab.version}-app",),
+        )
+    )
     failed, changed, _ = outcomes(highstate(lab))
     assert not failed, failed
     ports = lab.salt("*", "cmd.run", "pg_lsclusters -h")
@@ -179,78 +197,90 @@ def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster)
     refused, naming the pillar key, data intact; with replace_existing it is dropped and Patroni clones it."""
     lab, _ = cluster
     member = lab.nodes[1]
-    member.run(["pg_createcluster", "15", "legacy", "--start"])
+    member.run(["pg_createcluster", lab.version, "legacy", "--start"])
     member.run(["su", "postgres", "-c", "psql -X -q -p 5434 -c 'CREATE TABLE kept AS SELECT 1 AS one'"])
     settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}
-    lab.set_pillar(pillar(dynamic=settings, more=("15-app", "15-legacy")))
+    lab.set_pillar(pillar(lab.version, dynamic=settings, more=(f"{lab.version}-app", f"{lab.version}-legacy")))
     failed, _, _ = outcomes(highstate(lab, target=member.name))
-    refused = [line for line in failed if "Patroni 15-legacy has no foreign cluster in its way" in line]
-    assert refused and "15/legacy (online, start auto" in refused[0], failed
-    assert "patroni:clusters:15-legacy:replace_existing: true" in refused[0]
+    refused = [line for line in failed if f"Patroni {lab.version}-legacy has no foreign cluster in its way" in line]
+    assert refused and f"{lab.version}/legacy (online, start auto" in refused[0], failed
+    assert f"patroni:clusters:{lab.version}-legacy:replace_existing: true" in refused[0]
     kept = member.run(["su", "postgres", "-c", "psql -X -At -p 5434 -c 'SELECT one FROM kept'"]).stdout.strip()
     assert kept == "1"
 
-    replacing = pillar(dynamic=settings, more=("15-app", "15-legacy"))
-    replacing["patroni"]["clusters"]["15-legacy"]["replace_existing"] = True
+    replacing = pillar(lab.version, dynamic=settings, more=(f"{lab.version}-app", f"{lab.version}-legacy"))
+    replacing["patroni"]["clusters"][f"{lab.version}-legacy"]["replace_existing"] = True
     lab.set_pillar(replacing)
     failed, changed, _ = outcomes(highstate(lab))
     assert not failed, failed
-    assert f"{member.name}: Patroni 15-legacy has no foreign cluster in its way" in changed
+    assert f"{member.name}: Patroni {lab.version}-legacy has no foreign cluster in its way" in changed
     assert netlab.health(lab.nodes, API_PORT + 2)
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
 
 
 def test_a_vip_follows_the_leader_of_its_cluster(cluster):
-    """vip-manager@15-vip from the VIP file configured writes; bookworm's vip-manager 1.0.2 reads etcd's v2 API,
-    so this cluster's DCS section is etcd (the lab's etcd serves v2 too)."""
+    """vip-manager@<version>-vip from the VIP file configured writes, with the vip-manager the release
+    recommends: on trixie vip-manager2 (installed by the formula) following the etcd3 section; on bookworm
+    vip-manager 1.0.2, which reads etcd's v2 API only, following an etcd section (the lab's etcd serves v2 too)."""
     lab, _ = cluster
     settings = {"ttl": 21, "postgresql": {"parameters": {"work_mem": "8MB"}}}
-    declared = pillar(dynamic=settings, more=("15-app", "15-legacy", "15-vip"))
-    declared["patroni"]["clusters"]["15-vip"].update(vip="10.77.0.100", dcs={"etcd": {"host": netlab.ETCD}})
+    declared = pillar(
+        lab.version, dynamic=settings, more=(f"{lab.version}-app", f"{lab.version}-legacy", f"{lab.version}-vip")
+    )
+    # trixie: etcd3 for vip-manager2, which the formula installs; bookworm: etcd, for vip-manager 1.0.2
+    dcs = DCS if lab.release == "trixie" else {"etcd": {"host": netlab.ETCD}}
+    declared["patroni"]["clusters"][f"{lab.version}-vip"].update(vip="10.77.0.100", dcs=dcs)
     lab.set_pillar(declared)
     failed, changed, _ = outcomes(highstate(lab))
     assert not failed, failed
     for name in ("pg1", "pg2", "pg3"):
-        assert f"{name}: The VIP of 15-vip follows its leader" in changed
+        assert f"{name}: The VIP of {lab.version}-vip follows its leader" in changed
 
     def vip_on_the_leader_only():
         state = netlab.health(lab.nodes, API_PORT + 3)
         holders = [m.name for m in lab.nodes if "10.77.0.100/24" in m.run(["ip", "-o", "address", "show"]).stdout]
         return state and holders == [state[0]] and holders
 
-    netlab.wait_until("the VIP on the leader of 15-vip only", vip_on_the_leader_only, 60)
+    netlab.wait_until(f"the VIP on the leader of {lab.version}-vip only", vip_on_the_leader_only, 60)
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
 
 
 def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     lab, _ = cluster
-    absent = ["patroni_debian.absent", "name=15-legacy is gone", "version=15", "cluster=legacy"]
+    absent = ["patroni_debian.absent", f"name={lab.version}-legacy is gone", f"version={lab.version}", "cluster=legacy"]
     wrong = lab.salt("pg1", "state.single", *absent, "purge=maybe")["pg1"]
     assert [state["result"] for state in wrong.values()] == [False]
     assert "purge: 'maybe' is not a boolean" in next(iter(wrong.values()))["comment"]
     before = fingerprint(lab)
     (predicted,) = lab.salt("pg3", "state.single", *absent, "test=True")["pg3"].values()
     assert predicted["result"] is None and set(predicted["changes"]) == {
-        "patroni@15-legacy",
-        "/etc/patroni/15-legacy.yml",
+        f"patroni@{lab.version}-legacy",
+        f"/etc/patroni/{lab.version}-legacy.yml",
     }, predicted
     assert fingerprint(lab) == before
     (done,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
     assert done["result"] is True and done["changes"] == predicted["changes"], done
     state = lab.nodes[2].run(
-        ["sh", "-c", "systemctl is-enabled patroni@15-legacy; systemctl is-active patroni@15-legacy"], check=False
+        [
+            "sh",
+            "-c",
+            f"systemctl is-enabled patroni@{lab.version}-legacy; systemctl is-active patroni@{lab.version}-legacy",
+        ],
+        check=False,
     )
     assert state.stdout.split() == ["disabled", "inactive"]
-    assert lab.nodes[2].run(["test", "-e", "/etc/patroni/15-legacy.yml"], check=False).returncode == 1
-    assert lab.nodes[2].run(["test", "-f", "/var/lib/postgresql/15/legacy/PG_VERSION"]).returncode == 0  # data kept
+    assert lab.nodes[2].run(["test", "-e", f"/etc/patroni/{lab.version}-legacy.yml"], check=False).returncode == 1
+    assert (
+        lab.nodes[2].run(["test", "-f", f"/var/lib/postgresql/{lab.version}/legacy/PG_VERSION"]).returncode == 0
+    )  # data kept
     (again,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
     assert again["result"] is True and again["changes"] == {}
 
     # the formula's way: patroni.clean takes every cluster of the pillar off pg3; only purge: true drops data
-    declared = pillar(more=("15-app", "15-legacy", "15-vip"))
-    declared["patroni"]["clusters"]["15-app"]["purge"] = True
+    declared = pillar(lab.version, more=(f"{lab.version}-app", f"{lab.version}-legacy", f"{lab.version}-vip"))
+    declared["patroni"]["clusters"][f"{lab.version}-app"]["purge"] = True
     lab.set_pillar(declared)
     returns = lab.salt("pg3", "state.apply", "patroni.clean", timeout=300)
     failed, changed, _ = outcomes(returns)

@@ -73,17 +73,17 @@ def lab(machine_lab):
         machine.reset()
     machine_lab.clear_dcs()
     machine_lab.wait_minions()
-    machine_lab.set_pillar(pillar())
+    machine_lab.set_pillar(pillar(machine_lab.version))
     return machine_lab
 
 
 def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(lab, timings):
     started = time.monotonic()
     code, steps, output = orchestrate(lab)
-    timings["orchestration: bare machines → healthy 3-member cluster"] = time.monotonic() - started
+    timings[f"orchestration: bare machines → healthy 3-member cluster ({lab.release})"] = time.monotonic() - started
     assert code == 0, failures(steps)
     assert netlab.health(lab.nodes, API_PORT) == ("pg1", 1)
-    summary = steps[SUMMARY]["changes"]["ret"]["pg1"]["15-main"]
+    summary = steps[SUMMARY]["changes"]["ret"]["pg1"][f"{lab.version}-main"]
     members = json.loads(lab.nodes[0].http("/cluster", port=API_PORT))["members"]
     assert summary["leader"] == "pg1" and summary["timeline"] == 1 and summary["port"] == 5432
     assert {name: (m["role"], m["timeline"]) for name, m in summary["members"].items()} == {
@@ -91,7 +91,7 @@ def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(lab, timings
     }
     assert set(summary["members"]) == {"pg1", "pg2", "pg3"}
     gate = steps[GATE]["changes"]["ret"]
-    assert {minion: result["15-main"]["role"] for minion, result in gate.items()} == {
+    assert {minion: result[f"{lab.version}-main"]["role"] for minion, result in gate.items()} == {
         "pg1": "primary",
         "pg2": "replica",
         "pg3": "replica",
@@ -102,7 +102,7 @@ def test_a_second_run_changes_nothing_and_restarts_nothing(lab, timings):
     before, started_at = netlab.health(lab.nodes, API_PORT), start_times(lab)
     started = time.monotonic()
     code, steps, output = orchestrate(lab)
-    timings["orchestration: converged re-run"] = time.monotonic() - started
+    timings[f"orchestration: converged re-run ({lab.release})"] = time.monotonic() - started
     assert code == 0, failures(steps)
     assert changed_states(steps) == []
     assert all(not synced for synced in steps["Members have this release of the modules"]["changes"]["ret"].values())
@@ -118,18 +118,18 @@ def test_after_a_failover_the_run_keeps_leadership_where_it_is(lab, timings):
     _, timeline = netlab.wait_until("pg1 back as a replica", lambda: netlab.health(lab.nodes, API_PORT), 180)
     started = time.monotonic()
     code, steps, output = orchestrate(lab)
-    timings["orchestration: re-run after a failover"] = time.monotonic() - started
+    timings[f"orchestration: re-run after a failover ({lab.release})"] = time.monotonic() - started
     assert code == 0, failures(steps)
     assert changed_states(steps) == []
     assert netlab.health(lab.nodes, API_PORT) == (new_leader, timeline)
-    assert steps[SUMMARY]["changes"]["ret"]["pg1"]["15-main"]["leader"] == new_leader
+    assert steps[SUMMARY]["changes"]["ret"]["pg1"][f"{lab.version}-main"]["leader"] == new_leader
 
 
 def test_a_replica_with_broken_pillar_stops_the_run_and_the_others_keep_serving(lab):
     leader, _ = netlab.health(lab.nodes, API_PORT)
     broken = next(machine.name for machine in lab.nodes if machine.name != leader)
     root = lab.pillar_root
-    (root / "broken.sls").write_text(json.dumps({"patroni": {"clusters": {"15-main": {"port": "fifty"}}}}))
+    (root / "broken.sls").write_text(json.dumps({"patroni": {"clusters": {f"{lab.version}-main": {"port": "fifty"}}}}))
     (root / "top.sls").write_text(f"base:\n  'pg*':\n    - lab\n  '{broken}':\n    - broken\n")
     try:
         code, steps, output = orchestrate(lab)
@@ -138,12 +138,12 @@ def test_a_replica_with_broken_pillar_stops_the_run_and_the_others_keep_serving(
         assert failed and failed[0]["__id__"] == PHASES[0], output[-3000:]
         assert broken in failed[0]["comment"], failed[0]["comment"]
         causes = [state["comment"] for state in failed[0]["changes"]["ret"][broken].values() if not state["result"]]
-        assert any("patroni:clusters:15-main" in cause and "fifty" in cause for cause in causes), causes
+        assert any(f"patroni:clusters:{lab.version}-main" in cause and "fifty" in cause for cause in causes), causes
         assert GATE not in steps  # failhard: nothing after the failed step ran
         assert write_on(lab, leader) == "1"
         assert netlab.health(lab.nodes, API_PORT)[0] == leader
     finally:
-        lab.set_pillar(pillar())
+        lab.set_pillar(pillar(lab.version))
 
 
 def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_healthy(lab, timings):
@@ -153,7 +153,9 @@ def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_
     try:
         started = time.monotonic()
         code, steps, output = orchestrate(lab)
-        timings["orchestration: a member powered off → the run says which"] = time.monotonic() - started
+        timings[f"orchestration: a member powered off → the run says which ({lab.release})"] = (
+            time.monotonic() - started
+        )
         assert code != 0
         failed = [state for state in steps.values() if state["result"] is False]
         assert failed and off.name in failed[0]["comment"], output[-3000:]
@@ -170,7 +172,7 @@ def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(lab):
         machine.reset()
     lab.clear_dcs()
     lab.wait_minions()
-    bounded = pillar()
+    bounded = pillar(lab.version)
     bounded["patroni"]["lookup"] = {"health_timeout": 40}  # the states' wait, as the gates' below
     lab.set_pillar(bounded)
     argv = machines.salt_run_cli(lab.salt_config) + ["state.orchestrate", "orch.patroni", 'pillar={"timeout": 40}']
