@@ -13,7 +13,8 @@ Prints a line per run on stderr and, last, one JSON line on stdout: floor_second
 where the rollout's seconds go (median per step), and the growth figures.
 
 Usage (root, after `make test` has built .venv and the images):
-    .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie]   (default: this host's release)
+    .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie] [--no-growth]
+(default: 3 runs, this host's release; --no-growth: only floor against rollout)
 """
 
 import json
@@ -46,10 +47,7 @@ def pillar(version, clusters):
 
 def fresh(lab, clusters=1):
     """Every machine back to its image (packages installed, nothing else), etcd empty, the pillar given."""
-    for machine in lab.nodes:
-        machine.reset()
-    lab.clear_dcs()
-    lab.wait_minions()
+    lab.reset_all()
     lab.set_pillar(pillar(lab.version, clusters))
 
 
@@ -93,7 +91,7 @@ def _clock(text):
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def main(runs, release):
+def main(runs, release, growing=True):
     floors, rollouts, steps = [], [], []
     growth = {"replicas": {}, "clusters": {}}
     with machines.MachineLab(machines=3, release=release) as lab:
@@ -104,10 +102,10 @@ def main(runs, release):
             steps.append(spent)
             print(f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s", file=sys.stderr)
         growth["replicas"][2] = statistics.median(rollouts)
-        for clusters in (1, 3, 6):
+        for clusters in (1, 3, 6) if growing else ():
             growth["clusters"][clusters] = rollout_once(lab, clusters)[0]
             print(f"{clusters} cluster(s) on 3 machines: {growth['clusters'][clusters]:.1f} s", file=sys.stderr)
-    for members in (2, 4, 5):
+    for members in (2, 4, 5) if growing else ():
         with machines.MachineLab(machines=members, release=release) as lab:
             growth["replicas"][members - 1] = rollout_once(lab)[0]
             print(f"{members - 1} replica(s): {growth['replicas'][members - 1]:.1f} s", file=sys.stderr)
@@ -116,7 +114,7 @@ def main(runs, release):
         json.dumps(
             {
                 "benchmark": "rollout_vs_floor",
-                "release": lab.release,
+                "release": release or machines.host_release(),
                 "runs": runs,
                 "floor_seconds": round(floor, 2),
                 "rollout_seconds": round(rollout, 2),
@@ -137,4 +135,6 @@ def main(runs, release):
 
 if __name__ == "__main__":
     chosen, rest = machines.release_option(sys.argv[1:])
-    main(int(rest[0]) if rest else 3, chosen)
+    growing = "--no-growth" not in rest
+    rest = [arg for arg in rest if arg != "--no-growth"]
+    main(int(rest[0]) if rest else 3, chosen, growing)

@@ -508,6 +508,13 @@ class MachineLab(netlab.Lab):
             installed
         )
 
+    def reset_all(self):
+        """Every machine back to its image and booted, etcd emptied, every minion answering: a clean slate."""
+        for machine in self.nodes:
+            machine.reset()
+        self.clear_dcs()
+        self.wait_minions()
+
     def wait_minions(self, timeout=120):
         names = {machine.name for machine in self.nodes}
         return netlab.wait_until(

@@ -29,10 +29,7 @@ def machine_lab(request, timings):
 def fresh_machines(machine_lab, timings):
     """The session's machines reset to the image (modules synced again) and etcd emptied, for one test."""
     started = time.monotonic()
-    for machine in machine_lab.nodes:
-        machine.reset()
-    machine_lab.clear_dcs()
-    machine_lab.wait_minions()
+    machine_lab.reset_all()
     machine_lab.provision()
     timings[f"lab C ({machine_lab.release}): reset of all 3 machines for a test"] = time.monotonic() - started
     return machine_lab

@@ -32,10 +32,7 @@ def cluster(machine_lab, timings):
     """Machines reset to the image (packages installed; no module, program or config) given the pillar, then
     highstate."""
     lab = machine_lab
-    for machine in lab.nodes:
-        machine.reset()
-    lab.clear_dcs()
-    lab.wait_minions()
+    lab.reset_all()
     lab.set_pillar(pillar(lab.version))
     started = time.monotonic()
     returns = highstate(lab)
@@ -151,7 +148,7 @@ def test_a_pg_hba_line_and_a_restart_parameter_reach_every_member_and_nothing_re
     netlab.wait_until("the new pg_hba line on every member", rule_everywhere, 60)
     assert lab.salt("*", "cmd.run", started, "runas=postgres") == before  # no member restarted
     pending = lab.salt("*", "patroni_debian.status", lab.version, "main")
-    assert all(status.get("pending_restart") for status in pending.values()), pending
+    assert all(row["pending_restart"] for status in pending.values() for row in status["members"].values()), pending
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
 

@@ -69,10 +69,7 @@ def write_on(lab, leader):
 
 @pytest.fixture(scope="module")
 def lab(machine_lab):
-    for machine in machine_lab.nodes:
-        machine.reset()
-    machine_lab.clear_dcs()
-    machine_lab.wait_minions()
+    machine_lab.reset_all()
     machine_lab.set_pillar(pillar(machine_lab.version))
     return machine_lab
 
@@ -168,10 +165,7 @@ def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_
 
 
 def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(lab):
-    for machine in lab.nodes:
-        machine.reset()
-    lab.clear_dcs()
-    lab.wait_minions()
+    lab.reset_all()
     bounded = pillar(lab.version)
     bounded["patroni"]["lookup"] = {"health_timeout": 40}  # the states' wait, as the gates' below
     lab.set_pillar(bounded)
