@@ -1870,6 +1870,24 @@ def _pg_createcluster(version, cluster, datadir=None, throwaway=False):
     _run(argv + [version, cluster] + (["--", "--no-sync"] if throwaway else []))
 
 
+def _parent_folders_for_postgres(datadir):
+    """The data directory's missing parent folders, made as postgres's (0755), as pg_createcluster makes them
+    when postgres runs it. Run by root, it makes them root's: Patroni, as postgres, then can neither remove
+    nor rename the data directory when it re-clones (reinit, a rewind that failed). Existing folders are left
+    as they are."""
+    if os.geteuid() != 0:
+        return
+    uid, gid = _account(CONFIG_OWNER)
+    missing, parent = [], os.path.dirname(os.path.abspath(datadir))
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(missing):
+        os.mkdir(folder, 0o755)
+        os.chown(folder, uid, gid)
+        os.chmod(folder, 0o755)  # whatever the umask
+
+
 def _new_paths(version, cluster, datadir):
     """What pg_createcluster may create for ``<version>/<cluster>``, each with whether it is there now.
 
@@ -1963,6 +1981,7 @@ def createcluster(version, cluster, datadir=None):
             )
         _refuse_data_dir_of_another_cluster(version, cluster, target, _pg_cluster_table())
         with _undone_on_failure(_new_paths(version, cluster, target), target):
+            _parent_folders_for_postgres(target)
             _pg_createcluster(version, cluster, datadir)
     log.info("patroni_debian: created cluster %s/%s in %s", version, cluster, target)
     return {"cluster": f"{version}/{cluster}", "datadir": target, "config_dir": config_dir}
@@ -2021,6 +2040,7 @@ def clone(version, cluster, datadir, connstring, password=None):
         _make_room_for_clone(version, cluster, datadir)
         paths = _new_paths(version, cluster, datadir)
         with _undone_on_failure(paths, datadir):
+            _parent_folders_for_postgres(datadir)
             _pg_createcluster(version, cluster, datadir, throwaway=True)
     with _undone_on_failure(paths, datadir):
         _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy

@@ -151,19 +151,23 @@ def test_bad_arguments_exit_2_and_touch_nothing(node):
 
 
 def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, safe):
-    """A real pg_basebackup as postgres, authenticated through a private pgpass file that is gone afterwards."""
+    """A real pg_basebackup as postgres, authenticated through a private pgpass file that is gone afterwards.
+    Run by root (as Salt runs it), the data directory's new parent folders are postgres's all the same, or
+    Patroni could never remove or rename the data directory to re-clone it (reinit, a failed rewind)."""
     node.psql("ALTER ROLE postgres PASSWORD 'Cl0ne-secret'", port=safe)
     result = node.module(
         "clone",
         "15",
         "copy",
-        "/var/lib/postgresql/15/copy",
+        "/var/lib/postgresql/clones/15/copy",
         f"host=127.0.0.1 port={safe} user=postgres password=Cl0ne-secret",
     )
+    parents = node.run(["stat", "-c", "%U %a", "/var/lib/postgresql/clones", "/var/lib/postgresql/clones/15"])
+    assert parents.stdout.split("\n")[:2] == ["postgres 755", "postgres 755"], parents.stdout
     assert result["source"] == f"user=postgres host=127.0.0.1 port={safe}"  # the password stays out
     listing = node.run(["pg_lsclusters", "-h"]).stdout
     assert any(line.split()[:2] == ["15", "copy"] for line in listing.splitlines())
-    owner = node.run(["stat", "-c", "%U", "/var/lib/postgresql/15/copy/PG_VERSION"]).stdout.strip()
+    owner = node.run(["stat", "-c", "%U", "/var/lib/postgresql/clones/15/copy/PG_VERSION"]).stdout.strip()
     assert owner == "postgres"
     node.run(["pg_ctlcluster", "15", "copy", "start"])
     copy_port = node.run(["pg_conftool", "-s", "15", "copy", "show", "port"]).stdout.strip()
