@@ -219,17 +219,9 @@ def clusters():
     }
 
 
-def status(version, cluster):
-    """
-    This member's view of itself (``GET /patroni``), the leader's role spelled ``primary``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt pg1 patroni_debian.status 15 main
-    """
-    return _normalised(_api(version, cluster).call("GET", "/patroni", expect=(200, 503)))
+def _own_status(api):
+    """This member's view of itself (``GET /patroni``), the leader's role spelled ``primary``."""
+    return _normalised(api.call("GET", "/patroni", expect=(200, 503)))
 
 
 def members(version, cluster):
@@ -273,7 +265,7 @@ def wait_healthy(version, cluster, timeout=120, interval=0.5):
 def _health_once(api):
     """``(what was seen, result or None)`` after one look at this member and its leader."""
     try:
-        own = _normalised(api.call("GET", "/patroni", expect=(200, 503)))
+        own = _own_status(api)
         leader = _leader_of(api.call("GET", "/cluster"))
         leader_status = None
         if leader and leader.get("api_url"):
@@ -735,7 +727,7 @@ def _leads_rollout(scope):
     own = None
     if _runs_here(scope):
         try:
-            own = status(*scope.split("-", 1))
+            own = _own_status(_api(*scope.split("-", 1)))
         except CommandExecutionError:
             own = None  # Patroni starting up: not a replica of anyone yet
     if own and own.get("role") == "primary":

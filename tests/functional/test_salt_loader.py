@@ -143,13 +143,20 @@ def test_render_config_masks_secrets_and_predicts(minion_dir, tmp_path):
 
 @pytest.mark.parametrize("way", ["entry point", "file roots"])
 def test_operations_and_states_load_both_ways(minion_dir, tmp_path, way):
-    """The operations file joins patroni_debian (its sibling import works), and the state module loads."""
+    """The operations files join patroni_debian (their sibling imports work), and the state module loads."""
     launcher = [str(VENV_BIN / "salt-call")] if way == "entry point" else [sys.executable, str(WITHOUT_ENTRY_POINT)]
     host = sandbox.Host(dcs_yml=None, clusters=(("15", "other", 5433),))
     if way == "file roots":
         sync = sandbox.run(host, tmp_path / "sync", salt_call(launcher, minion_dir, "saltutil.sync_all"))
         synced = json.loads(sync.stdout)["local"]
         assert "modules.patroni_debian_ops" in synced["modules"] and "states.patroni_debian" in synced["states"]
+        assert "modules.patroni_debian_day2" in synced["modules"]
+    listing = sandbox.run(
+        host, tmp_path / "list", salt_call(launcher, minion_dir, "sys.list_functions", "patroni_debian")
+    )
+    functions = json.loads(listing.stdout)["local"]
+    for name in ("createconfig", "wait_members", "status", "switchover", "failover", "restart", "reload", "reinit"):
+        assert f"patroni_debian.{name}" in functions, functions  # all three files join patroni_debian
     listed = sandbox.run(host, tmp_path / "ops", salt_call(launcher, minion_dir, "patroni_debian.clusters"))
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert json.loads(listed.stdout)["local"] == {

@@ -491,3 +491,16 @@ def test_a_vip_pairing_that_cannot_work_is_refused_naming_what_would():
     )
     assert env["VIP_TRIGGER_KEY"] == env["VIP_KEY"] == "/postgresql-common/17-main/leader"
     assert env["VIP_DCS_ENDPOINTS"] == env["VIP_ENDPOINT"] == "http://10.0.0.5:2379"
+
+
+def test_lag_is_read_from_live_wal_positions_before_the_dcs():
+    import patroni_debian_day2 as day2  # noqa: PLC0415
+
+    view = {
+        "leader_status": {"role": "primary", "xlog": {"location": 5000}},
+        "statuses": {"pg2": {"xlog": {"received_location": 4000, "replayed_location": 3000}}, "pg3": None},
+    }
+    assert day2._lag(view, {"name": "pg1", "role": "leader"}) == 0
+    assert day2._lag(view, {"name": "pg2", "role": "replica", "lag": "unknown"}) == 1000  # live, not the DCS's
+    assert day2._lag(view, {"name": "pg3", "role": "replica", "lag": 700}) == 700  # no answer: the DCS's
+    assert day2._lag(view, {"name": "pg3", "role": "replica", "lag": "unknown"}) is None
