@@ -414,6 +414,14 @@ def _check_port(port):
     return port
 
 
+def _check_seconds(name, value):
+    """``value`` as a number of seconds (float)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(f"{name}: {value!r} is not a number of seconds") from None
+
+
 def _check_force(force):
     """``force`` as a boolean: a string ``'no'`` must not count as true."""
     if isinstance(force, bool):

@@ -12,6 +12,7 @@ answer is read in either spelling.
 
 import time
 
+import patroni_debian as debian  # the sibling door file, for its pure helpers
 import patroni_debian_ops as ops  # the sibling's pure helpers: the REST client and the readings of answers
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -36,9 +37,9 @@ def _base(member):
     return member["api_url"].rsplit("/", 1)[0]
 
 
-def _view(api):
+def _view(api, settings=False):
     """The cluster as seen now: ``/cluster``, each member's ``/patroni`` (None when it does not answer), the
-    leader's ``/patroni`` and the live dynamic settings."""
+    leader's ``/patroni``, and with ``settings`` the live dynamic settings (else empty)."""
     listing = api.call("GET", "/cluster")
     members = listing.get("members", [])
     statuses = {}
@@ -55,16 +56,12 @@ def _view(api):
         "statuses": statuses,
         "leader": leader,
         "leader_status": statuses.get(leader["name"]) if leader else None,
-        "dynamic": _dynamic(api) if leader else {},
+        "dynamic": _settings(api) if settings and leader else {},
     }
 
 
-def _dynamic(api):
-    """The live dynamic settings. Right after a bootstrap ``GET /config`` answers 502 until the member's next
-    loop; a ``PATCH`` that changes nothing answers with them at once."""
-    live = api.call("GET", "/config", expect=(200, 502))
-    if not isinstance(live, dict):
-        live = api.call("PATCH", "/config", ops.NO_CHANGE, expect=(200, 503))
+def _settings(api):
+    live = ops._config_once(api)
     return live if isinstance(live, dict) else {}
 
 
@@ -166,10 +163,7 @@ def _boolean(name, value):
 
 
 def _seconds(name, value):
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise SaltInvocationError(f"{name}: {value!r} is not a number of seconds") from None
+    seconds = debian._check_seconds(name, value)
     if seconds <= 0:
         raise SaltInvocationError(f"{name}: {value!r} must be more than 0 seconds")
     return seconds
@@ -309,7 +303,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
     """
     timeout = _seconds("timeout", timeout)
     api = ops._api(version, cluster)
-    view = _view(api)
+    view = _view(api, settings=True)  # maximum_lag_on_failover, synchronous_mode
     leader = _healthy_leader(view, api.scope)
     if candidate is None:
         candidate = _best_candidate(view)

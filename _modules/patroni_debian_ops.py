@@ -339,6 +339,15 @@ def _changes(api):
     return _wanted_changes(wanted, _live_config(api))
 
 
+def _config_once(api):
+    """``GET /config``, or when it answers 502 (right after a bootstrap), the settings a ``PATCH`` that
+    changes nothing answers with; not a mapping when the DCS holds none yet."""
+    live = api.call("GET", "/config", expect=(200, 502))
+    if not isinstance(live, dict):
+        live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+    return live
+
+
 def _live_config(api, seconds=15):
     """``GET /config``. Right after a bootstrap Patroni answers 502 until its next loop has read the DCS; then
     a ``PATCH /config`` that changes nothing (as :py:func:`_wake_leader` sends) reads the DCS at once and
@@ -346,9 +355,7 @@ def _live_config(api, seconds=15):
     deadline = time.monotonic() + seconds
     while True:
         try:
-            live = api.call("GET", "/config", expect=(200, 502))
-            if not isinstance(live, dict):
-                live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+            live = _config_once(api)
         except CommandExecutionError:
             # a Patroni started a moment ago opens its REST API within a second
             if time.monotonic() > deadline or not __salt__["service.status"](f"patroni@{api.scope}"):
@@ -663,10 +670,7 @@ def wait_leader_in_dcs(version, cluster, timeout=120):
         salt pg2 patroni_debian.wait_leader_in_dcs 15 main timeout=60
     """
     scope = _scope(version, cluster)
-    try:
-        timeout = float(timeout)
-    except (TypeError, ValueError):
-        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
+    timeout = debian._check_seconds("timeout", timeout)
     started = time.monotonic()
     view = _dcs_view(scope, wait=timeout)
     if _leader_ready(view):
@@ -755,10 +759,7 @@ def _member_once(api):
 
 def _poll(what, api, step, once, timeout, interval):
     """Call ``once(api)`` until it gives a result; after ``timeout`` s an error naming minion, step and cause."""
-    try:
-        timeout, interval = float(timeout), float(interval)
-    except (TypeError, ValueError):
-        raise SaltInvocationError(f"timeout: {timeout!r} is not a number of seconds") from None
+    timeout, interval = debian._check_seconds("timeout", timeout), debian._check_seconds("interval", interval)
     started = time.monotonic()
     while True:
         seen, result = once(api)
