@@ -88,11 +88,31 @@ TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgres
 # later has the same name); trixie's vip-manager2 (3.x) replaces it.
 VIP_MANAGER_PACKAGES = ("vip-manager", "vip-manager2")
 
-OPTIONS = ("hostip", "network", "port", "vip", "endpoint", "dcs", "authentication", "dynamic", "config", "program")
+OPTIONS = (
+    "hostip",
+    "network",
+    "port",
+    "vip",
+    "endpoint",
+    "dcs",
+    "authentication",
+    "timing",
+    "dynamic",
+    "config",
+    "program",
+)
 # Options whose pillar value an argument deep-merges into rather than replaces: a replication password given
 # on the command line must not drop the superuser's from pillar.
 MERGED_OPTIONS = ("authentication", "dynamic", "config")
 AUTHENTICATION_ROLES = ("replication", "superuser", "rewind")
+# How fast a cluster notices a lost leader, as bootstrap.dcs's timing keys. debian: Patroni's and Debian's
+# defaults, a failover within ttl + loop_wait = 40 s; fast: within 25 s, at twice the DCS writes. Both keep
+# Patroni's rule loop_wait + 2 × retry_timeout <= ttl and its minimums (ttl 20, loop_wait 1, retry_timeout 3).
+TIMING_PROFILES = {
+    "debian": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+    "fast": {"ttl": 20, "loop_wait": 5, "retry_timeout": 5},
+}
+TIMING_MINIMUMS = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
 # Major versions as pg-common names them: 9.x before PostgreSQL 10, one number since (15, never 15.0).
 VERSION_RE = re.compile(r"(?:9\.\d|[1-9]\d+)", re.ASCII)
 # pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
@@ -885,9 +905,7 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
         "method": "pg_createcluster",
         "pg_createcluster": {"command": _program_command(program, "createcluster")},
         "dcs": {
-            "ttl": 30,
-            "loop_wait": 10,
-            "retry_timeout": 10,
+            **TIMING_PROFILES["debian"],
             "maximum_lag_on_failover": 1048576,
             "check_timeline": True,
             "postgresql": {
@@ -1106,6 +1124,32 @@ def _settings(version, cluster, kwargs):
     return settings
 
 
+def _check_timing(timing):
+    if timing is None:
+        return "debian"
+    if timing not in TIMING_PROFILES:
+        raise SaltInvocationError(f"timing: {timing!r} is not a profile; use one of {', '.join(TIMING_PROFILES)}")
+    return timing
+
+
+def _check_timing_rule(dcs):
+    """The timing keys as Patroni needs them: numbers of seconds at or above its minimums, and
+    ``loop_wait + 2 × retry_timeout <= ttl`` (else a leader could lose its key while it still retries the DCS;
+    Patroni 3.2 and later enforce it)."""
+    values = {}
+    for key, minimum in TIMING_MINIMUMS.items():
+        value = dcs.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise SaltInvocationError(f"dynamic: {key}: {value!r} must be a number of seconds, at least {minimum}")
+        values[key] = value
+    if values["loop_wait"] + 2 * values["retry_timeout"] > values["ttl"]:
+        raise SaltInvocationError(
+            f"dynamic: loop_wait {values['loop_wait']:g} + 2 × retry_timeout {values['retry_timeout']:g} is more "
+            f"than ttl {values['ttl']:g}; Patroni needs loop_wait + 2 × retry_timeout <= ttl (raise ttl, or choose "
+            f"timing: {' or '.join(TIMING_PROFILES)})"
+        )
+
+
 def _check_patroni_dir():
     """Patroni runs as postgres: it must be able to reach the config in /etc/patroni."""
     try:
@@ -1140,6 +1184,7 @@ def _validated(version, cluster, kwargs):
         "vip": _check_address("vip", settings["vip"]),
         "endpoints": _check_endpoints(settings["endpoint"]),
         "authentication": _check_authentication(settings["authentication"]),
+        "timing": _check_timing(settings["timing"]),
         "dynamic": _check_mapping("dynamic", settings["dynamic"]),
         "overrides": _check_mapping("config", settings["config"]),
         "dcs": settings["dcs"],
@@ -1177,10 +1222,12 @@ def _render(version, cluster, kwargs):
     config = _base_config(
         version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication, program
     )
+    config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
     _check_override("dynamic", config["bootstrap"]["dcs"], dynamic)
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], dynamic)
     _check_override("config", config, overrides)
     config = _deep_merge(config, overrides)
+    _check_timing_rule(config["bootstrap"]["dcs"])
     _check_overridden_claims(version, cluster, config, port, ports, other_ports, clusters, others)
 
     ignored = [key for key in dcs if key in TEMPLATE_KEYS]
@@ -1491,6 +1538,7 @@ def render_config(
     endpoint=None,
     dcs=None,
     authentication=None,
+    timing=None,
     dynamic=None,
     config=None,
     program=None,
@@ -1535,6 +1583,7 @@ def createconfig(
     endpoint=None,
     dcs=None,
     authentication=None,
+    timing=None,
     dynamic=None,
     config=None,
     program=None,
@@ -1584,6 +1633,11 @@ def createconfig(
     authentication
         Merged over ``postgresql.authentication``, e.g. ``{"replication": {"password": "…"}}``. Without a
         replication password, Debian's default credentials are kept and a warning says so.
+
+    timing
+        ``debian`` (the default: ttl 30, loop_wait 10, retry_timeout 10; a failover within 40 s) or ``fast``
+        (ttl 20, loop_wait 5, retry_timeout 5; within 25 s): ``bootstrap.dcs``'s timing keys. ``dynamic`` may
+        set them one by one; the result must keep ``loop_wait + 2 × retry_timeout <= ttl``.
 
     dynamic
         Deep-merged into ``bootstrap.dcs`` (ttl, loop_wait, postgresql.parameters, …).
@@ -2130,6 +2184,7 @@ def _checked_pillar_cluster(scope, settings, addresses):
         if settings.get(flag) is not None and not isinstance(settings[flag], bool):
             raise SaltInvocationError(f"{flag}: {settings[flag]!r} is not a boolean; use true or false")
     values = _validated(version, cluster, {})
+    _check_timing_rule(_deep_merge(TIMING_PROFILES[values["timing"]], values["dynamic"]))
     if not (values["authentication"].get("replication") or {}).get("password"):
         raise SaltInvocationError(
             "authentication:replication:password is required; the states never use Debian's well-known default"

@@ -53,6 +53,13 @@ BAD_PILLAR = [
     ("DCS a list", bad(dcs=["etcd3"]), [WHERE, "dcs", "mapping"]),
     ("two DCS types", bad(dcs={"etcd": {"host": "a:1"}, "consul": {"host": "b:1"}}), ["exactly one"]),
     ("dynamic not a mapping", bad(cluster={"dynamic": ["ttl", 20]}), [WHERE, "dynamic", "mapping"]),
+    ("timing profile unknown", bad(cluster={"timing": "quick"}), [WHERE, "timing: 'quick' is not a profile", "fast"]),
+    (
+        "timing rule broken by dynamic",
+        bad(cluster={"timing": "fast", "dynamic": {"loop_wait": 11}}),
+        [WHERE, "loop_wait 11 + 2 × retry_timeout 5 is more than ttl 20"],
+    ),
+    ("ttl below Patroni's minimum", bad(cluster={"dynamic": {"ttl": 10}}), [WHERE, "ttl: 10", "at least 20"]),
     ("config not a mapping", bad(cluster={"config": "tags"}), [WHERE, "config", "mapping"]),
     ("authentication a string", bad(cluster={"authentication": "secret"}), [WHERE, "authentication", "mapping"]),
     ("port not a number", bad(cluster={"port": "fifty"}), [WHERE, "port", "TCP port"]),

@@ -26,7 +26,8 @@ PILLAR = {
                     "rewind": {"username": "rewinder", "password": "Rew1nd-from-pillar"},
                 },
                 "program": str(sandbox.REPO / "_modules" / "patroni_debian.py"),
-                "dynamic": {"ttl": 20, "postgresql": {"parameters": {"max_connections": 200}}},
+                "timing": "fast",
+                "dynamic": {"ttl": 21, "postgresql": {"parameters": {"max_connections": 200}}},
             }
         },
     }
@@ -81,7 +82,12 @@ def test_entry_point_way(minion_dir, tmp_path):
     assert (owner, group, mode) == ("postgres", "postgres", 0o660)
     assert config["etcd3"] == PILLAR["patroni"]["dcs"]["etcd3"]
     assert config["postgresql"]["authentication"]["replication"]["password"] == "S3cret-from-pillar"
-    assert config["bootstrap"]["dcs"]["ttl"] == 20
+    # the fast profile's timing, with pillar's dynamic ttl over it
+    assert {key: config["bootstrap"]["dcs"][key] for key in ("ttl", "loop_wait", "retry_timeout")} == {
+        "ttl": 21,
+        "loop_wait": 5,
+        "retry_timeout": 5,
+    }
     assert config["bootstrap"]["dcs"]["postgresql"]["parameters"] == {"max_connections": 200}
     hba = config["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
     assert hba[-1].split()[3] == "10.0.0.0/24"

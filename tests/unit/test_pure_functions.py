@@ -504,3 +504,30 @@ def test_lag_is_read_from_live_wal_positions_before_the_dcs():
     assert day2._lag(view, {"name": "pg2", "role": "replica", "lag": "unknown"}) == 1000  # live, not the DCS's
     assert day2._lag(view, {"name": "pg3", "role": "replica", "lag": 700}) == 700  # no answer: the DCS's
     assert day2._lag(view, {"name": "pg3", "role": "replica", "lag": "unknown"}) is None
+
+
+@pytest.mark.parametrize("profile", sorted(pd.TIMING_PROFILES))
+def test_every_timing_profile_keeps_patronis_rule(profile):
+    timing = pd.TIMING_PROFILES[profile]
+    pd._check_timing_rule(timing)
+    assert timing["loop_wait"] + 2 * timing["retry_timeout"] <= timing["ttl"]
+
+
+@pytest.mark.parametrize(
+    "dcs,words",
+    [
+        ({"ttl": 30, "loop_wait": 10, "retry_timeout": 11}, "loop_wait 10 + 2 × retry_timeout 11 is more than ttl 30"),
+        ({"ttl": "30", "loop_wait": 10, "retry_timeout": 10}, "ttl: '30' must be a number of seconds"),
+        ({"ttl": True, "loop_wait": 10, "retry_timeout": 10}, "ttl: True must be a number"),
+        ({"ttl": 30, "loop_wait": 0, "retry_timeout": 10}, "loop_wait: 0 must be a number of seconds, at least 1"),
+        ({"ttl": 30, "loop_wait": 10}, "retry_timeout: None"),
+    ],
+)
+def test_timing_rule_refusals_name_the_keys(dcs, words):
+    with pytest.raises(pd.SaltInvocationError, match=None) as refused:
+        pd._check_timing_rule(dcs)
+    assert words in str(refused.value)
+
+
+def test_a_timing_at_the_rule_s_edge_is_accepted():
+    pd._check_timing_rule({"ttl": 25, "loop_wait": 5, "retry_timeout": 10})
