@@ -1,10 +1,12 @@
-"""What the formula's lab tests share: the pillar they give, highstate through the lab's master, its outcome."""
+"""What the formula's lab tests share: the pillar they give, highstate and orchestrations through the lab's master,
+their outcome."""
+
+import json
 
 import netlab
 
 DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 PASSWORD = "Formula-Repl-5e2b"
-FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
 API_PORT = 8008
 
 
@@ -16,7 +18,7 @@ def pillar(version, dynamic=None, password=PASSWORD, more=()):
     """<version>-main (and the clusters named in ``more``) with the fast timing profile."""
     clusters = {}
     for scope in (f"{version}-main", *more):
-        clusters[scope] = {"dynamic": {**FAST, **(dynamic or {})}}
+        clusters[scope] = {"timing": "fast", **({"dynamic": dynamic} if dynamic else {})}
         if password:
             clusters[scope]["authentication"] = {"replication": {"password": password}}
     return {"patroni": {"dcs": DCS, "clusters": clusters}}
@@ -42,3 +44,25 @@ def outcomes(returns):
             if state["result"] is None:
                 undecided.append(label)
     return failed, changed, undecided
+
+
+def orchestrate(lab, sls, *args):
+    """``(exit code, {step id: its state result}, output)`` of one ``salt-run state.orchestrate <sls>``."""
+    code, output = lab.salt_run("state.orchestrate", sls, "--out=json", *args)
+    data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
+    steps = next(iter(data["data"].values()))
+    return code, {state["__id__"]: state for state in steps.values()}, output
+
+
+def failures(steps):
+    """Each failed step's comment and the comments of its minions' failed states: what a person would read."""
+    lines = []
+    for step in steps.values():
+        if step["result"] is False:
+            lines.append(f"{step['__id__']}: {step['comment']}")
+            for minion, states in (step["changes"].get("ret") or {}).items():
+                if isinstance(states, dict):
+                    for state in states.values():
+                        if isinstance(state, dict) and state.get("result") is False:
+                            lines.append(f"  {minion}: {state.get('comment')}")
+    return "\n".join(lines)

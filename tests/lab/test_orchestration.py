@@ -13,7 +13,8 @@ import time
 import machines
 import netlab
 import pytest
-from highstate import API_PORT, pillar
+import highstate
+from highstate import API_PORT, failures, pillar
 
 pytestmark = pytest.mark.lab
 
@@ -26,25 +27,7 @@ PHASES = (
 
 
 def orchestrate(lab, *args):
-    """``(exit code, {step id: its state result}, output)`` of one run, JSON out."""
-    code, output = lab.salt_run("state.orchestrate", "orch.patroni", "--out=json", *args)
-    data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
-    steps = next(iter(data["data"].values()))
-    return code, {state["__id__"]: state for state in steps.values()}, output
-
-
-def failures(steps):
-    """Each failed step's comment and the comments of its minions' failed states: what a person would read."""
-    lines = []
-    for step in steps.values():
-        if step["result"] is False:
-            lines.append(f"{step['__id__']}: {step['comment']}")
-            for minion, states in (step["changes"].get("ret") or {}).items():
-                if isinstance(states, dict):
-                    for state in states.values():
-                        if isinstance(state, dict) and state.get("result") is False:
-                            lines.append(f"  {minion}: {state.get('comment')}")
-    return "\n".join(lines)
+    return highstate.orchestrate(lab, "orch.patroni", *args)
 
 
 def changed_states(steps):
