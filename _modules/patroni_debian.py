@@ -24,6 +24,7 @@ import pwd
 import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -958,6 +959,33 @@ def _dcs_endpoints(dcs_type, settings):
         )
     urls = [host if "://" in host else f"{scheme}://{host}" for host in (host.strip() for host in hosts)]
     return _check_endpoints(urls, f"dcs:{dcs_type}:hosts")
+
+
+# DCS types whose section names host endpoints a TCP connection can try; the others (kubernetes, raft, exhibitor)
+# find their peers themselves
+DCS_WITH_HOSTS = ("etcd", "etcd3", "consul", "zookeeper")
+DCS_CONNECT_TIMEOUT = 2.0  # seconds per endpoint: a DCS slower than that to accept a connection is not answering
+
+
+def _dcs_answers(dcs, source):
+    """``(DCS type, "host:port" that accepted a TCP connection)`` for a DCS section, ``(type, None)`` for a type
+    without host endpoints; raises naming the DCS and each endpoint's error when none answers. Host and port
+    only: credentials in a URL never reach a message."""
+    dcs_type = _check_dcs(dcs, source)
+    if dcs_type not in DCS_WITH_HOSTS:
+        return dcs_type, None
+    tried = []
+    for url in _dcs_endpoints(dcs_type, dcs[dcs_type]):
+        parts = urllib.parse.urlsplit(url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=DCS_CONNECT_TIMEOUT):
+                return dcs_type, f"{parts.hostname}:{parts.port}"
+        except OSError as exc:
+            tried.append(f"{parts.hostname}:{parts.port} ({exc.strerror or exc})")
+    raise CommandExecutionError(
+        f"the DCS ({dcs_type}) does not answer at {', '.join(tried)}; nothing was changed. Patroni needs it to "
+        "elect a leader and to keep one: bring it back (or correct the dcs section), then run again"
+    )
 
 
 def _split_credentials(urls):
@@ -2206,6 +2234,30 @@ def _checked_pillar_cluster(scope, settings, addresses):
     if _which("apt-cache") and _run(["apt-cache", "show", f"postgresql-{version}"], check=False).returncode:
         raise SaltInvocationError(f"no package postgresql-{version} in this host's apt sources")
     return {"version": version, "cluster": cluster, "port": values["port"], "vip": str(vip) if vip else None}
+
+
+@_host_errors
+def dcs_reachable(version, cluster):
+    """
+    Whether the DCS of cluster ``<version>-<cluster>`` answers: one of its endpoints, from the DCS section its
+    config is made from (as :py:func:`createconfig` finds it: pillar, else ``/etc/patroni/dcs.yml``), accepts a
+    TCP connection within 2 s. The formula checks it before changing anything, so that a DCS outage fails the
+    run at once, naming the DCS, rather than after a package, a file or a unit changed. Needs no Patroni or
+    DCS client installed. Returns ``{dcs, endpoint}`` (``endpoint`` None for kubernetes, raft and exhibitor,
+    which find their peers themselves); raises ``CommandExecutionError`` naming every endpoint tried.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.dcs_reachable 15 main
+    """
+    checked = _validated(version, cluster, {})
+    try:
+        dcs_type, endpoint = _dcs_answers(checked["dcs"], checked["settings"]["dcs_source"])
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"{checked['version']}-{checked['cluster']}: {exc}") from None
+    return {"dcs": dcs_type, "endpoint": endpoint}
 
 
 @_host_errors

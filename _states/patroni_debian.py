@@ -48,6 +48,29 @@ def pillar_valid(name):
     return ret
 
 
+def dcs_reachable(name, version, cluster):
+    """
+    The cluster's DCS answers (one endpoint of the DCS section its config is made from accepts a connection
+    within 2 s), checked before anything changes: a DCS outage fails the run at once, naming the DCS, and the
+    formula's other states, which require ``patroni.validate``, change nothing. Never changes anything.
+
+    .. code-block:: yaml
+
+        The DCS of 15-main answers:
+          patroni_debian.dcs_reachable:
+            - version: 15
+            - cluster: main
+    """
+    ret = _ret(name)
+    try:
+        answered = __salt__["patroni_debian.dcs_reachable"](version, cluster)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    where = f" at {answered['endpoint']}" if answered["endpoint"] else " (not checked: it finds its peers itself)"
+    ret["comment"] = f"{name}: {answered['dcs']}{where}"
+    return ret
+
+
 def program_installed(name):
     """
     This module file is installed where the configs name it (``/usr/share/patroni-debian/patroni_debian.py``),
@@ -350,7 +373,7 @@ def dynamic_configured(name, version, cluster):
             ret.update(result=None, comment=f"{name}: {', '.join(changes)} would be changed in the DCS")
             return ret
         done = __salt__["patroni_debian.patch_dynamic_config"](version, cluster)
-        left = __salt__["patroni_debian.dynamic_config_changes"](version, cluster)
+        left = __salt__["patroni_debian.dynamic_config_changes"](version, cluster, fresh=True)
         ret["changes"] = done["changes"]
         ret["comment"] = (
             f"{name}: {', '.join(done['changes'])} changed in the DCS"

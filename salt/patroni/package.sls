@@ -13,7 +13,7 @@ Debian's automatic main cluster stays off:
         # Patroni creates its clusters itself (Salt formula patroni)
         create_main_cluster = false
     - require:
-      - patroni_debian: Pillar patroni is valid
+      - sls: patroni.validate
 
 PostgreSQL, Patroni and the DCS client are installed:
   pkg.installed:

@@ -1,3 +1,14 @@
-# Everything else requires this: bad pillar fails here, before a package, a file or a unit changes.
+{%- from tpldir ~ "/map.jinja" import clusters with context %}
+# Everything else requires this file: bad pillar, or a DCS that does not answer, fails here, before a package, a
+# file or a unit changes.
 Pillar patroni is valid:
   patroni_debian.pillar_valid: []
+{%- for c in clusters %}
+
+The DCS of {{ c.scope }} answers:
+  patroni_debian.dcs_reachable:
+    - version: "{{ c.version }}"
+    - cluster: "{{ c.cluster }}"
+    - require:
+      - patroni_debian: Pillar patroni is valid
+{%- endfor %}

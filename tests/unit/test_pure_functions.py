@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import pwd
+import socket
 import sys
 
 import pytest
@@ -531,3 +532,26 @@ def test_timing_rule_refusals_name_the_keys(dcs, words):
 
 def test_a_timing_at_the_rule_s_edge_is_accepted():
     pd._check_timing_rule({"ttl": 25, "loop_wait": 5, "retry_timeout": 10})
+
+
+def test_a_dcs_that_refuses_connections_is_named_with_each_endpoint_and_no_secret():
+    dcs = {"etcd": {"url": "http://root:S3cret@127.0.0.1:1"}}
+    with pytest.raises(pd.CommandExecutionError) as refused:
+        pd._dcs_answers(dcs, "pillar")
+    assert "the DCS (etcd) does not answer at 127.0.0.1:1 (Connection refused); nothing was changed" in str(
+        refused.value
+    )
+    assert "S3cret" not in str(refused.value) and "root" not in str(refused.value)
+
+
+def test_a_dcs_answers_at_its_first_endpoint_that_accepts_a_connection():
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        dcs = {"etcd3": {"hosts": ["127.0.0.1:1", f"127.0.0.1:{port}"]}}
+        assert pd._dcs_answers(dcs, "pillar") == ("etcd3", f"127.0.0.1:{port}")
+
+
+def test_a_dcs_without_host_endpoints_is_not_probed():
+    assert pd._dcs_answers({"kubernetes": {"namespace": "db"}}, "pillar") == ("kubernetes", None)
