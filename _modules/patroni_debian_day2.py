@@ -21,6 +21,14 @@ __virtualname__ = "patroni_debian"
 
 # a /restart filter that matches nothing answers 503 with this text: nothing to do, not a failure
 NOTHING_PENDING = "restart conditions are not satisfied"
+# a replica refuses to run with a lower value than its primary: lowering one, the primary restarts first
+SHARED_MEMORY_SETTINGS = (
+    "max_connections",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+    "max_wal_senders",
+    "max_worker_processes",
+)
 TABLE_COLUMNS = ("member", "host", "role", "state", "timeline", "lag", "pending restart", "tags")
 
 
@@ -302,7 +310,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
         salt pg1 patroni_debian.switchover 15 main scheduled_at=2026-12-01T03:00+00:00
     """
     timeout = _seconds("timeout", timeout)
-    api = ops._api(version, cluster)
+    api = ops._acting_api(version, cluster)
     view = _view(api, settings=True)  # maximum_lag_on_failover, synchronous_mode
     leader = _healthy_leader(view, api.scope)
     if candidate is None:
@@ -353,7 +361,7 @@ def failover(version, cluster, candidate, force=False, timeout=120):
     timeout = _seconds("timeout", timeout)
     force = _boolean("force", force)
     candidate = str(candidate)
-    api = ops._api(version, cluster)
+    api = ops._acting_api(version, cluster)
     view = _view(api)
     leader = view["leader"]
     if leader is not None and view["leader_status"] and view["leader_status"].get("role") == "primary" and not force:
@@ -400,7 +408,7 @@ def restart(version, cluster, pending_only=True, timeout=120):
     """
     timeout = _seconds("timeout", timeout)
     body = {"restart_pending": True} if _boolean("pending_only", pending_only) else {}
-    api = ops._api(version, cluster)
+    api = ops._acting_api(version, cluster)
     started = time.monotonic()
     answer = api.call("POST", "/restart", body, expect=(200, 503), timeout=timeout)
     if NOTHING_PENDING in str(answer):
@@ -445,7 +453,7 @@ def reinit(version, cluster, timeout=300):
         salt pg3 patroni_debian.reinit 15 main
     """
     timeout = _seconds("timeout", timeout)
-    api = ops._api(version, cluster)
+    api = ops._acting_api(version, cluster)
     own = ops._own_status(api)
     leader = ops._leader_of(api.call("GET", "/cluster"))
     if own.get("role") == "primary" or (leader and leader["name"] == api.name):
@@ -478,3 +486,239 @@ def _wait_new_postmaster(api, before, timeout, started):
             return
         time.sleep(0.5)
     raise CommandExecutionError(f"{api.scope} on {api.name}: reinit did not finish within {timeout:g} s")
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole cluster: a rolling restart
+
+
+def _pending(view, member):
+    own = view["statuses"].get(member["name"]) or {}
+    return bool(member.get("pending_restart") or own.get("pending_restart"))
+
+
+def _unhealthy(view):
+    """``{member: why}`` for each member not running as the leader or a replica streaming on its timeline, and
+    the cluster's own problems (no single leader, a member on another timeline) under the key None."""
+    why = {}
+    for member in view["members"]:
+        own = view["statuses"].get(member["name"])
+        reason = (
+            "its Patroni does not answer" if own is None else ops._health(member["name"], own, view["leader_status"])
+        )
+        if reason:
+            why[member["name"]] = reason
+    problems = ops._cluster_problems(view["members"], view["leader"] or {})
+    if problems:
+        why[None] = "; ".join(problems)
+    return why
+
+
+def _lowered_settings(api, dynamic):
+    """The shared-memory settings the live config sets below what this member's PostgreSQL runs with: a
+    replica must not run with less than its primary, so for these the primary restarts first."""
+    wanted = ((dynamic.get("postgresql") or {}).get("parameters")) or {}
+    names = [name for name in SHARED_MEMORY_SETTINGS if name in wanted]
+    if not names:
+        return []
+    listed = ", ".join(f"'{name}'" for name in names)
+    proc = ops._local_sql(ops._config(api.scope), f"SELECT name, setting FROM pg_settings WHERE name IN ({listed})")
+    if proc.returncode:
+        raise CommandExecutionError(
+            f"{api.scope} on {api.name}: cannot read the running settings: {proc.stderr.strip()}"
+        )
+    running = dict(line.split("|", 1) for line in proc.stdout.split())
+    lowered = []
+    for name in names:
+        try:
+            if int(str(wanted[name])) < int(running[name]):
+                lowered.append(name)
+        except (KeyError, ValueError):
+            continue  # not a plain number: PostgreSQL itself will say what it makes of it
+    return lowered
+
+
+class _RollingRestart:
+    """One cluster's rolling restart, driven through the members' REST APIs: every step is gated on every
+    member being healthy, and a member that is not stops the run before another goes down."""
+
+    def __init__(self, version, cluster, timeout):
+        self.version, self.cluster, self.timeout = version, cluster, timeout
+        self.api = ops._acting_api(version, cluster)
+        self.done = []
+        self.expected = None  # the members at the start: one that drops out of the list is lost, not fine
+
+    def stop(self, why):
+        done = ", ".join(self.done) or "no member"
+        raise CommandExecutionError(
+            f"{self.api.scope}: rolling restart stopped: {why}; restarted so far: {done}; nothing else was restarted"
+        )
+
+    def healthy_view(self, settings=False):
+        view = _view(self.api, settings=settings)
+        why = self.unhealthy(view)
+        if why:
+            self.stop("not every member is healthy, and a restart now could take a second one down: " + _reasons(why))
+        return view
+
+    def restart(self, name):
+        """Restart member ``name`` through its own REST API, then wait until it streams (or leads) again;
+        any other member turning unhealthy meanwhile stops the run at once."""
+        view = self.healthy_view()
+        member = next(m for m in view["members"] if m["name"] == name)
+        if not _pending(view, member):
+            return
+        before = (view["statuses"].get(name) or {}).get("postmaster_start_time")
+        started = time.monotonic()
+        try:
+            answer = self.api.call(
+                "POST",
+                "/restart",
+                {"restart_pending": True},
+                expect=(200, 503),
+                base=_base(member),
+                timeout=self.timeout,
+            )
+        except CommandExecutionError as exc:
+            self.stop(f"{name} did not restart: {exc}")
+        if NOTHING_PENDING in str(answer):
+            return
+        if "restarted successfully" not in str(answer).lower():
+            self.stop(f"{name}: Patroni says: {answer}")
+        self.done.append(name)
+        self.wait_back(name, before, started)
+
+    def unhealthy(self, view):
+        """:py:func:`_unhealthy`, and each member of the start that the cluster no longer lists (its member key
+        expired: its Patroni stopped), which would otherwise look like a healthy, smaller cluster."""
+        listed = {member["name"] for member in view["members"]}
+        if self.expected is None:
+            self.expected = listed
+        why = _unhealthy(view)
+        for name in sorted(self.expected - listed):
+            why[name] = "it is no longer listed in the cluster (its Patroni stopped)"
+        return why
+
+    def wait_back(self, name, before, started):
+        why = {name: "(not looked yet)"}
+        while time.monotonic() - started < self.timeout:
+            try:
+                view = _view(self.api)
+            except CommandExecutionError as exc:
+                why = {None: str(exc)}
+            else:
+                why = self.unhealthy(view)
+                # while the primary restarts its replicas stop streaming; a member that goes down is another matter
+                others = {
+                    other: reason
+                    for other, reason in why.items()
+                    if other not in (name, None) and (view["statuses"].get(other) or {}).get("state") != "running"
+                }
+                if others:
+                    self.stop(f"while {name} restarted: " + _reasons(others))
+                now = (view["statuses"].get(name) or {}).get("postmaster_start_time")
+                if not why and now and now != before:
+                    return
+            time.sleep(0.5)
+        self.stop(f"{name} was not healthy again within {self.timeout:g} s: " + _reasons(why))
+
+    def run(self):
+        started = time.monotonic()
+        view = self.healthy_view(settings=True)
+        leader = _healthy_leader(view, self.api.scope)["name"]
+        pending = sorted(m["name"] for m in view["members"] if _pending(view, m))
+        result = {"leader": leader, "pending": pending, "restarted": self.done, "switchover": None}
+        if not pending:
+            return {**result, "order": None, "comment": "nothing waits for a restart", "seconds": 0}
+        replicas = [name for name in pending if name != leader]
+        lowered = _lowered_settings(self.api, view["dynamic"])
+        if lowered:
+            # a replica keeps the primary's higher value until the primary runs with the lower one
+            result["order"] = f"primary first: {', '.join(lowered)} decreased"
+            for name in [leader] + replicas:
+                self.restart(name)
+        else:
+            result["order"] = "replicas first, then a switchover"
+            for name in replicas:
+                self.restart(name)
+            if leader in pending:
+                self.healthy_view()
+                switched = switchover(self.version, self.cluster, timeout=self.timeout)
+                if not switched["rejoined"]:
+                    self.stop(f"after the switchover to {switched['new_leader']}: {switched['not_streaming']}")
+                result["switchover"] = {key: switched[key] for key in ("old_leader", "new_leader", "seconds")}
+                self.restart(leader)  # a no-op when its demotion applied the settings already
+        # a replica restarted before its primary ran with a lowered setting needs a second restart
+        left = self.wait_cleared(view["dynamic"])
+        for name in left:
+            self.restart(name)
+        result["still_pending"] = self.wait_cleared(view["dynamic"])
+        return {
+            **result,
+            "leader": self.healthy_view()["leader"]["name"],
+            "seconds": round(time.monotonic() - started, 1),
+        }
+
+    def wait_cleared(self, dynamic):
+        """The members still waiting for a restart once their Patroni had a loop to notice the restart (the
+        flag is computed in its loop, and the DCS copy lags one more)."""
+        deadline = time.monotonic() + 2 * float(dynamic.get("loop_wait", 10)) + 3
+        while True:
+            view = self.healthy_view()
+            left = sorted(m["name"] for m in view["members"] if _pending(view, m))
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
+
+
+def _reasons(why):
+    return "; ".join(reason if name is None else f"{name}: {reason}" for name, reason in why.items())
+
+
+def _scopes_led_here(version, cluster, clusters):
+    """The clusters this call drives: the one named, else each pillar cluster whose leader is this member."""
+    if version is not None or cluster is not None:
+        return [(ops._scope(version, cluster), version, cluster)]
+    chosen = []
+    for scope, version, cluster in ops._pillar_scopes(clusters, pillar=__pillar__):
+        api = ops._api(version, cluster)
+        leader = ops._leader_of(api.call("GET", "/cluster"))
+        if leader is None:
+            raise CommandExecutionError(f"{scope}: no member holds the leader key; nothing was restarted")
+        if leader["name"] == api.name:
+            chosen.append((scope, version, cluster))
+    return chosen
+
+
+def rolling_restart(version=None, cluster=None, clusters=None, timeout=300):
+    """
+    Restart, one member at a time, every PostgreSQL of the cluster that waits for a restart
+    (``pending_restart``), through Patroni's REST API: never the ``patroni@`` unit, which costs a failover.
+    Replicas go one by one, each gated on streaming again on the leader's timeline; then a switchover to the
+    best gated candidate; then the old leader, when its demotion did not apply the change already. When the
+    change decreases ``max_connections``, ``max_prepared_transactions``, ``max_locks_per_transaction``,
+    ``max_wal_senders`` or ``max_worker_processes``, the primary restarts first, in place (a replica cannot
+    run with less than its primary), then the replicas.
+
+    At most one member is down at any time: every step starts only when every member is healthy, and a member
+    that turns unhealthy meanwhile (a machine lost, a replica that does not come back) stops the run at once
+    with the reason, before another member is restarted. Nothing pending is a no-op.
+
+    With ``version`` and ``cluster``: that cluster. Without: every cluster of this minion's pillar (or those
+    named in ``clusters``) that this member leads, so that one member drives each cluster (the
+    ``orch.patroni_restart`` orchestration calls it on every member).
+
+    Returns ``{scope: {leader, pending, order, restarted, switchover, seconds}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.rolling_restart 15 main
+        salt -I 'patroni:role:*' patroni_debian.rolling_restart
+    """
+    timeout = _seconds("timeout", timeout)
+    return {
+        scope: _RollingRestart(version, cluster, timeout).run()
+        for scope, version, cluster in _scopes_led_here(version, cluster, clusters)
+    }

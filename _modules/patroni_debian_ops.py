@@ -103,6 +103,19 @@ def _api(version, cluster):
     return _Api(scope, _config(scope))
 
 
+def _acting_api(version, cluster):
+    """The member's REST API once its DCS answers: an operation that changes something fails at once, naming
+    the DCS, rather than half-way (Patroni itself would retry it for ``retry_timeout`` and then refuse)."""
+    scope = _scope(version, cluster)
+    config = _config(scope)
+    dcs = {key: config[key] for key in debian.DCS_TYPES if key in config}
+    try:
+        debian._dcs_answers(dcs, f"{debian.PATRONI_DIR}/{scope}.yml")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        raise CommandExecutionError(f"{scope}: {exc}") from None
+    return _Api(scope, config)
+
+
 # --------------------------------------------------------------------------------------------------
 # pure readings of Patroni's answers (unit-tested on answers captured from real clusters)
 
@@ -319,11 +332,15 @@ def dynamic_config(version, cluster):
     return debian._masked(_live_config(_api(version, cluster)))
 
 
-def dynamic_config_changes(version, cluster):
+def dynamic_config_changes(version, cluster, fresh=False):
     """
     What differs between the live DCS settings and ``bootstrap.dcs`` of this member's config file (the
     settings pillar declares, written by ``createconfig``): ``{"a.b": {"old", "new"}}``, secrets masked.
     Only the keys the config file sets count.
+
+    fresh
+        Read the DCS itself rather than Patroni's copy of it (``GET /config`` answers from the copy its last
+        loop read, stale for up to a loop after a change; a ``PATCH`` that changes nothing reads the DCS).
 
     CLI Example:
 
@@ -331,12 +348,13 @@ def dynamic_config_changes(version, cluster):
 
         salt pg1 patroni_debian.dynamic_config_changes 15 main
     """
-    return debian._masked(_changes(_api(version, cluster)))
+    return debian._masked(_changes(_api(version, cluster), fresh=fresh is True))
 
 
-def _changes(api):
+def _changes(api, fresh=False):
     wanted = (_config(api.scope).get("bootstrap") or {}).get("dcs") or {}
-    return _wanted_changes(wanted, _live_config(api))
+    live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503)) if fresh else None
+    return _wanted_changes(wanted, live if isinstance(live, dict) else _live_config(api))
 
 
 def _config_once(api):
@@ -383,7 +401,7 @@ def patch_dynamic_config(version, cluster, wait=True):
 
         salt pg1 patroni_debian.patch_dynamic_config 15 main
     """
-    api = _api(version, cluster)
+    api = _acting_api(version, cluster)
     for _ in range(PATCH_TRIES):
         changes = _changes(api)
         if not changes:  # nothing to do, or another member has just done it
@@ -473,6 +491,82 @@ def remove(version, cluster, purge=False):
     return plan
 
 
+MEMBER_GRAIN = "patroni_debian_clusters"  # the clusters the formula runs on this minion (salt/patroni/config.sls)
+
+
+def leave_undeclared(clusters=None, timeout=120):
+    """
+    Take this member out of each cluster the formula runs here (grain ``patroni_debian_clusters``) that this
+    minion's pillar no longer declares: ``patroni@`` and ``vip-manager@`` stopped and disabled, config and VIP
+    files removed, the data kept (:py:func:`remove`); returns only once the member is gone from the cluster as
+    its other members list it (a Patroni stopped cleanly drops its member key; else the key expires within
+    ``ttl``). Never ``patronictl remove``, which wipes the whole cluster from the DCS. Refused, changing
+    nothing, when this member leads the cluster: switch over first. The rollout (``orch.patroni``) calls it on
+    every minion with the grain; ``clusters`` narrows it to those named.
+
+    Returns ``{scope: {removed, members, seconds}}``; empty when pillar still declares everything here.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg3 patroni_debian.leave_undeclared
+    """
+    timeout = debian._check_seconds("timeout", timeout)
+    declared = {scope for scope, _, _ in _pillar_scopes()}
+    listed = (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []
+    named = _named_clusters(clusters)
+    leaving = sorted(
+        str(scope) for scope in listed if str(scope) not in declared and (named is None or str(scope) in named)
+    )
+    plans = {scope: _leaving_member(scope) for scope in leaving}  # every refusal before any change
+    result = {}
+    for scope, watch in plans.items():
+        started = time.monotonic()
+        version, cluster = scope.split("-", 1)
+        removed = remove(version, cluster)
+        members = _wait_gone(watch, timeout) if watch else []
+        __salt__["grains.remove"](MEMBER_GRAIN, scope)
+        result[scope] = {"removed": removed, "members": members, "seconds": round(time.monotonic() - started, 1)}
+    return result
+
+
+def _leaving_member(scope):
+    """``(this member's API, the REST bases of the others)`` to watch it leave ``scope`` from (read before its
+    config goes), None when Patroni does not run here (nothing to wait for); refused when this member leads."""
+    if not os.path.exists(f"{debian.PATRONI_DIR}/{scope}.yml") or not __salt__["service.status"](f"patroni@{scope}"):
+        return None
+    api = _Api(scope, _config(scope))
+    listing = api.call("GET", "/cluster")
+    leader = _leader_of(listing)
+    if leader is not None and leader["name"] == api.name:
+        raise CommandExecutionError(
+            f"{_minion()}: {scope}: leaving refused: {api.name} leads the cluster; switch over first "
+            f"(salt {_minion()} patroni_debian.switchover {scope.replace('-', ' ', 1)}), then run again"
+        )
+    others = [m["api_url"].rsplit("/", 1)[0] for m in listing.get("members", []) if m["name"] != api.name]
+    return (api, others) if others else None
+
+
+def _wait_gone(watch, timeout):
+    """Poll the other members' ``/cluster`` until this member's name is absent; the names listed then."""
+    api, others = watch
+    deadline = time.monotonic() + timeout
+    seen = "(not looked yet)"
+    while time.monotonic() < deadline:
+        for base in others:
+            try:
+                names = [m["name"] for m in api.call("GET", "/cluster", base=base).get("members", [])]
+            except CommandExecutionError as exc:
+                seen = str(exc)
+                continue
+            if api.name not in names:
+                return sorted(names)
+            seen = f"{base} still lists {api.name}"
+        time.sleep(0.5)
+    raise CommandExecutionError(f"{_minion()}: {api.scope}: stopped and removed here, yet after {timeout:g} s {seen}")
+
+
 def foreign_cluster(version, cluster):
     """
     The pg-common cluster ``<version>/<cluster>`` when it exists outside Patroni (Debian's automatic ``main``
@@ -537,8 +631,10 @@ def drop_foreign_cluster(version, cluster):
 # orchestration's Jinja is rendered before its first step and cannot know who leads by then
 
 
-def _pillar(key):
-    return debian._pillar_get(key, pillar=globals().get("__pillar__"))
+def _pillar(key, pillar=None):
+    """Pillar ``key``, from ``pillar`` when given (a sibling module that imports this one plainly has its own
+    ``__pillar__``; this one then has none)."""
+    return debian._pillar_get(key, pillar=pillar if pillar is not None else globals().get("__pillar__"))
 
 
 def _role():
@@ -564,10 +660,10 @@ def _named_clusters(clusters):
     return named
 
 
-def _pillar_scopes(clusters=None):
+def _pillar_scopes(clusters=None, pillar=None):
     """``[(scope, version, cluster)]`` of this minion's pillar ``patroni:clusters``, only those named if any."""
     named = _named_clusters(clusters)
-    declared = _pillar("patroni:clusters")
+    declared = _pillar("patroni:clusters", pillar)
     scopes = sorted(str(scope) for scope in declared if "-" in str(scope)) if isinstance(declared, dict) else []
     chosen = [scope for scope in scopes if named is None or scope in named]
     return [(scope, *scope.split("-", 1)) for scope in chosen]
@@ -739,14 +835,20 @@ def _leads_rollout(scope):
     return _role() == "bootstrap" and not (own and own.get("role") == "replica")
 
 
-def _accepts_writes(config):
-    """Whether the PostgreSQL of this host's config gives out a transaction id: a write, which a server in
-    recovery refuses. Through the local socket as postgres, so no password is involved."""
+def _local_sql(config, sql):
+    """``sql`` run on the PostgreSQL of this host's config, through the local socket as postgres (no password
+    involved): the finished process, its output unaligned, one row per line."""
     port = debian._listen_port(config)
     sockets = str((config.get("postgresql") or {}).get("parameters", {}).get("unix_socket_directories") or "")
     socket = sockets.split(",")[0].strip() or "/var/run/postgresql"
-    argv = ["psql", "-X", "-A", "-t", "-h", socket, "-p", str(port), "-d", "postgres", "-c", "SELECT txid_current()"]
-    return debian._run(argv, check=False, user="postgres").returncode == 0
+    argv = ["psql", "-X", "-A", "-t", "-h", socket, "-p", str(port), "-d", "postgres", "-c", sql]
+    return debian._run(argv, check=False, user="postgres")
+
+
+def _accepts_writes(config):
+    """Whether the PostgreSQL of this host's config gives out a transaction id: a write, which a server in
+    recovery refuses."""
+    return _local_sql(config, "SELECT txid_current()").returncode == 0
 
 
 def _member_once(api):

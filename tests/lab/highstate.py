@@ -61,6 +61,8 @@ def failures(steps):
         if step["result"] is False:
             lines.append(f"{step['__id__']}: {step['comment']}")
             for minion, states in (step["changes"].get("ret") or {}).items():
+                if isinstance(states, str):  # a function's error
+                    lines.append(f"  {minion}: {states}")
                 if isinstance(states, dict):
                     for state in states.values():
                         if isinstance(state, dict) and state.get("result") is False:

@@ -1,0 +1,179 @@
+"""The rolling restart: ``salt-run state.orchestrate orch.patroni_restart`` on a cluster the rollout made.
+
+A setting that needs a restart reaches every member one at a time, replicas first and the leader after a
+switchover, never more than one member down (sampled every 0.2 s all along); a decreasing ``max_connections``
+restarts the primary first; a replica powered off mid-run stops the run with its name before another member goes
+down, and the next run, once it is back, finishes the job. The tests run in file order on one set of machines.
+"""
+
+import subprocess
+import threading
+
+import highstate
+import machines
+import netlab
+import pytest
+from highstate import API_PORT, failures, pillar
+
+pytestmark = pytest.mark.lab
+
+RESTART = "Each cluster's leader restarts its members one at a time"
+
+
+class DownWatcher:
+    """Samples every member's ``/patroni`` in the background: the most members seen down (not answering, or
+    not ``running``) at one time."""
+
+    def __init__(self, lab):
+        self.lab, self.most_down, self.samples, self.worst = lab, 0, 0, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.is_set():
+            statuses = netlab.member_statuses(self.lab.nodes, API_PORT)
+            down = sorted(name for name, status in statuses.items() if not status or status.get("state") != "running")
+            self.samples += 1
+            if len(down) > self.most_down:
+                self.most_down, self.worst = len(down), {name: statuses[name] for name in down}
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def start_times(lab):
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return {name: (status or {}).get("postmaster_start_time") for name, status in statuses.items()}
+
+
+def postmaster_pid_file(machine):
+    """``machine``'s postmaster.pid, read on its disk from here: no process to start, so a restart is seen at
+    once (the file goes when PostgreSQL stops and comes back, another file, when it starts)."""
+    path = machine.merged / "var" / "lib" / "postgresql" / str(machine.lab.version) / "main" / "postmaster.pid"
+    try:
+        return path.stat().st_ino, path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def pending(lab):
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return sorted(name for name, status in statuses.items() if status and status.get("pending_restart"))
+
+
+def show(lab, setting):
+    """``SHOW <setting>`` on every member."""
+    shown = lab.salt("pg*", "cmd.run", f'psql -X -At -c "SHOW {setting}"', "runas=postgres")
+    return {minion: value.strip() for minion, value in shown.items()}
+
+
+def declare(lab, parameters):
+    """``parameters`` in pillar, brought to the live settings by the rollout; every member then waits for a
+    restart."""
+    lab.set_pillar(pillar(lab.version, dynamic={"postgresql": {"parameters": parameters}}))
+    code, steps, _ = highstate.orchestrate(lab, "orch.patroni")
+    assert code == 0, failures(steps)
+    names = {machine.name for machine in lab.nodes}
+    netlab.wait_until("every member waits for a restart", lambda: set(pending(lab)) == names, 60)
+
+
+def rolling_restart(lab, *args):
+    code, steps, output = highstate.orchestrate(lab, "orch.patroni_restart", *args)
+    returns = steps.get(RESTART, {}).get("changes", {}).get("ret", {})
+    driven = {minion: result for minion, result in returns.items() if result}
+    return code, steps, driven
+
+
+@pytest.fixture(scope="module")
+def lab(machine_lab):
+    machine_lab.reset_all()
+    machine_lab.set_pillar(pillar(machine_lab.version))
+    code, steps, _ = highstate.orchestrate(machine_lab, "orch.patroni")
+    assert code == 0, failures(steps)
+    return machine_lab
+
+
+def test_nothing_pending_is_a_no_op(lab):
+    before = start_times(lab)
+    code, steps, driven = rolling_restart(lab)
+    assert code == 0, failures(steps)
+    (result,) = [result[f"{lab.version}-main"] for result in driven.values()]
+    assert result["restarted"] == [] and result["comment"] == "nothing waits for a restart"
+    assert start_times(lab) == before
+
+
+def test_a_restart_setting_reaches_every_member_one_at_a_time_replicas_first(lab, timings):
+    declare(lab, {"shared_buffers": "48MB"})
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    replicas = sorted(machine.name for machine in lab.nodes if machine.name != leader)
+    before = start_times(lab)
+    with DownWatcher(lab) as watcher:
+        code, steps, driven = rolling_restart(lab)
+    assert code == 0, failures(steps)
+    assert list(driven) == [leader]  # the leader's minion drove the cluster; the others returned nothing
+    result = driven[leader][f"{lab.version}-main"]
+    timings[f"rolling restart of 3 members, replicas first + switchover ({lab.release})"] = result["seconds"]
+    assert result["order"] == "replicas first, then a switchover"
+    assert result["restarted"][:2] == replicas
+    assert result["switchover"]["old_leader"] == leader and result["switchover"]["new_leader"] in replicas
+    assert watcher.most_down <= 1 and watcher.samples >= 10, (watcher.most_down, watcher.worst)
+    after = start_times(lab)
+    assert all(after[name] != before[name] for name in before), (before, after)
+    assert set(show(lab, "shared_buffers").values()) == {"48MB"} and pending(lab) == []
+    assert netlab.health(lab.nodes, API_PORT)[0] == result["switchover"]["new_leader"]
+
+
+def test_a_decreasing_max_connections_restarts_the_primary_first(lab, timings):
+    declare(lab, {"shared_buffers": "48MB", "max_connections": 90})
+    leader, timeline = netlab.health(lab.nodes, API_PORT)
+    with DownWatcher(lab) as watcher:
+        code, steps, driven = rolling_restart(lab)
+    assert code == 0, failures(steps)
+    result = driven[leader][f"{lab.version}-main"]
+    timings[f"rolling restart of 3 members, primary first ({lab.release})"] = result["seconds"]
+    assert result["order"] == "primary first: max_connections decreased"
+    assert result["restarted"][0] == leader and len(result["restarted"]) == 3 and result["switchover"] is None
+    assert result["still_pending"] == []
+    assert watcher.most_down <= 1, (watcher.most_down, watcher.worst)
+    assert set(show(lab, "max_connections").values()) == {"90"} and pending(lab) == []
+    assert netlab.health(lab.nodes, API_PORT) == (leader, timeline)  # no switchover, no failover
+
+
+def test_a_replica_powered_off_mid_run_stops_it_before_a_second_member_goes_down(lab):
+    declare(lab, {"shared_buffers": "56MB", "max_connections": 90})
+    leader, timeline = netlab.health(lab.nodes, API_PORT)
+    first, second = sorted((m for m in lab.nodes if m.name != leader), key=lambda m: m.name)  # its restart order
+    before = start_times(lab)
+    argv = machines.salt_run_cli(lab.salt_config) + ["state.orchestrate", "orch.patroni_restart", "--out=json"]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        running = postmaster_pid_file(first)
+        netlab.wait_until(f"{first.name} restarting", lambda: postmaster_pid_file(first) != running, 120, 0.01)
+        second.power_cut()
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0, output
+    # stopped while waiting for the first to stream again, or, when the cut came that late, at the second's restart
+    assert "rolling restart stopped: " in output and f"restarted so far: {first.name};" in output, output
+    assert any(
+        f"{second.name}{why}" in output
+        for why in (": its Patroni does not answer", " did not restart", ": it is no longer listed")
+    ), output
+    after = start_times(lab)
+    assert after[leader] == before[leader] and after[first.name] != before[first.name]
+    assert netlab.leader_among([m for m in lab.nodes if m is not second], API_PORT) == leader
+
+    second.boot()
+    lab.wait_minions()
+    netlab.wait_until(f"{second.name} back", lambda: netlab.health(lab.nodes, API_PORT) == (leader, timeline), 180)
+    code, steps, driven = rolling_restart(lab)  # the next run finishes the job
+    assert code == 0, failures(steps)
+    assert set(show(lab, "shared_buffers").values()) == {"56MB"} and pending(lab) == []
