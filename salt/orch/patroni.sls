@@ -6,7 +6,10 @@
 
     Members are the minions with a role, targeted as salt/top.sls.example targets them. Everything that depends
     on who leads is asked of the members at run time (this file is rendered before its first step runs):
-      1. every member gets a fresh pillar and this release of the modules and states;
+      1. every member, and every minion the formula ran a cluster on (grain patroni_debian_clusters), gets a
+         fresh pillar and this release of the modules and states;
+      1b. a minion whose pillar no longer declares a cluster it runs leaves it (patroni_debian.leave_undeclared:
+         Patroni stopped and disabled, data kept, back once the others no longer list it; refused for a leader);
       2. first phase: the formula on every member, each keeping only the clusters it goes first in
          (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no replica); back
          once each such cluster is claimed (led, or its bootstrap under way), while the others install
@@ -22,6 +25,8 @@
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
+{#- members, and minions that ran a cluster and may have lost it from pillar since #}
+{%- set everyone = members ~ " or G@patroni_debian_clusters:*" %}
 {%- set requested = pillar.get("cluster") %}
 {%- set timeout = pillar.get("timeout", 120) %}
 {%- set problems = [] %}
@@ -56,7 +61,7 @@ The rollout's arguments are valid:
 Members have a fresh pillar:
   salt.function:
     - name: saltutil.refresh_pillar
-    - tgt: "{{ members }}"
+    - tgt: "{{ everyone }}"
     - tgt_type: compound
     - kwarg: {wait: True}
     - expect_minions: True
@@ -71,13 +76,27 @@ Members have a fresh pillar:
 Members have this release of the {{ kind }}:
   salt.function:
     - name: saltutil.sync_{{ kind }}
-    - tgt: "{{ members }}"
+    - tgt: "{{ everyone }}"
     - tgt_type: compound
     - expect_minions: True
     - timeout: 15
     - parallel: True
     - failhard: True
 {%- endfor %}
+
+Minions whose pillar no longer declares a cluster leave it:
+  salt.function:
+    - name: patroni_debian.leave_undeclared
+    - tgt: "{{ everyone }}"
+    - tgt_type: compound
+    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
+    - expect_minions: True
+    - timeout: 15
+    - failhard: True
+    - require:
+      - salt: Members have a fresh pillar
+      - salt: Members have this release of the modules
+      - salt: Members have this release of the states
 
 First phase, the member that goes first in each cluster is converged:
   salt.state:
@@ -88,9 +107,7 @@ First phase, the member that goes first in each cluster is converged:
     - timeout: 15
     - failhard: True
     - require:
-      - salt: Members have a fresh pillar
-      - salt: Members have this release of the modules
-      - salt: Members have this release of the states
+      - salt: Minions whose pillar no longer declares a cluster leave it
 
 Second phase, every member is converged:
   salt.state:

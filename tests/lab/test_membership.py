@@ -1,0 +1,138 @@
+"""Members in and out, declaratively, through ``salt-run state.orchestrate orch.patroni``.
+
+A minion given the cluster in pillar joins as a streaming replica, admitted by every member's pg_hba as it stands
+(the cluster's network), without a restart of the others; a minion whose pillar loses the cluster leaves it:
+Patroni stopped and disabled, data kept, the run back only once the others no longer list it; a leader's minion
+losing it is refused before anything changes. In the lab a minion's role comes from a grain in its minion config,
+so taking a minion "out of pillar" also takes that grain away, as an operator would take the role away.
+The tests run in file order on one set of machines.
+"""
+
+import ipaddress
+import json
+import time
+
+import highstate
+import netlab
+import pytest
+from highstate import API_PORT, failures, pillar
+
+pytestmark = pytest.mark.lab
+
+LEAVE = "Minions whose pillar no longer declares a cluster leave it"
+
+
+def give_role(machine, role):
+    """``machine``'s minion config with grain ``patroni_role`` set to ``role`` (None: no role), minion restarted."""
+    path = machine.merged / "etc" / "salt" / "minion"
+    config = json.loads(path.read_text())
+    config["grains"] = {"patroni_role": role} if role else {}
+    path.write_text(json.dumps(config))
+    machine.run(["systemctl", "restart", "salt-minion"])
+    machine.lab.wait_minions()
+
+
+def declare(lab, members):
+    """The cluster in the pillar of ``members`` (a glob over minion ids) only."""
+    lab.set_pillar(pillar(lab.version), target=f"'{members}'")
+
+
+def rollout(lab):
+    code, steps, output = highstate.orchestrate(lab, "orch.patroni")
+    return code, steps
+
+
+def start_times(lab, names):
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return {name: statuses[name]["postmaster_start_time"] for name in names}
+
+
+def listed(lab):
+    return sorted(m["name"] for m in json.loads(lab.nodes[0].http("/cluster", port=API_PORT))["members"])
+
+
+def admits_for_replication(machine, address):
+    """Whether ``machine``'s PostgreSQL, as it runs now, has a pg_hba rule for replication from ``address``."""
+    argv = ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-c"]
+    query = "SELECT address, netmask FROM pg_hba_file_rules WHERE 'replication' = ANY(database) AND address IS NOT NULL"
+    rows = [line.split("|") for line in machine.run(argv + [query]).stdout.split()]
+    wanted = ipaddress.ip_address(address)
+    networks = [
+        ipaddress.ip_network(f"{net}/{bin(int(ipaddress.ip_address(mask))).count('1')}", strict=False)
+        for net, mask in rows
+        if mask and ipaddress.ip_address(net).version == wanted.version
+    ]
+    return any(wanted in network for network in networks)
+
+
+@pytest.fixture(scope="module")
+def lab(machine_lab):
+    machine_lab.reset_all()
+    give_role(machine_lab.nodes[2], None)
+    declare(machine_lab, "pg[12]")
+    code, steps = rollout(machine_lab)
+    assert code == 0, failures(steps)
+    assert listed(machine_lab) == ["pg1", "pg2"]
+    yield machine_lab
+    give_role(machine_lab.nodes[2], "replica")
+
+
+def test_a_minion_given_the_cluster_joins_and_no_other_member_restarts(lab, timings):
+    pg3 = lab.nodes[2]
+    before = start_times(lab, ("pg1", "pg2"))
+    give_role(pg3, "replica")
+    declare(lab, "pg*")
+    started = time.monotonic()
+    code, steps = rollout(lab)
+    assert code == 0, failures(steps)
+    assert netlab.wait_until("pg3 streaming", lambda: netlab.health(lab.nodes, API_PORT), 60) == ("pg1", 1)
+    timings[f"membership: pg3 given the cluster → rollout done, pg3 streaming ({lab.release})"] = (
+        time.monotonic() - started
+    )
+    assert listed(lab) == ["pg1", "pg2", "pg3"]
+    assert start_times(lab, ("pg1", "pg2")) == before
+    assert all(admits_for_replication(machine, pg3.address) for machine in lab.nodes)
+
+
+def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(lab, timings):
+    pg3 = lab.nodes[2]
+    before = start_times(lab, ("pg1", "pg2"))
+    give_role(pg3, None)
+    declare(lab, "pg[12]")
+    code, steps = rollout(lab)
+    assert code == 0, failures(steps)
+    left = steps[LEAVE]["changes"]["ret"]["pg3"][f"{lab.version}-main"]
+    timings[f"membership: pg3 leaves → gone from the cluster ({lab.release})"] = left["seconds"]
+    assert left["members"] == ["pg1", "pg2"] and listed(lab) == ["pg1", "pg2"]
+    assert f"patroni@{lab.version}-main" in left["removed"]
+    unit = f"patroni@{lab.version}-main"
+    assert pg3.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "inactive"
+    assert pg3.run(["systemctl", "is-enabled", unit], check=False).stdout.strip() == "disabled"
+    assert not pg3.run(["test", "-e", f"/etc/patroni/{lab.version}-main.yml"], check=False).returncode == 0
+    assert pg3.run(["test", "-f", f"/var/lib/postgresql/{lab.version}/main/PG_VERSION"], check=False).returncode == 0
+    assert start_times(lab, ("pg1", "pg2")) == before
+    assert lab.salt("pg3", "grains.get", "patroni_debian_clusters")["pg3"] in ([], "", None)
+    code, steps = rollout(lab)  # a second run has nothing left to do, and no longer targets pg3 at all
+    assert code == 0 and "pg3" not in steps[LEAVE]["changes"]["ret"], failures(steps)
+
+
+def test_the_leader_s_minion_losing_the_cluster_is_refused_before_anything_changes(lab):
+    pg1 = lab.nodes[0]
+    leader, timeline = netlab.health(lab.nodes[:2], API_PORT)
+    assert leader == "pg1"
+    before = start_times(lab, ("pg1", "pg2"))
+    give_role(pg1, None)
+    declare(lab, "pg2")
+    try:
+        code, steps = rollout(lab)
+        assert code != 0
+        assert (
+            f"pg1: {lab.version}-main: leaving refused: pg1 leads the cluster; switch over first "
+            f"(salt pg1 patroni_debian.switchover {lab.version} main), then run again"
+        ) in failures(steps)
+        assert not any(step.startswith("First phase") for step in steps)  # the run stopped there
+        assert netlab.health(lab.nodes[:2], API_PORT) == (leader, timeline)
+        assert start_times(lab, ("pg1", "pg2")) == before
+    finally:
+        give_role(pg1, "bootstrap")
+        declare(lab, "pg[12]")
