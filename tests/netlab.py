@@ -386,6 +386,15 @@ class Lab:
             )
         wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
 
+    def stop_etcd(self):
+        """The DCS gone: etcd killed (connections refused), its data kept for :py:meth:`start_etcd`."""
+        self.etcd.kill()
+        self.etcd.wait()
+
+    def start_etcd(self):
+        """etcd started again on its data, once :py:meth:`stop_etcd` stopped it."""
+        Lab._start_etcd(self)
+
     def clear_dcs(self):
         """Forget every cluster in etcd, as before a fresh rollout."""
         _sh(
