@@ -72,7 +72,12 @@ def vip_answers(lab, port):
 
 
 def link(machine, state):
+    """``machine``'s network link down, as a dead host's, or up again with its default route (which a link
+    taken down loses)."""
     subprocess.run(["ip", "-n", machine.netns, "link", "set", "eth0", state], check=True)
+    if state == "up":
+        route = ["route", "replace", "default", "via", netlab.GATEWAY, "dev", "eth0"]
+        subprocess.run(["ip", "-n", machine.netns, *route], check=True)
 
 
 def failover_once(lab):

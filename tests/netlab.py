@@ -396,7 +396,8 @@ class Lab:
         Lab._start_etcd(self)
 
     def clear_dcs(self):
-        """Forget every cluster in etcd, as before a fresh rollout."""
+        """Forget every cluster in etcd, as before a fresh rollout: the v3 keys (etcd3) and the v2 ones (etcd, which
+        vip-manager 1.0.2 reads), which etcd keeps apart."""
         _sh(
             "ip",
             "netns",
@@ -409,6 +410,14 @@ class Lab:
             "/",
             env={**os.environ, "ETCDCTL_API": "3"},
         )
+        code = (
+            "import json, sys, urllib.request\n"
+            "base = sys.argv[1]\n"
+            "for node in json.load(urllib.request.urlopen(base + '/', timeout=5))['node'].get('nodes', []):\n"
+            "    url = base + node['key'] + '?recursive=true' + ('&dir=true' if node.get('dir') else '')\n"
+            "    urllib.request.urlopen(urllib.request.Request(url, method='DELETE'), timeout=5)\n"
+        )
+        _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, f"http://{ETCD}/v2/keys")
 
     def _keep_logs(self):
         """Copy every log of the lab to $PATRONI_DEBIAN_LAB_LOGS, when set, before it is removed."""

@@ -239,9 +239,13 @@ def test_a_vip_follows_the_leader_of_its_cluster(cluster):
         holders = [m.name for m in lab.nodes if "10.77.0.100/24" in m.run(["ip", "-o", "address", "show"]).stdout]
         return state and holders == [state[0]] and holders
 
-    netlab.wait_until(f"the VIP on the leader of {lab.version}-vip only", vip_on_the_leader_only, 60)
+    leader = netlab.wait_until(f"the VIP on the leader of {lab.version}-vip only", vip_on_the_leader_only, 60)[0]
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
+    # the leader changes: the VIP follows, every member's vip-manager watching the leader key
+    switched = lab.salt(leader, "patroni_debian.switchover", lab.version, "vip")[leader]
+    assert isinstance(switched, dict) and switched["new_leader"] != leader, switched
+    assert netlab.wait_until("the VIP on the new leader only", vip_on_the_leader_only, 60) == [switched["new_leader"]]
 
 
 def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
