@@ -708,7 +708,7 @@ def rolling_restart(version=None, cluster=None, clusters=None, timeout=300):
     named in ``clusters``) that this member leads, so that one member drives each cluster (the
     ``orch.patroni_restart`` orchestration calls it on every member).
 
-    Returns ``{scope: {leader, pending, order, restarted, switchover, seconds}}``.
+    Returns ``{scope: {leader, pending, order, restarted, switchover, still_pending, seconds}}``.
 
     CLI Example:
 
