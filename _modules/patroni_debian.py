@@ -1155,7 +1155,7 @@ def _settings(version, cluster, kwargs):
 def _check_timing(timing):
     if timing is None:
         return "debian"
-    if timing not in TIMING_PROFILES:
+    if not isinstance(timing, str) or timing not in TIMING_PROFILES:
         raise SaltInvocationError(f"timing: {timing!r} is not a profile; use one of {', '.join(TIMING_PROFILES)}")
     return timing
 

@@ -54,6 +54,7 @@ BAD_PILLAR = [
     ("two DCS types", bad(dcs={"etcd": {"host": "a:1"}, "consul": {"host": "b:1"}}), ["exactly one"]),
     ("dynamic not a mapping", bad(cluster={"dynamic": ["ttl", 20]}), [WHERE, "dynamic", "mapping"]),
     ("timing profile unknown", bad(cluster={"timing": "quick"}), [WHERE, "timing: 'quick' is not a profile", "fast"]),
+    ("timing a list", bad(cluster={"timing": ["fast"]}), [WHERE, "timing: ['fast'] is not a profile", "debian"]),
     (
         "timing rule broken by dynamic",
         bad(cluster={"timing": "fast", "dynamic": {"loop_wait": 11}}),
