@@ -93,7 +93,6 @@ def _rows(view):
     """One row per member for people and for states: role, state, timeline, lag, pending restart, tags."""
     rows = {}
     for member in sorted(view["members"], key=lambda m: m["name"]):
-        own = view["statuses"].get(member["name"]) or {}
         lag = _lag(view, member)
         rows[member["name"]] = {
             "host": member.get("host"),
@@ -102,10 +101,32 @@ def _rows(view):
             "state": member.get("state"),
             "timeline": member.get("timeline"),
             "lag": "unknown" if lag is None else lag,
-            "pending_restart": bool(member.get("pending_restart") or own.get("pending_restart")),
+            "pending_restart": _pending(view, member),
             "tags": member.get("tags") or {},
         }
     return rows
+
+
+def _pending(view, member):
+    own = view["statuses"].get(member["name"]) or {}
+    return bool(member.get("pending_restart") or own.get("pending_restart"))
+
+
+def _unhealthy(view):
+    """``{member: why}`` for each member not running as the leader or a replica streaming on its timeline, and
+    the cluster's own problems (no single leader, a member on another timeline) under the key None."""
+    why = {}
+    for member in view["members"]:
+        own = view["statuses"].get(member["name"])
+        reason = (
+            "its Patroni does not answer" if own is None else ops._health(member["name"], own, view["leader_status"])
+        )
+        if reason:
+            why[member["name"]] = reason
+    problems = ops._cluster_problems(view["members"], view["leader"] or {})
+    if problems:
+        why[None] = "; ".join(problems)
+    return why
 
 
 def _table(scope, rows):
@@ -266,12 +287,7 @@ def _wait_all_streaming(api, timeout, started):
     pending = ["(not looked yet)"]
     while time.monotonic() - started < timeout:
         try:
-            view = _view(api)
-            pending = [
-                m["name"]
-                for m in view["members"]
-                if ops._health(m["name"], view["statuses"].get(m["name"]) or {}, view["leader_status"])
-            ] + ops._cluster_problems(view["members"], view["leader"] or {})
+            pending = [name or problems for name, problems in _unhealthy(_view(api)).items()]
         except CommandExecutionError:
             pending = ["(the cluster does not answer)"]
         if not pending:
@@ -490,28 +506,6 @@ def _wait_new_postmaster(api, before, timeout, started):
 
 # --------------------------------------------------------------------------------------------------
 # the whole cluster: a rolling restart
-
-
-def _pending(view, member):
-    own = view["statuses"].get(member["name"]) or {}
-    return bool(member.get("pending_restart") or own.get("pending_restart"))
-
-
-def _unhealthy(view):
-    """``{member: why}`` for each member not running as the leader or a replica streaming on its timeline, and
-    the cluster's own problems (no single leader, a member on another timeline) under the key None."""
-    why = {}
-    for member in view["members"]:
-        own = view["statuses"].get(member["name"])
-        reason = (
-            "its Patroni does not answer" if own is None else ops._health(member["name"], own, view["leader_status"])
-        )
-        if reason:
-            why[member["name"]] = reason
-    problems = ops._cluster_problems(view["members"], view["leader"] or {})
-    if problems:
-        why[None] = "; ".join(problems)
-    return why
 
 
 def _lowered_settings(api, dynamic):

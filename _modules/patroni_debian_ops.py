@@ -353,16 +353,23 @@ def dynamic_config_changes(version, cluster, fresh=False):
 
 def _changes(api, fresh=False):
     wanted = (_config(api.scope).get("bootstrap") or {}).get("dcs") or {}
-    live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503)) if fresh else None
+    live = _config_from_dcs(api) if fresh else None
     return _wanted_changes(wanted, live if isinstance(live, dict) else _live_config(api))
 
 
+def _config_from_dcs(api):
+    """The settings as the DCS holds them now: what a ``PATCH /config`` that changes nothing answers with (Patroni
+    reads the DCS for it, where ``GET /config`` answers from its last loop's copy); not a mapping when the DCS
+    holds none yet."""
+    return api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+
+
 def _config_once(api):
-    """``GET /config``, or when it answers 502 (right after a bootstrap), the settings a ``PATCH`` that
-    changes nothing answers with; not a mapping when the DCS holds none yet."""
+    """``GET /config``, or when it answers 502 (right after a bootstrap), the settings as the DCS holds them;
+    not a mapping when the DCS holds none yet."""
     live = api.call("GET", "/config", expect=(200, 502))
     if not isinstance(live, dict):
-        live = api.call("PATCH", "/config", NO_CHANGE, expect=(200, 503))
+        live = _config_from_dcs(api)
     return live
 
 
@@ -499,8 +506,8 @@ def leave_undeclared(clusters=None, timeout=120):
     Take this member out of each cluster the formula runs here (grain ``patroni_debian_clusters``) that this
     minion's pillar no longer declares: ``patroni@`` and ``vip-manager@`` stopped and disabled, config and VIP
     files removed, the data kept (:py:func:`remove`); returns only once the member is gone from the cluster as
-    its other members list it (a Patroni stopped cleanly drops its member key; else the key expires within
-    ``ttl``). Never ``patronictl remove``, which wipes the whole cluster from the DCS. Refused, changing
+    its other members list it (a Patroni stopped cleanly leaves its member key to expire: within ``ttl``).
+    Never ``patronictl remove``, which wipes the whole cluster from the DCS. Refused, changing
     nothing, when this member leads the cluster: switch over first. The rollout (``orch.patroni``) calls it on
     every minion with the grain; ``clusters`` narrows it to those named.
 

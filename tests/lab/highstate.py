@@ -24,6 +24,13 @@ def pillar(version, dynamic=None, password=PASSWORD, more=()):
     return {"patroni": {"dcs": DCS, "clusters": clusters}}
 
 
+def start_times(lab, names=None):
+    """Each member's postmaster start time (of ``names`` only, when given): a restart would change it. Every member
+    asked for must answer."""
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return {name: statuses[name]["postmaster_start_time"] for name in names or statuses}
+
+
 def highstate(lab, target="*", test=False):
     returns = lab.salt(target, "state.highstate", *(["test=True"] if test else []), timeout=400)
     assert returns and all(isinstance(states, dict) for states in returns.values()), returns

@@ -15,7 +15,7 @@ import time
 import highstate
 import netlab
 import pytest
-from highstate import API_PORT, failures, pillar
+from highstate import API_PORT, failures, pillar, start_times
 
 pytestmark = pytest.mark.lab
 
@@ -40,11 +40,6 @@ def declare(lab, members):
 def rollout(lab):
     code, steps, output = highstate.orchestrate(lab, "orch.patroni")
     return code, steps
-
-
-def start_times(lab, names):
-    statuses = netlab.member_statuses(lab.nodes, API_PORT)
-    return {name: statuses[name]["postmaster_start_time"] for name in names}
 
 
 def listed(lab):

@@ -7,6 +7,7 @@ replica and never of the leader. The tests run in file order on one cluster made
 import machines
 import netlab
 import pytest
+from highstate import start_times
 
 pytestmark = pytest.mark.lab
 
@@ -32,12 +33,6 @@ def call(lab, target, function, *args):
 def leader_and_replicas(lab):
     leader, _ = netlab.wait_until("healthy", lambda: netlab.health(lab.nodes, API_PORT), 120)
     return leader, sorted(m.name for m in lab.nodes if m.name != leader)
-
-
-def start_times(lab):
-    return {
-        name: status["postmaster_start_time"] for name, status in netlab.member_statuses(lab.nodes, API_PORT).items()
-    }
 
 
 def settled_status(lab, target):

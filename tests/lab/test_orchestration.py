@@ -14,7 +14,7 @@ import machines
 import netlab
 import pytest
 import highstate
-from highstate import API_PORT, failures, pillar
+from highstate import API_PORT, failures, pillar, start_times
 
 pytestmark = pytest.mark.lab
 
@@ -37,12 +37,6 @@ def changed_states(steps):
         for minion, states in steps[phase]["changes"].get("ret", {}).items():
             changed += [f"{minion}: {state['__id__']}" for state in states.values() if state["changes"]]
     return changed
-
-
-def start_times(lab):
-    """Each member's postmaster start time: a restart would change it."""
-    statuses = netlab.member_statuses(lab.nodes, API_PORT)
-    return {name: status["postmaster_start_time"] for name, status in statuses.items()}
 
 
 def write_on(lab, leader):

@@ -13,7 +13,7 @@ import highstate
 import machines
 import netlab
 import pytest
-from highstate import API_PORT, failures, pillar
+from highstate import API_PORT, failures, pillar, start_times
 
 pytestmark = pytest.mark.lab
 
@@ -45,11 +45,6 @@ class DownWatcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def start_times(lab):
-    statuses = netlab.member_statuses(lab.nodes, API_PORT)
-    return {name: (status or {}).get("postmaster_start_time") for name, status in statuses.items()}
 
 
 def postmaster_pid_file(machine):
@@ -167,7 +162,7 @@ def test_a_replica_powered_off_mid_run_stops_it_before_a_second_member_goes_down
         f"{second.name}{why}" in output
         for why in (": its Patroni does not answer", " did not restart", ": it is no longer listed")
     ), output
-    after = start_times(lab)
+    after = start_times(lab, (leader, first.name))  # the second is powered off
     assert after[leader] == before[leader] and after[first.name] != before[first.name]
     assert netlab.leader_among([m for m in lab.nodes if m is not second], API_PORT) == leader
 
