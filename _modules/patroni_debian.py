@@ -13,12 +13,14 @@ dunders when they exist.
 import contextlib
 import copy
 import ctypes
+import difflib
 import fcntl
 import functools
 import glob
 import ipaddress
 import json
 import logging
+import math
 import os
 import pwd
 import re
@@ -106,6 +108,23 @@ OPTIONS = (
 # on the command line must not drop the superuser's from pillar.
 MERGED_OPTIONS = ("authentication", "dynamic", "config")
 AUTHENTICATION_ROLES = ("replication", "superuser", "rewind")
+# what Patroni takes for each role: the name, the password and libpq's TLS settings
+AUTHENTICATION_KEYS = (
+    "username",
+    "password",
+    "sslmode",
+    "sslkey",
+    "sslpassword",
+    "sslcert",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslnegotiation",
+    "gssencmode",
+    "channel_binding",
+)
+ROLE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.$-]*", re.ASCII)
+PG_HBA_KEYWORDS = ("all", "sameuser", "samerole", "samegroup", "replication", "public", "none")
 # How fast a cluster notices a lost leader, as bootstrap.dcs's timing keys. debian: Patroni's and Debian's
 # defaults, a failover within ttl + loop_wait = 40 s; fast: within 25 s, at twice the DCS writes. Both keep
 # Patroni's rule loop_wait + 2 × retry_timeout <= ttl and its minimums (ttl 20, loop_wait 1, retry_timeout 3).
@@ -121,16 +140,59 @@ CLUSTER_RE = re.compile(r"\w[-.\w]*", re.ASCII)
 # NAMEDATALEN - 1, PostgreSQL's own limit for names: file, unit and DCS key names built from it stay short.
 CLUSTER_MAX = 63
 SCOPE_FILE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
-SECRET_KEY_RE = re.compile(r"(^|_)(password|passwd|token|secret)$", re.I)
+# A key whose value is a secret wherever it appears (``sslpassword``, ``standby_cluster.password``, zookeeper's
+# ``auth_data``, ``ssl_passphrase_command``, which holds one inside a command): one rule for every output.
+SECRET_KEY_RE = re.compile(r"(?i)passw(?:or)?d|passphrase|token|secret|auth_data|credential|private_key")
+NOT_SECRET_KEYS = ("password_encryption",)  # names a hash method, and DBAs read it in diffs
 MASK = "********"
 # Secrets inside values: ``password=…`` in a libpq key=value string or a URI query, and a URL's userinfo.
-SECRET_PAIR_RE = re.compile(r"(?i)\b(\w*(?:password|passwd|token|secret))(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|[^\s&'#]+)")
-URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
+# A ``key=value`` or ``key: value`` pair (libpq, a URI query, an environment assignment, YAML, a message) masks
+# its next word; a command's setting (``ssl_passphrase_command: echo x``) holds its secret anywhere in the rest of
+# the line, so all of that goes.
+SECRET_PAIR_RE = re.compile(
+    r"(?i)\b(\w*(?:passw(?:or)?d|passphrase|token|secret)\w*)(\s*(?:=|:)\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?<=_command: )[^\n]+|(?<=_command=)[^\n]+|[^\s&'\"#]+)"
+)
+# A URL's password runs to the line's last ``@``: a ``/``, ``@``, space or quote typed into it (unencoded) must not
+# cut the mask short. Masking a little too much of a message is harmless; leaving a tail of a password is not.
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):[^\n]*@")
+SHORTEST_LITERAL_SECRET = 4  # shorter pillar secrets are masked only where a key or a URL shows them
 # Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
 # run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
+# Folders a data directory may neither be, contain, nor (but for DATA_PARENTS) lie in.
+SYSTEM_FOLDERS = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/spool",
+    "/var/tmp",
+    PG_HOME,
+)
+DATA_PARENTS = ("/", "/home", "/opt", "/srv", "/var", "/var/lib", PG_HOME)  # a data directory may lie below these
 LOCK_DIR = "/run/postgresql"
 LOCK_FILE = "/run/postgresql/patroni-debian.lock"
 LOCK_WAIT = 120
+MAX_WAIT = 86400  # seconds: the longest wait any timeout may ask for
 READ_LIMIT = 1 << 20  # no config, DCS fragment or env file is near this; a larger one is not one of them
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -188,9 +250,12 @@ def _run(argv, check=True, user=None, env=None):
 
 
 def _host_errors(function):
-    """Report a failed system call (no space, read-only, permission, name too long) as the host's error.
+    """Report a failed system call (no space, read-only, permission, name too long) as the host's error, and
+    mask every secret in every error message.
 
-    Every public function wears it: a traceback names no file and says nothing a user can act on.
+    Every public function of every file of the module wears it: a traceback names no file and says nothing a
+    user can act on, and a message may quote a value from pillar that holds a secret in a place no rule
+    expects. The pillar is the one Salt gave the function's own file.
     """
 
     @functools.wraps(function)
@@ -199,7 +264,11 @@ def _host_errors(function):
             return function(*args, **kwargs)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            raise CommandExecutionError(f"{where}{exc.strerror or exc}") from exc
+            error = CommandExecutionError(f"{where}{exc.strerror or exc}")
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            error = exc
+        message = _scrub(str(error), _pillar_secrets(function.__globals__.get("__pillar__")))
+        raise type(error)(message) from None
 
     return wrapper
 
@@ -319,23 +388,54 @@ def _deep_merge(base, override):
 
 
 def _is_secret_key(key):
-    return isinstance(key, str) and bool(SECRET_KEY_RE.search(key))
+    return isinstance(key, str) and key.lower() not in NOT_SECRET_KEYS and bool(SECRET_KEY_RE.search(key))
 
 
-def _scrub(text):
-    """``text`` with the secrets inside it masked: ``password=…`` pairs and a URL's userinfo password.
+def _scrub(text, secrets=()):
+    """``text`` with the secrets inside it masked: ``password=…`` pairs, a URL's userinfo password, and each of
+    ``secrets`` (literal values, e.g. pillar's, see ``_pillar_secrets``) wherever it stands.
 
-    Any string may carry one (a ``primary_conninfo``, an etcd ``url``, a message quoting either); masking a
-    little too much in output is harmless, missing one is not.
+    Any string may carry one (a ``primary_conninfo``, an etcd ``url``, a message quoting either, a password typed
+    into the wrong key); masking a little too much in output is harmless, missing one is not.
     """
+    text = str(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
     text = SECRET_PAIR_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     return URL_USERINFO_RE.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
 
 
+def _pillar_secrets(pillar=None):
+    """Every secret in pillar ``patroni`` as a literal: values under secret keys, URL passwords, ``password=``
+    values. An error that quotes one of them in an unexpected place (a password pasted into ``endpoint``) still
+    shows a mask."""
+    found = set()
+
+    def walk(value, secret):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, secret or _is_secret_key(key))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, secret)
+        elif isinstance(value, str):
+            if secret:
+                found.add(value)
+            found.update(match.group(3).strip("'\"") for match in SECRET_PAIR_RE.finditer(value))
+            for match in re.finditer(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@]*:([^\n]*)@", value):
+                found.add(match.group(1))
+        elif secret and value is not None and not isinstance(value, bool):
+            found.add(str(value))
+
+    walk(_pillar_get("patroni", pillar=pillar), False)
+    return {secret for secret in found if len(secret) >= SHORTEST_LITERAL_SECRET}
+
+
 def _masked(value, key=None):
-    """``value`` with every secret replaced by a mask, for output, logs and errors."""
+    """``value`` with every secret replaced by a mask, for output, logs and errors. Under a secret key every
+    value is masked, keeping the shape (a diff's old/new, zookeeper's ``auth_data`` pairs)."""
     if _is_secret_key(key) and value is not None:
-        return MASK
+        return _all_masked(value)
     if isinstance(value, dict):
         return {k: _masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
@@ -345,22 +445,35 @@ def _masked(value, key=None):
     return value
 
 
-def _diff(old, new, prefix=""):
-    """Key-by-key differences of two parsed documents, as ``{"a.b": {"old": …, "new": …}}``, secrets masked."""
+def _all_masked(value):
+    if isinstance(value, dict):
+        return {key: _all_masked(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_all_masked(item) for item in value]
+    return None if value is None else MASK
+
+
+def _diff(old, new, prefix="", secret=False):
+    """Key-by-key differences of two parsed documents, as ``{"a.b": {"old": …, "new": …}}``, secrets masked
+    (everything below a secret key too)."""
+
+    def shown(value, key):
+        return _all_masked(value) if secret and value is not None else _masked(value, key)
+
     if not (isinstance(old, dict) and isinstance(new, dict)):
         if old == new:
             return {}
         key = prefix.rsplit(".", 1)[-1]
-        return {prefix or "(document)": {"old": _masked(old, key), "new": _masked(new, key)}}
+        return {prefix or "(document)": {"old": shown(old, key), "new": shown(new, key)}}
     changes = {}
     for key in list(old) + [k for k in new if k not in old]:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in new:
-            changes[path] = {"old": _masked(old[key], key), "new": None}
+            changes[path] = {"old": shown(old[key], key), "new": None}
         elif key not in old:
-            changes[path] = {"old": None, "new": _masked(new[key], key)}
+            changes[path] = {"old": None, "new": shown(new[key], key)}
         else:
-            changes.update(_diff(old[key], new[key], path))
+            changes.update(_diff(old[key], new[key], path, secret or _is_secret_key(key)))
     return changes
 
 
@@ -436,11 +549,17 @@ def _check_port(port):
 
 
 def _check_seconds(name, value):
-    """``value`` as a number of seconds (float)."""
+    """``value`` as a number of seconds (float): finite, more than 0, at most a day (a wait that long is a
+    typo, and ``.inf`` or ``.nan`` would wait forever)."""
     try:
-        return float(value)
+        seconds = float(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):
-        raise SaltInvocationError(f"{name}: {value!r} is not a number of seconds") from None
+        seconds = None
+    if seconds is None or not math.isfinite(seconds):
+        raise SaltInvocationError(f"{name}: {value!r} is not a number of seconds")
+    if not 0 < seconds <= MAX_WAIT:
+        raise SaltInvocationError(f"{name}: {value!r} must be more than 0 and at most {MAX_WAIT} seconds")
+    return seconds
 
 
 def _check_force(force):
@@ -537,24 +656,76 @@ def _check_mapping(name, value):
     return value
 
 
+def _check_patroni_keys(name, value, known):
+    """A mapping of Patroni settings whose top-level keys Patroni knows."""
+    value = _check_mapping(name, value)
+    _check_known_keys(name, value, known)
+    return value
+
+
 def _check_authentication(authentication):
-    """``{role: {username, password, …}}`` for Patroni's roles; a role given as a string would crash later."""
+    """``{role: {username, password, …}}`` for Patroni's roles; a role given as a string would crash later, a name
+    pg_hba would read as syntax opens it, and a password with a line break can never be written to a pgpass."""
     authentication = _check_mapping("authentication", authentication)
     for role, credentials in authentication.items():
         if role not in AUTHENTICATION_ROLES:
             raise SaltInvocationError(
-                f"authentication: unknown role {role!r}; Patroni's roles are {', '.join(AUTHENTICATION_ROLES)}"
+                f"authentication: unknown role {role!r}{_suggestion(role, AUTHENTICATION_ROLES)}; Patroni's roles are "
+                f"{', '.join(AUTHENTICATION_ROLES)}"
             )
         if not isinstance(credentials, dict):
             raise SaltInvocationError(
                 f"authentication:{role}: expected a mapping such as {{username: replicator, password: …}}, "
                 f"got {type(credentials).__name__}"
             )
-        for key in ("username", "password"):
-            value = credentials.get(key)
+        _check_known_keys(f"authentication:{role}", credentials, AUTHENTICATION_KEYS)
+        for key, value in credentials.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-                raise SaltInvocationError(f"authentication:{role}:{key}: expected a string, got {type(value).__name__}")
+                raise SaltInvocationError(f"authentication:{role}:{key} must be a string, got {type(value).__name__}")
+        if "username" in credentials:
+            _check_role_name(f"authentication:{role}:username", credentials["username"])
+        password = credentials.get("password")
+        if password is not None and any(ord(char) < 32 or ord(char) == 127 for char in str(password)):
+            raise SaltInvocationError(
+                f"authentication:{role}:password holds a line break, NUL or other control character, which no "
+                "pgpass file can hold"
+            )
     return authentication
+
+
+def _check_role_name(name, value):
+    """A role name as pg_hba and Patroni take it unquoted: refused when pg_hba would need it quoted (a space, a
+    comma, a quote, a leading ``+``, ``@`` or ``/``), when it is a pg_hba keyword, or a name PostgreSQL reserves."""
+    if value is None or str(value) == "":
+        raise SaltInvocationError(f"{name}: empty; give the role's name, e.g. replicator")
+    text = str(value)
+    if not ROLE_NAME_RE.fullmatch(text):
+        raise SaltInvocationError(
+            f"{name}: {_scrub(text)!r} is not a role name pg_hba can take as it is; use letters, digits, '_', '.', "
+            "'-' and '$', starting with a letter, digit or '_' (pg_hba reads spaces, commas, quotes, a leading '+', "
+            "'@' or '/' as its own syntax)"
+        )
+    if text.lower() in PG_HBA_KEYWORDS or text.lower().startswith("pg_") or len(text) > CLUSTER_MAX:
+        raise SaltInvocationError(
+            f"{name}: {text!r} cannot be a role here: pg_hba keywords ({', '.join(PG_HBA_KEYWORDS)}), names "
+            f"starting with pg_ (PostgreSQL's own) and names over {CLUSTER_MAX} characters are refused"
+        )
+    return text
+
+
+def _suggestion(key, known):
+    """``; did you mean 'x'?`` for the known name closest to a mistyped ``key``, or nothing."""
+    close = difflib.get_close_matches(str(key).strip(), [str(name) for name in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_known_keys(where, mapping, known):
+    """Refuse the first key of ``mapping`` that is not one of ``known``, naming the closest known one."""
+    for key in mapping:
+        if key not in known:
+            raise SaltInvocationError(
+                f"{where}: unknown key {key!r}{_suggestion(key, known)}; known: {', '.join(map(str, known))}"
+            )
 
 
 def _check_override(name, base, override, path=""):
@@ -609,15 +780,63 @@ def _check_dcs(dcs, source):
 
 
 def _read_yaml(path, follow_links=True):
-    """Parsed YAML of ``path``; None when the file is missing."""
+    """Parsed YAML of ``path``; None when the file is missing. A document whose aliases would expand it beyond
+    YAML_NODE_LIMIT nodes (a "billion laughs" in a file postgres may write) is refused, not walked."""
     text = _read_text(path, follow_links)
     if text is None:
         return None
     try:
-        return yaml.safe_load(text)
+        return _safe_yaml(text)
     except yaml.YAMLError as exc:
         # the parser quotes the offending line, which may hold a secret
         raise CommandExecutionError(f"{path} is not valid YAML: {_scrub(str(exc))}") from None
+    except _YamlTooLarge as exc:
+        raise CommandExecutionError(f"{path} {exc}; no Patroni config is near that, refused unread") from None
+
+
+class _YamlTooLarge(Exception):
+    """A YAML document larger, once its aliases are expanded, than any config this module reads."""
+
+
+YAML_NODE_LIMIT = 100_000  # nodes once aliases are expanded; a large Patroni config has a few hundred
+
+
+def _safe_yaml(text):
+    """``yaml.safe_load`` of ``text`` after counting its nodes with every alias expanded, in time linear in the
+    document (each node's expanded size is computed once)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root):
+    sizes = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        else:
+            children = []
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        size = 1 + sum(sizes.get(id(child), 0) for child in children)
+        if size > YAML_NODE_LIMIT:
+            raise _YamlTooLarge(f"expands to more than {YAML_NODE_LIMIT} YAML nodes through its aliases")
+        sizes[id(node)] = size
+    return sizes[id(root)]
 
 
 def _pg_cluster_table():
@@ -656,6 +875,14 @@ def _listen_port(config):
         return None
 
 
+def _restapi_port(config):
+    """The port a Patroni config's REST API listens on, or None."""
+    try:
+        return _port_of(config["restapi"]["listen"])
+    except (KeyError, TypeError):
+        return None
+
+
 def _other_patroni_configs(own_path, warnings):
     """The other Debian-style Patroni configs in /etc/patroni, parsed: ``{path: config}``.
 
@@ -683,24 +910,39 @@ def _config_data_dir(config):
         return None
 
 
-def _choose_port(version, cluster, requested, clusters, own_config_port, other_config_ports):
-    """The PostgreSQL port: given, else the cluster's own, else one past the highest in use, else 5432."""
-    own_port = clusters.get((version, cluster))
-    taken = {}
+def _port_claims(version, cluster, clusters, others):
+    """Every port another cluster on this host holds: ``{port: whose}``, PostgreSQL's and Patroni's REST API's.
+
+    ``clusters`` is ``{(version, cluster): port}`` of pg-common; ``others`` the other Patroni configs."""
+    claims = {}
     for (other_version, other_name), port in clusters.items():
         if port and (other_version, other_name) != (version, cluster):
-            taken.setdefault(port, f"cluster {other_version}/{other_name}")
-    for path, port in other_config_ports.items():
-        taken.setdefault(port, f"Patroni config {path}")
+            claims.setdefault(port, f"cluster {other_version}/{other_name}")
+    for path, config in others.items():
+        if _listen_port(config):
+            claims.setdefault(_listen_port(config), f"Patroni config {path}")
+        if _restapi_port(config):
+            claims.setdefault(_restapi_port(config), f"the REST API of Patroni config {path}")
+    return claims
+
+
+def _choose_port(version, cluster, requested, clusters, own_config_port, claims):
+    """The PostgreSQL port: given, else the cluster's own, else one past the highest PostgreSQL port in use (as
+    Debian chooses), else 5432; a chosen port whose REST API port (+2576) is taken moves on to the next."""
+    own_port = clusters.get((version, cluster))
     if requested is not None:
-        if requested != own_port and requested in taken:
-            raise SaltInvocationError(f"port: {requested} is already used by {taken[requested]}")
+        if requested != own_port and requested in claims:
+            raise SaltInvocationError(f"port: {requested} is already used by {claims[requested]}")
         return requested
     if own_port:
         return own_port
-    if own_config_port and own_config_port not in taken:
+    if own_config_port and own_config_port not in claims and own_config_port + RESTAPI_PORT_OFFSET not in claims:
         return own_config_port
-    return max(taken, default=DEFAULT_PORT - 1) + 1
+    postgres_ports = [port for port, whose in claims.items() if "REST API" not in whose]
+    port = max(postgres_ports, default=DEFAULT_PORT - 1) + 1
+    while port in claims or port + RESTAPI_PORT_OFFSET in claims:
+        port += 1
+    return _check_port(port)
 
 
 def _data_dir(version, cluster):
@@ -1167,7 +1409,8 @@ def _check_timing_rule(dcs):
     values = {}
     for key, minimum in TIMING_MINIMUMS.items():
         value = dcs.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < minimum:
             raise SaltInvocationError(f"dynamic: {key}: {value!r} must be a number of seconds, at least {minimum}")
         values[key] = value
     if values["loop_wait"] + 2 * values["retry_timeout"] > values["ttl"]:
@@ -1213,12 +1456,71 @@ def _validated(version, cluster, kwargs):
         "endpoints": _check_endpoints(settings["endpoint"]),
         "authentication": _check_authentication(settings["authentication"]),
         "timing": _check_timing(settings["timing"]),
-        "dynamic": _check_mapping("dynamic", settings["dynamic"]),
-        "overrides": _check_mapping("config", settings["config"]),
+        "dynamic": _check_patroni_keys("dynamic", settings["dynamic"], DYNAMIC_KEYS),
+        "overrides": _check_patroni_keys("config", settings["config"], CONFIG_KEYS),
         "dcs": settings["dcs"],
         "dcs_type": _check_dcs(settings["dcs"], settings["dcs_source"]),
         "program": program,
     }
+
+
+def _composed(checked, name, hostip, network, port, data_dir):
+    """The config ``checked`` arguments make with these host facts: Debian's template, the timing profile, then
+    ``dynamic`` and ``config`` merged over it, and every check that needs no more of the host. The one
+    composition: createconfig renders with the host's facts, check_pillar with stand-ins, so a pillar the render
+    would refuse is refused before anything is installed."""
+    config = _base_config(
+        checked["version"],
+        checked["cluster"],
+        name,
+        hostip,
+        network,
+        port,
+        data_dir,
+        checked["dcs"],
+        checked["authentication"],
+        checked["program"],
+    )
+    config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
+    _check_override("dynamic", config["bootstrap"]["dcs"], checked["dynamic"])
+    config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], checked["dynamic"])
+    _check_override("config", config, checked["overrides"])
+    config = _deep_merge(config, checked["overrides"])
+    _check_timing_rule(config["bootstrap"]["dcs"])
+    _check_authentication(config["postgresql"].get("authentication"))
+    _check_own_ports(config)
+    _check_data_dir_path(config)
+    _check_size(config)
+    return config
+
+
+def _check_own_ports(config):
+    """PostgreSQL and the REST API each listen on a port of their own."""
+    port, api = _listen_port(config), _restapi_port(config)
+    if port is None:
+        raise SaltInvocationError(
+            f"config: postgresql.listen {_masked(config['postgresql'].get('listen'))!r} names no port; "
+            "write address:port, e.g. '*:5432'"
+        )
+    if api is None:
+        raise SaltInvocationError(
+            f"config: restapi.listen {_masked((config.get('restapi') or {}).get('listen'))!r} names no port"
+        )
+    for where, value in (("postgresql.listen", port), ("restapi.listen", api)):
+        if not 1 <= value <= MAX_PORT:
+            raise SaltInvocationError(f"config: {where} port {value} is not a TCP port")
+    if port == api:
+        raise SaltInvocationError(f"config: PostgreSQL and the REST API would both listen on port {port}")
+
+
+def _check_size(config):
+    """A config larger than this module reads back (READ_LIMIT) would be written once and refused ever after."""
+    size = len(_dump_yaml(config).encode("utf-8"))
+    if size > READ_LIMIT // 2:
+        raise SaltInvocationError(
+            f"config: the rendered config would be {size} bytes; at most {READ_LIMIT // 2} are written (no Patroni "
+            "config is near that: look for a runaway value in pillar)"
+        )
 
 
 def _render(version, cluster, kwargs):
@@ -1226,8 +1528,8 @@ def _render(version, cluster, kwargs):
     checked = _validated(version, cluster, kwargs)
     version, cluster, settings = checked["version"], checked["cluster"], checked["settings"]
     port, hostip, network, vip = checked["port"], checked["hostip"], checked["network"], checked["vip"]
-    endpoints, authentication, program = checked["endpoints"], checked["authentication"], checked["program"]
-    dynamic, overrides, dcs, dcs_type = checked["dynamic"], checked["overrides"], checked["dcs"], checked["dcs_type"]
+    endpoints, program = checked["endpoints"], checked["program"]
+    dcs, dcs_type = checked["dcs"], checked["dcs_type"]
     _check_initdb(version)
     _account(CONFIG_OWNER)
     _check_patroni_dir()
@@ -1240,23 +1542,15 @@ def _render(version, cluster, kwargs):
     others = _other_patroni_configs(config_file, warnings)
     clusters = _pg_cluster_table()
     ports = {(row["version"], row["cluster"]): row["port"] for row in clusters}
-    other_ports = {path: _listen_port(config) for path, config in others.items() if _listen_port(config)}
+    claims = _port_claims(version, cluster, ports, others)
     own_port = _listen_port(existing) if isinstance(existing, dict) else None
-    port = _choose_port(version, cluster, port, ports, own_port, other_ports)
+    port = _choose_port(version, cluster, port, ports, own_port, claims)
     hostip, network = _resolve_host_address(hostip, network)
     if vip is not None and vip == hostip:
         raise SaltInvocationError(f"vip: {vip} is the host address; a VIP must be an address of its own")
 
-    config = _base_config(
-        version, cluster, _hostname(), hostip, network, port, _data_dir(version, cluster), dcs, authentication, program
-    )
-    config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
-    _check_override("dynamic", config["bootstrap"]["dcs"], dynamic)
-    config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], dynamic)
-    _check_override("config", config, overrides)
-    config = _deep_merge(config, overrides)
-    _check_timing_rule(config["bootstrap"]["dcs"])
-    _check_overridden_claims(version, cluster, config, port, ports, other_ports, clusters, others)
+    config = _composed(checked, _hostname(), hostip, network, port, _data_dir(version, cluster))
+    _check_claims(version, cluster, config, claims, clusters, others)
 
     ignored = [key for key in dcs if key in TEMPLATE_KEYS]
     if ignored:
@@ -1264,12 +1558,10 @@ def _render(version, cluster, kwargs):
             f"{', '.join(ignored)} in {settings['dcs_source']} ignored, as Debian does: the generated keys win; "
             "set them with config= instead"
         )
-    replication = config["postgresql"].get("authentication", {}).get("replication") or {}
-    defaults = []
-    if replication.get("password") == DEBIAN_REPLICATION["password"]:
-        defaults.append(f"patroni:clusters:{scope}:authentication:replication:password")
+    defaults = _debian_defaults(scope, config)
+    if defaults:
         warnings.append(
-            "replication password: none given, so Debian's default password, the same on every Debian install, is "
+            "no replication password given, so Debian's default password, the same on every Debian install, is "
             f"used; set pillar patroni:clusters:{scope}:authentication:replication:password"
         )
 
@@ -1283,6 +1575,7 @@ def _render(version, cluster, kwargs):
             f"{program} is not installed: Patroni cannot bootstrap or clone until it is; "
             "run patroni_debian.install_program"
         )
+    warnings += _risks(config)
 
     vip_env = None
     if vip is not None:
@@ -1294,37 +1587,124 @@ def _render(version, cluster, kwargs):
         "vip_file": vip_file if vip_env else None,
         "vip": vip_env,
         "port": _listen_port(config),
-        "restapi_port": _port_of((config.get("restapi") or {}).get("listen")),
+        "restapi_port": _restapi_port(config),
         "warnings": warnings,
         "defaults": defaults,
     }
 
 
-def _check_overridden_claims(version, cluster, config, port, ports, other_ports, clusters, others):
-    """``config`` overrides get the checks the arguments get: a port and a data directory no one else has."""
-    final_port = _listen_port(config)
-    if final_port is None:
-        raise SaltInvocationError(f"config: postgresql.listen {config['postgresql'].get('listen')!r} names no port")
-    if final_port != port:
-        _choose_port(version, cluster, _check_port(final_port), ports, None, other_ports)
+def _debian_defaults(scope, config):
+    """The pillar keys of secrets left at Debian's well-known defaults in ``config``, however they got there."""
+    replication = (config["postgresql"].get("authentication") or {}).get("replication") or {}
+    if str(replication.get("password")) == DEBIAN_REPLICATION["password"]:
+        return [f"patroni:clusters:{scope}:authentication:replication:password"]
+    return []
+
+
+def _risks(config):
+    """What the config lets in that a reviewer should see: said in every run's warnings, never refused (pillar
+    is the master's word, and each has its uses)."""
+    risks = []
+    restapi_host = str((config.get("restapi") or {}).get("listen", "")).rpartition(":")[0].strip("[]")
+    if restapi_host in ("", "*", "0.0.0.0", "::") and not (config.get("restapi") or {}).get("authentication"):
+        risks.append(
+            "restapi.listen accepts connections on every address and the REST API has no authentication: anyone "
+            "who reaches the port can restart, switch over or reinitialise members"
+        )
+    hba = (((config.get("bootstrap") or {}).get("dcs") or {}).get("postgresql") or {}).get("pg_hba") or []
+    for line in hba:
+        words = str(line).split()
+        if words and words[0].startswith("host") and words[-1] == "trust":
+            risks.append(f"pg_hba rule {' '.join(words)!r} lets in without a password over the network")
+        if any(word in ("0.0.0.0/0", "::/0") for word in words) and words[-1] != "reject":
+            risks.append(f"pg_hba rule {' '.join(words)!r} admits every address")
+    commands = _pillar_commands(config)
+    if commands:
+        risks.append(
+            f"pillar sets commands that run as postgres on every member: {', '.join(commands)}; review them as "
+            "code (only the master's pillar can set them)"
+        )
+    return risks
+
+
+def _pillar_commands(config):
+    """The config keys whose values are programs Patroni runs, where pillar changed them from the generated."""
+    keys = []
+    postgresql = config.get("postgresql") or {}
+    if postgresql.get("bin_dir") != f"{PG_LIB_DIR}/{config['scope'].split('-', 1)[0]}/bin":
+        keys.append("postgresql.bin_dir")
+    if postgresql.get("callbacks"):
+        keys.append("postgresql.callbacks")
+    for section, path in ((config.get("bootstrap") or {}, "bootstrap"), (postgresql, "postgresql")):
+        for method, settings in section.items():
+            if (
+                isinstance(settings, dict)
+                and "command" in settings
+                and not str(settings["command"]).startswith(f"{PYTHON} ")
+            ):
+                keys.append(f"{path}.{method}.command")
+    return keys
+
+
+def _check_claims(version, cluster, config, claims, clusters, others):
+    """The final config's ports and data directory are no one else's on this host."""
+    for where, port in (("postgresql.listen", _listen_port(config)), ("restapi.listen", _restapi_port(config))):
+        own = any((row["version"], row["cluster"]) == (version, cluster) and row["port"] == port for row in clusters)
+        if port in claims and not own:
+            raise SaltInvocationError(f"config: {where} port {port} is already used by {claims[port]}")
+    data_dir = _config_data_dir(config)
+    owners = [
+        (
+            f"cluster {row['version']}/{row['cluster']}",
+            row["datadir"],
+            os.path.join(PG_CONF_DIR, row["version"], row["cluster"]),
+        )
+        for row in clusters
+        if (row["version"], row["cluster"]) != (version, cluster)
+    ]
+    owners += [
+        (f"Patroni config {path}", _config_data_dir(other), (other.get("postgresql") or {}).get("config_dir"))
+        for path, other in others.items()
+    ]
+    for owner, *paths in owners:
+        for path in paths:
+            if path and _overlap(path, data_dir):
+                raise SaltInvocationError(
+                    f"config: postgresql.data_dir {data_dir} {_overlap(path, data_dir)} {path}, a directory of "
+                    f"{owner}; each cluster's data directory must be apart from every other's"
+                )
+
+
+def _overlap(other, path):
+    """How ``path`` overlaps ``other`` ("is", "contains", "is inside"), or None when apart."""
+    first, second = os.path.realpath(other), os.path.realpath(path)
+    if first == second:
+        return "is"
+    if first.startswith(second.rstrip("/") + "/"):
+        return "contains"
+    if second.startswith(first.rstrip("/") + "/"):
+        return "is inside"
+    return None
+
+
+def _check_data_dir_path(config):
+    """A data directory Patroni may remove on some failures (remove_data_directory_on_*): never a system folder,
+    one that holds one, or the folder of a whole version of clusters."""
     data_dir = _config_data_dir(config)
     if data_dir is None or not os.path.isabs(data_dir):
         raise SaltInvocationError(f"config: postgresql.data_dir must be an absolute path, got {data_dir!r}")
-    owners = [
-        f"cluster {row['version']}/{row['cluster']}"
-        for row in clusters
-        if row["datadir"]
-        and (row["version"], row["cluster"]) != (version, cluster)
-        and _same_path(row["datadir"], data_dir)
-    ]
-    owners += [
-        f"Patroni config {path}"
-        for path, other in others.items()
-        if _config_data_dir(other) and _same_path(_config_data_dir(other), data_dir)
-    ]
-    if owners:
+    for system in SYSTEM_FOLDERS:
+        how = _overlap(system, data_dir)
+        if how in ("is", "contains") or (how == "is inside" and system not in DATA_PARENTS):
+            raise SaltInvocationError(
+                f"config: postgresql.data_dir {data_dir} {how} {system}; a data directory (which Patroni may remove "
+                "when a rewind fails) must be a folder of its own, e.g. /var/lib/postgresql/15/main"
+            )
+    parent, leaf = os.path.split(os.path.normpath(data_dir))
+    if parent == PG_HOME and VERSION_RE.fullmatch(leaf):
         raise SaltInvocationError(
-            f"config: postgresql.data_dir {data_dir} is already the data directory of {owners[0]}"
+            f"config: postgresql.data_dir {data_dir} is the folder of every PostgreSQL {leaf} cluster; give the "
+            f"cluster's own, e.g. {data_dir}/main"
         )
 
 
@@ -1496,26 +1876,36 @@ def _repair(target):
 
 
 def _write_all(plans):
-    """Write every planned file, or none: all new contents are staged (where a full disk shows) first.
+    """Write every planned file, or none: all new contents are staged (where a full disk shows) first, then each
+    file replaced, and when a replacement fails (an immutable file, a read-only mount) those already replaced
+    are put back. No staged copy, which holds passwords, outlives the call.
 
     A link at a target's path is replaced by the file, never followed.
     """
     writes = [(target, changes) for target, changes in plans if _rewrites(changes)]
     if writes:
         _make_patroni_dir()
-    staged = []
+    staged, saved, done = {}, {}, []
     try:
         for target, _ in writes:
-            staged.append(_stage(target))
+            staged[target.path] = _stage(target)
+        for target, _ in writes:
+            if os.path.lexists(target.path):
+                saved[target.path] = _keep_aside(target.path)
+        for target, changes in writes:
+            os.replace(staged.pop(target.path), target.path)
+            done.append(target.path)
+            log.info(
+                "patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new"
+            )
     except BaseException:
-        for temporary in staged:
-            os.unlink(temporary)
+        for path in reversed(done):
+            _put_back(path, saved.get(path))
         raise
-    for (target, changes), temporary in zip(writes, staged):
-        os.replace(temporary, target.path)
-        log.info(
-            "patroni_debian: wrote %s (keys changed: %s)", target.path, ", ".join(changes.get("diff", {})) or "new"
-        )
+    finally:
+        for temporary in list(staged.values()) + list(saved.values()):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
     if writes:
         directory = os.open(PATRONI_DIR, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -1525,7 +1915,28 @@ def _write_all(plans):
     for target, changes in plans:
         if changes and not _rewrites(changes):
             _repair(target)
-    return [target.path for target, _ in writes]
+    return done
+
+
+def _keep_aside(path):
+    """A hard link to the file now at ``path`` (its inode, owner and mode kept) to put back if the write fails.
+    Linking also fails, before anything changed, where replacing would (an immutable file)."""
+    aside = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.before")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(aside)
+    os.link(path, aside, follow_symlinks=False)
+    return aside
+
+
+def _put_back(path, aside):
+    """Undo one replacement: the earlier file back, or the new file gone when there was none."""
+    try:
+        if aside is None:
+            os.unlink(path)
+        else:
+            os.replace(aside, path)
+    except OSError as exc:
+        log.error("patroni_debian: could not put back %s after a failed write: %s", path, exc.strerror)
 
 
 def _rewrites(changes):
@@ -1545,7 +1956,7 @@ def _result(rendered, plans):
         "port": rendered["port"],
         "restapi_port": rendered["restapi_port"],
         "changes": {target.path: changes for target, changes in plans if changes},
-        "warnings": rendered["warnings"],
+        "warnings": [_scrub(warning, _pillar_secrets()) for warning in rendered["warnings"]],
     }
 
 
@@ -2151,16 +2562,51 @@ def _pillar_replication_password(version, cluster, conninfo):
 
 
 PILLAR_CLUSTER_KEYS = OPTIONS + ("purge", "replace_existing")
+PILLAR_KEYS = ("clusters", "dcs", "role", "lookup")
+LOOKUP_KEYS = ("packages", "dcs_packages", "vip_packages", "health_timeout")
 ROLES = ("bootstrap", "replica")
+# Top-level keys of a Patroni config (config:) and of its dynamic settings (dynamic:, bootstrap.dcs), Patroni 3.0
+# to 4.0: a key Patroni does not know is a typo that would otherwise be written and silently ignored.
+CONFIG_KEYS = ("name", "namespace", "scope", "log", "bootstrap", "citus", "restapi", "ctl", "postgresql", "watchdog")
+CONFIG_KEYS += ("tags",) + DCS_TYPES
+DYNAMIC_KEYS = (
+    "loop_wait",
+    "ttl",
+    "retry_timeout",
+    "maximum_lag_on_failover",
+    "maximum_lag_on_syncnode",
+    "max_timelines_history",
+    "primary_start_timeout",
+    "primary_stop_timeout",
+    "master_start_timeout",
+    "master_stop_timeout",
+    "primary_race_backoff",
+    "synchronous_mode",
+    "synchronous_mode_strict",
+    "synchronous_node_count",
+    "failsafe_mode",
+    "check_timeline",
+    "member_slots_ttl",
+    "slots",
+    "ignore_slots",
+    "standby_cluster",
+    "postgresql",
+)
+# What check_pillar composes a config with where a host fact is not in pillar: an address of the documentation
+# range (RFC 5737), never reached; the facts themselves are checked at render time.
+STAND_IN_HOST = ipaddress.ip_interface("192.0.2.1/24")
+SCOPE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*", re.ASCII)
 
 
 @_host_errors
 def check_pillar():
     """
-    Check this minion's pillar ``patroni`` before anything is installed or changed: every cluster's settings
-    as :py:func:`createconfig` checks them, plus what only pillar can get wrong (unknown keys, a missing
-    replication password, two clusters on one port, a VIP that is this host's address or outside its
-    networks, a version with no package, a role that is not one of ``bootstrap``/``replica``).
+    Check this minion's pillar ``patroni`` before anything is installed or changed: every cluster's config
+    composed as :py:func:`createconfig` composes it (with stand-ins for the host's facts), so whatever the render
+    would refuse is refused here; plus what only pillar can get wrong (unknown keys at every level, with the
+    closest known one, a missing replication password, two clusters on one port or REST API port, a VIP that
+    is this host's address or outside its networks, a version with no package, a role that is not one of
+    ``bootstrap``/``replica``).
 
     Needs no PostgreSQL, Patroni or vip-manager installed. Returns ``{scope: {version, cluster, port, vip}}``;
     raises ``SaltInvocationError`` naming the pillar key and the accepted form.
@@ -2171,52 +2617,139 @@ def check_pillar():
 
         salt '*' patroni_debian.check_pillar
     """
-    patroni = _pillar_get("patroni")
+    checked = _checked_pillar(_pillar_get("patroni"))
+    addresses = _addresses() if _which("ip") else []
+    for scope, cluster in checked.items():
+        try:
+            _check_on_this_host(cluster, addresses)
+        except SaltInvocationError as exc:
+            raise SaltInvocationError(f"pillar patroni:clusters:{scope}: {exc}") from None
+    keys = ("version", "cluster", "port", "vip")
+    return {scope: {key: cluster[key] for key in keys} for scope, cluster in checked.items()}
+
+
+def _checked_pillar(patroni, empty=False):
+    """Pillar ``patroni`` checked without the host (but for its DCS fragment file): ``{scope: facts}``. With
+    ``empty``, a pillar that declares no cluster at all (no ``clusters``, or ``{}``) is valid."""
     if not isinstance(patroni, dict):
         raise SaltInvocationError(
             "pillar patroni "
             + ("is not set for this minion" if patroni is None else "must be a mapping")
             + "; see pillar.example"
         )
+    _check_known_keys("pillar patroni", patroni, PILLAR_KEYS)
     role = patroni.get("role")
     if role is not None and role not in ROLES:
-        raise SaltInvocationError(f"pillar patroni:role: {role!r} is not one role of {', '.join(ROLES)}")
+        raise SaltInvocationError(f"pillar patroni:role: {_scrub(repr(role))} is not one role of {', '.join(ROLES)}")
+    _check_lookup(patroni.get("lookup"))
     clusters = patroni.get("clusters")
-    if not isinstance(clusters, dict) or not clusters:
+    if clusters is None and empty:
+        clusters = {}
+    if not isinstance(clusters, dict) or not (clusters or empty):
         raise SaltInvocationError("pillar patroni:clusters must map <version>-<cluster> (15-main) to its settings")
-    addresses = _addresses() if _which("ip") else []
-    checked, ports = {}, {}
+    checked, claims = {}, {}
     for scope, settings in clusters.items():
-        where = f"pillar patroni:clusters:{scope}"
+        where = f"pillar patroni:clusters:{scope}" if _is_scope(scope) else "pillar patroni:clusters"
         try:
-            cluster = _checked_pillar_cluster(str(scope), settings, addresses)
+            cluster = _checked_pillar_cluster(scope, settings)
+            for what, port in cluster["claims"].items():
+                if port in claims:
+                    raise SaltInvocationError(f"{what}: {port} is also {claims[port]}")
+            claims.update((port, f"the {what} of {scope}") for what, port in cluster["claims"].items())
         except SaltInvocationError as exc:
             raise SaltInvocationError(f"{where}: {exc}") from None
-        if cluster["port"] is not None and cluster["port"] in ports:
-            raise SaltInvocationError(f"{where}:port: {cluster['port']} is also the port of {ports[cluster['port']]}")
-        ports[cluster["port"]] = scope
-        checked[str(scope)] = cluster
+        checked[scope] = cluster
     return checked
 
 
-def _checked_pillar_cluster(scope, settings, addresses):
-    if "-" not in scope:
-        raise SaltInvocationError(f"{scope!r} is not <version>-<cluster>, e.g. 15-main")
+def _is_scope(scope):
+    return isinstance(scope, str) and bool(SCOPE_RE.fullmatch(scope)) and len(scope.split("-", 1)[1]) <= CLUSTER_MAX
+
+
+def _check_lookup(lookup):
+    """The formula's pillar ``patroni:lookup``: package lists are lists of package names, never a string (which
+    Jinja would install letter by letter)."""
+    if lookup is None:
+        return
+    if not isinstance(lookup, dict):
+        raise SaltInvocationError(f"pillar patroni:lookup must be a mapping, got {type(lookup).__name__}")
+    _check_known_keys("pillar patroni:lookup", lookup, LOOKUP_KEYS)
+    if "packages" in lookup:
+        _check_packages("pillar patroni:lookup:packages", lookup["packages"])
+    for key in ("dcs_packages", "vip_packages"):
+        if key in lookup:
+            table = lookup[key]
+            if not isinstance(table, dict):
+                raise SaltInvocationError(f"pillar patroni:lookup:{key} must map a DCS type to a list of packages")
+            _check_known_keys(f"pillar patroni:lookup:{key}", table, DCS_TYPES)
+            for kind, packages in table.items():
+                _check_packages(f"pillar patroni:lookup:{key}:{kind}", packages)
+    if "health_timeout" in lookup:
+        _check_seconds("pillar patroni:lookup:health_timeout", lookup["health_timeout"])
+
+
+def _check_packages(where, packages):
+    if not isinstance(packages, list) or not all(
+        isinstance(name, str) and re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name) for name in packages
+    ):
+        raise SaltInvocationError(f"{where}: {_scrub(repr(packages))} is not a list of Debian package names")
+
+
+def _checked_pillar_cluster(scope, settings):
+    if isinstance(scope, str) and "-" in scope:
+        _split_scope(scope)  # its messages name the part that is wrong: the version or the cluster name
+    if not _is_scope(scope):
+        raise SaltInvocationError(
+            f"{_scrub(repr(scope))} is not <version>-<cluster>, e.g. 15-main: a PostgreSQL major version (15, 9.6), "
+            "a dash, and a cluster name of letters, digits, '_', '-' and '.' (no space or line break)"
+        )
     version, cluster = _split_scope(scope)
     if not isinstance(settings, dict):
         raise SaltInvocationError(f"must be a mapping of settings, got {type(settings).__name__}")
-    unknown = sorted(str(key) for key in settings if key not in PILLAR_CLUSTER_KEYS)
-    if unknown:
-        raise SaltInvocationError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(PILLAR_CLUSTER_KEYS)}")
+    _check_known_keys("settings", settings, PILLAR_CLUSTER_KEYS)
     for flag in ("purge", "replace_existing"):
         if settings.get(flag) is not None and not isinstance(settings[flag], bool):
             raise SaltInvocationError(f"{flag}: {settings[flag]!r} is not a boolean; use true or false")
     values = _validated(version, cluster, {})
-    _check_timing_rule(_deep_merge(TIMING_PROFILES[values["timing"]], values["dynamic"]))
     if not (values["authentication"].get("replication") or {}).get("password"):
         raise SaltInvocationError(
             "authentication:replication:password is required; the states never use Debian's well-known default"
         )
+    config = _composed(
+        values,
+        _hostname(),
+        values["hostip"] or STAND_IN_HOST.ip,
+        values["network"] or STAND_IN_HOST,
+        values["port"] or DEFAULT_PORT,
+        _data_dir(version, cluster),
+    )
+    if _debian_defaults(scope, config):
+        raise SaltInvocationError(
+            "the replication password is Debian's well-known default (rep-pass), the same on every Debian install; "
+            "the states never use it"
+        )
+    overrides = values["overrides"]
+    claims = {}
+    if values["port"] is not None or "listen" in (overrides.get("postgresql") or {}):
+        claims["port"] = _listen_port(config)
+    if values["port"] is not None or "listen" in (overrides.get("restapi") or {}):
+        claims["REST API port"] = _restapi_port(config)
+    return {
+        "version": version,
+        "cluster": cluster,
+        "port": claims.get("port"),
+        "vip": str(values["vip"]) if values["vip"] else None,
+        "dcs_type": values["dcs_type"],
+        "values": values,
+        "claims": claims,
+        "replace_existing": settings.get("replace_existing") is True,
+        "purge": settings.get("purge") is True,
+    }
+
+
+def _check_on_this_host(cluster, addresses):
+    """What pillar can only be checked against on the member itself: its addresses and its apt sources."""
+    values = cluster["values"]
     vip = values["vip"]
     if vip is not None:
         if values["network"] is not None and vip not in values["network"].network:
@@ -2231,9 +2764,100 @@ def _checked_pillar_cluster(scope, settings, addresses):
             raise SaltInvocationError(f"vip: {vip} is this member's own address (hostip); a VIP must be free")
         if addresses and values["network"] is None:
             _vip_interface(vip, addresses)
+    version = cluster["version"]
     if _which("apt-cache") and _run(["apt-cache", "show", f"postgresql-{version}"], check=False).returncode:
         raise SaltInvocationError(f"no package postgresql-{version} in this host's apt sources")
-    return {"version": version, "cluster": cluster, "port": values["port"], "vip": str(vip) if vip else None}
+
+
+@_host_errors
+def formula_clusters(only=None):
+    """
+    The clusters the formula renders states for on this minion, from pillar ``patroni`` once it validates
+    (without the host: see :py:func:`check_pillar`), else none. Only names that passed the checks ever reach
+    an sls file's text, so a pillar key cannot inject YAML or a state; the formula's state
+    ``Pillar patroni is valid`` says what is wrong.
+
+    only
+        The orchestration's narrowing: a ``<version>-<cluster>`` name, several joined by commas, or a list.
+
+    Returns ``{"valid": bool, "clusters": [{scope, version, cluster, vip, dcs_type, replace_existing, purge}],
+    "lookup": {...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.formula_clusters
+    """
+    try:
+        checked = _checked_pillar(_pillar_get("patroni"))
+        named = _rollout_scopes(only)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        log.debug("patroni_debian: the formula renders no cluster: %s", _scrub(str(exc), _pillar_secrets()))
+        return {"valid": False, "clusters": [], "lookup": {}}
+    keys = ("version", "cluster", "vip", "dcs_type", "replace_existing", "purge")
+    clusters = [
+        dict({key: cluster[key] for key in keys}, scope=scope)
+        for scope, cluster in sorted(checked.items())
+        if named is None or scope in named
+    ]
+    return {"valid": True, "clusters": clusters, "lookup": _pillar_get("patroni:lookup") or {}}
+
+
+@_host_errors
+def declared_clusters():
+    """
+    The clusters this minion's pillar positively declares, as a sorted list of ``<version>-<cluster>`` names: what
+    a member may leave (``leave_undeclared``) is only what a pillar that can be trusted no longer names. Raises,
+    naming the problem, when the pillar failed to render, does not validate (a mistyped ``clustres``, a list,
+    a name with a trailing space), or lacks ``patroni`` while holding a key spelled close to it. A pillar
+    without any ``patroni`` key, or with ``patroni:clusters: {}``, declares none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.declared_clusters
+    """
+    errors = _pillar_get("_errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) and errors else errors
+        raise SaltInvocationError(f"this minion's pillar failed to render ({first}); it declares nothing for sure")
+    patroni = _pillar_get("patroni")
+    if patroni is None:
+        pillar = globals().get("__pillar__")
+        keys = list(pillar.value() if hasattr(pillar, "value") else pillar or {})
+        near = difflib.get_close_matches("patroni", [str(key).strip().lower() for key in keys], n=1, cutoff=0.75)
+        if near:
+            raise SaltInvocationError(
+                "this minion's pillar has no key patroni but one spelled close to it; correct it, or remove it to "
+                "declare no cluster"
+            )
+        return []
+    return sorted(_checked_pillar(patroni, empty=True))
+
+
+def _rollout_scopes(clusters):
+    """The clusters an orchestration names, as a set of scopes, exactly as given; None when it names none (all).
+
+    ``15-main``, ``15-main,16-app`` or a list of names. An empty string or list, a name with a space or a line
+    break, or anything but ``<version>-<cluster>`` is refused: trimming or dropping it would converge one set of
+    clusters and check another.
+    """
+    if clusters is None:
+        return None
+    names = clusters.split(",") if isinstance(clusters, str) else clusters
+    if not isinstance(names, (list, tuple)) or not names:
+        raise SaltInvocationError(
+            f"cluster: {_scrub(json.dumps(clusters, default=repr))} is not a <version>-<cluster> name or a list of them"
+        )
+    for name in names:
+        if not _is_scope(name):
+            raise SaltInvocationError(
+                f"cluster: {_scrub(json.dumps(name, default=repr))} is not <version>-<cluster>, e.g. 15-main "
+                "(names are taken exactly as given: no spaces or line breaks)"
+            )
+    return set(names)
 
 
 @_host_errors

@@ -148,6 +148,7 @@ def _table(scope, rows):
     return "\n".join([f"Cluster {scope}:"] + lines)
 
 
+@debian._host_errors
 def status(version, cluster, table=False):
     """
     The cluster as its members report it, through this member's REST API: ``{scope, leader, timeline,
@@ -189,13 +190,6 @@ def _boolean(name, value):
     if str(value).lower() in ("false", "no", "0"):
         return False
     raise SaltInvocationError(f"{name}: {value!r} is not a boolean")
-
-
-def _seconds(name, value):
-    seconds = debian._check_seconds(name, value)
-    if seconds <= 0:
-        raise SaltInvocationError(f"{name}: {value!r} must be more than 0 seconds")
-    return seconds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,6 +290,7 @@ def _wait_all_streaming(api, timeout, started):
     return pending
 
 
+@debian._host_errors
 def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120):
     """
     Hand leadership over on purpose, to ``candidate`` or to the best member: streaming from the leader on its
@@ -325,7 +320,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
         salt pg1 patroni_debian.switchover 15 main candidate=pg3
         salt pg1 patroni_debian.switchover 15 main scheduled_at=2026-12-01T03:00+00:00
     """
-    timeout = _seconds("timeout", timeout)
+    timeout = debian._check_seconds("timeout", timeout)
     api = ops._acting_api(version, cluster)
     view = _view(api, settings=True)  # maximum_lag_on_failover, synchronous_mode
     leader = _healthy_leader(view, api.scope)
@@ -361,6 +356,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
     }
 
 
+@debian._host_errors
 def failover(version, cluster, candidate, force=False, timeout=120):
     """
     Make ``candidate`` the leader when the cluster has no healthy leader. Refused while a healthy leader
@@ -374,7 +370,7 @@ def failover(version, cluster, candidate, force=False, timeout=120):
 
         salt pg2 patroni_debian.failover 15 main candidate=pg2
     """
-    timeout = _seconds("timeout", timeout)
+    timeout = debian._check_seconds("timeout", timeout)
     force = _boolean("force", force)
     candidate = str(candidate)
     api = ops._acting_api(version, cluster)
@@ -408,6 +404,7 @@ def failover(version, cluster, candidate, force=False, timeout=120):
 # one member: restart, reload, reinit
 
 
+@debian._host_errors
 def restart(version, cluster, pending_only=True, timeout=120):
     """
     Restart this member's PostgreSQL through Patroni (``POST /restart``), never the ``patroni@`` unit (which
@@ -422,7 +419,7 @@ def restart(version, cluster, pending_only=True, timeout=120):
         salt pg2 patroni_debian.restart 15 main
         salt pg2 patroni_debian.restart 15 main pending_only=False
     """
-    timeout = _seconds("timeout", timeout)
+    timeout = debian._check_seconds("timeout", timeout)
     body = {"restart_pending": True} if _boolean("pending_only", pending_only) else {}
     api = ops._acting_api(version, cluster)
     started = time.monotonic()
@@ -440,6 +437,7 @@ def restart(version, cluster, pending_only=True, timeout=120):
     }
 
 
+@debian._host_errors
 def reload(version, cluster):
     """
     Have this member's Patroni re-read its config file and apply it (``POST /reload``; PostgreSQL reloads
@@ -456,6 +454,7 @@ def reload(version, cluster):
     return {"member": api.name, "reloaded": True}
 
 
+@debian._host_errors
 def reinit(version, cluster, timeout=300):
     """
     Rebuild this member's data from the leader (``POST /reinitialize``): a replica only; on the leader it is
@@ -468,7 +467,7 @@ def reinit(version, cluster, timeout=300):
 
         salt pg3 patroni_debian.reinit 15 main
     """
-    timeout = _seconds("timeout", timeout)
+    timeout = debian._check_seconds("timeout", timeout)
     api = ops._acting_api(version, cluster)
     own = ops._own_status(api)
     leader = ops._leader_of(api.call("GET", "/cluster"))
@@ -684,6 +683,7 @@ def _scopes_led_here(version, cluster, clusters):
     return chosen
 
 
+@debian._host_errors
 def rolling_restart(version=None, cluster=None, clusters=None, timeout=300):
     """
     Restart, one member at a time, every PostgreSQL of the cluster that waits for a restart
@@ -711,7 +711,7 @@ def rolling_restart(version=None, cluster=None, clusters=None, timeout=300):
         salt pg1 patroni_debian.rolling_restart 15 main
         salt -I 'patroni:role:*' patroni_debian.rolling_restart
     """
-    timeout = _seconds("timeout", timeout)
+    timeout = debian._check_seconds("timeout", timeout)
     return {
         scope: _RollingRestart(version, cluster, timeout).run()
         for scope, version, cluster in _scopes_led_here(version, cluster, clusters)

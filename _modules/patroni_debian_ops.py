@@ -216,6 +216,7 @@ def _patch_body(changes):
 # public functions
 
 
+@debian._host_errors
 def clusters():
     """
     The pg-common clusters of this host, from ``pg_lsclusters``, keyed ``<version>/<cluster>``.
@@ -237,6 +238,7 @@ def _own_status(api):
     return _normalised(api.call("GET", "/patroni", expect=(200, 503)))
 
 
+@debian._host_errors
 def members(version, cluster):
     """
     The cluster's members as the DCS knows them (``GET /cluster``): name, role, state, host, port, timeline, lag.
@@ -250,6 +252,7 @@ def members(version, cluster):
     return _api(version, cluster).call("GET", "/cluster").get("members", [])
 
 
+@debian._host_errors
 def wait_healthy(version, cluster, timeout=120, interval=0.5):
     """
     Wait until this member is healthy: the leader, or a replica streaming from the leader on its timeline.
@@ -319,6 +322,7 @@ def _wake_leader(api, leader, every=1.0):
         log.debug("patroni_debian: could not wake the leader of %s: %s", api.scope, exc)
 
 
+@debian._host_errors
 def dynamic_config(version, cluster):
     """
     The cluster's live settings in the DCS (``GET /config``): ttl, loop_wait, postgresql.parameters, pg_hba, ….
@@ -332,6 +336,7 @@ def dynamic_config(version, cluster):
     return debian._masked(_live_config(_api(version, cluster)))
 
 
+@debian._host_errors
 def dynamic_config_changes(version, cluster, fresh=False):
     """
     What differs between the live DCS settings and ``bootstrap.dcs`` of this member's config file (the
@@ -394,6 +399,7 @@ def _live_config(api, seconds=15):
     return live
 
 
+@debian._host_errors
 def patch_dynamic_config(version, cluster, wait=True):
     """
     Make the live DCS settings match ``bootstrap.dcs`` of this member's config file, with ``PATCH /config``
@@ -440,6 +446,7 @@ def _units(scope):
     return (f"patroni@{scope}", f"vip-manager@{scope}")
 
 
+@debian._host_errors
 def removal_plan(version, cluster, purge=False):
     """
     What :py:func:`remove` would do on this host, as changes ``{what: {"old", "new"}}``; empty when nothing of
@@ -469,6 +476,7 @@ def removal_plan(version, cluster, purge=False):
     return plan
 
 
+@debian._host_errors
 def remove(version, cluster, purge=False):
     """
     Take this member out: ``patroni@`` and ``vip-manager@`` stopped and disabled, its config and VIP files
@@ -501,6 +509,29 @@ def remove(version, cluster, purge=False):
 MEMBER_GRAIN = "patroni_debian_clusters"  # the clusters the formula runs on this minion (salt/patroni/config.sls)
 
 
+@debian._host_errors
+def rollout_arguments(clusters=None, timeout=120):
+    """
+    The arguments of an orchestration (``orch.patroni``, ``orch.patroni_restart``) checked, the one way both
+    take them, before either changes anything: ``clusters`` (pillar ``cluster``) a ``<version>-<cluster>`` name,
+    several joined by commas, or a list, each taken exactly as given (a space or a line break is refused, never
+    trimmed; an empty list names nothing and is refused, never read as "all"); ``timeout`` a finite number of
+    seconds. Returns ``{"clusters": [...] or None, "timeout": seconds}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.rollout_arguments clusters=15-main timeout=60
+    """
+    named = debian._rollout_scopes(clusters)
+    return {
+        "clusters": sorted(named) if named is not None else None,
+        "timeout": debian._check_seconds("timeout", timeout),
+    }
+
+
+@debian._host_errors
 def leave_undeclared(clusters=None, timeout=120):
     """
     Take this member out of each cluster the formula runs here (grain ``patroni_debian_clusters``) that this
@@ -520,12 +551,18 @@ def leave_undeclared(clusters=None, timeout=120):
         salt pg3 patroni_debian.leave_undeclared
     """
     timeout = debian._check_seconds("timeout", timeout)
-    declared = {scope for scope, _, _ in _pillar_scopes()}
-    listed = (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []
-    named = _named_clusters(clusters)
-    leaving = sorted(
-        str(scope) for scope in listed if str(scope) not in declared and (named is None or str(scope) in named)
-    )
+    named = debian._rollout_scopes(clusters)
+    listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
+    if not listed:
+        return {}
+    try:
+        declared = set(__salt__["patroni_debian.declared_clusters"]())
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        raise CommandExecutionError(
+            f"{_minion()}: leaving {', '.join(sorted(listed))} refused, nothing was changed: only a pillar that "
+            f"validates and no longer names a cluster takes a member out. {exc}"
+        ) from None
+    leaving = sorted(scope for scope in listed if scope not in declared and (named is None or scope in named))
     plans = {scope: _leaving_member(scope) for scope in leaving}  # every refusal before any change
     result = {}
     for scope, watch in plans.items():
@@ -574,6 +611,7 @@ def _wait_gone(watch, timeout):
     raise CommandExecutionError(f"{_minion()}: {api.scope}: stopped and removed here, yet after {timeout:g} s {seen}")
 
 
+@debian._host_errors
 def foreign_cluster(version, cluster):
     """
     The pg-common cluster ``<version>/<cluster>`` when it exists outside Patroni (Debian's automatic ``main``
@@ -609,6 +647,7 @@ def foreign_cluster(version, cluster):
     }
 
 
+@debian._host_errors
 def drop_foreign_cluster(version, cluster):
     """
     Drop the pg-common cluster ``<version>/<cluster>`` that exists outside Patroni, with its data
@@ -653,25 +692,11 @@ def _minion():
     return (globals().get("__opts__") or {}).get("id") or os.uname().nodename
 
 
-def _named_clusters(clusters):
-    """``clusters`` as a set of scopes: None, a ``15-main`` string (commas allowed) or a list of them."""
-    if clusters is None or clusters == "":
-        return None
-    names = clusters.split(",") if isinstance(clusters, str) else clusters
-    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) and name.strip() for name in names):
-        raise SaltInvocationError(f"clusters: {clusters!r} is not a <version>-<cluster> name or a list of them")
-    named = set()
-    for name in names:
-        version, _, cluster = name.strip().partition("-")
-        named.add(_scope(version, cluster))
-    return named
-
-
 def _pillar_scopes(clusters=None, pillar=None):
     """``[(scope, version, cluster)]`` of this minion's pillar ``patroni:clusters``, only those named if any."""
-    named = _named_clusters(clusters)
+    named = debian._rollout_scopes(clusters)
     declared = _pillar("patroni:clusters", pillar)
-    scopes = sorted(str(scope) for scope in declared if "-" in str(scope)) if isinstance(declared, dict) else []
+    scopes = sorted(scope for scope in declared if debian._is_scope(scope)) if isinstance(declared, dict) else []
     chosen = [scope for scope in scopes if named is None or scope in named]
     return [(scope, *scope.split("-", 1)) for scope in chosen]
 
@@ -723,6 +748,7 @@ def _dcs_view(scope, wait=0):
     return view
 
 
+@debian._host_errors
 def in_dcs(version, cluster):
     """
     The cluster as its DCS holds it, read with Patroni's own DCS client from this member's config, whether or
@@ -742,6 +768,7 @@ def _leader_ready(view):
     return view["leader"] is not None and view["role"] == "primary" and view["state"] == "running"
 
 
+@debian._host_errors
 def clones_when_started(version, cluster):
     """
     Whether this member has the replica role (pillar ``patroni:role``, else grain ``patroni_role``) and no data
@@ -759,6 +786,7 @@ def clones_when_started(version, cluster):
     return _role() == "replica" and not (data_dir and os.path.exists(os.path.join(str(data_dir), "PG_VERSION")))
 
 
+@debian._host_errors
 def wait_leader_in_dcs(version, cluster, timeout=120):
     """
     Wait until the cluster's DCS shows a leader whose PostgreSQL runs as the primary; read with Patroni's
@@ -784,6 +812,7 @@ def wait_leader_in_dcs(version, cluster, timeout=120):
     raise CommandExecutionError(f"{_minion()}: {scope}: leader: none ready after {timeout:g} s: {seen}")
 
 
+@debian._host_errors
 def wait_claimed(version, cluster, timeout=120, interval=0.2):
     """
     Wait until this member's Patroni runs and the cluster is claimed: a leader holds it, or a member's bootstrap
@@ -805,6 +834,7 @@ def _claim_once(api):
     return ("unclaimed", None) if not (view["initialized"] or view["leader"]) else (None, view)
 
 
+@debian._host_errors
 def leads_rollout(version, cluster):
     """
     Whether this member goes first when ``<version>-<cluster>`` is rolled out: it leads the running cluster
@@ -889,6 +919,7 @@ def _why_stopped(scope):
     return f"{unit} is not running" + (f"; its journal says: {debian._scrub(errors[-1])}" if errors else "")
 
 
+@debian._host_errors
 def wait_members(clusters=None, timeout=120, interval=0.5):
     """
     Wait until this member is healthy in each cluster of its pillar (``patroni:clusters``, or only those
@@ -930,6 +961,7 @@ def _cluster_problems(members, leader):
     return problems
 
 
+@debian._host_errors
 def summary(clusters=None):
     """
     Each cluster of this minion's pillar (or only those named) as its members see it (``GET /cluster``),
@@ -944,7 +976,7 @@ def summary(clusters=None):
         salt pg1 patroni_debian.summary
     """
     scopes = _pillar_scopes(clusters)
-    named = _named_clusters(clusters) or set()
+    named = debian._rollout_scopes(clusters) or set()
     missing = sorted(named - {scope for scope, _, _ in scopes})
     if missing:
         raise CommandExecutionError(f"{_minion()}: no {', '.join(missing)} in its pillar patroni:clusters")

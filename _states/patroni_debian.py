@@ -128,7 +128,7 @@ def configured(name, version, cluster, replace=False):
                 f"pillar {', '.join(plan['defaults'])} is required: the states never use Debian's well-known default"
             )
         if not plan["changes"]:
-            ret["comment"] = f"{name}: the config files are as declared"
+            ret["comment"] = f"{name}: the config files are as declared" + _warned(plan["warnings"])
             return ret
         if not (replace or plan["managed"]):
             __salt__["patroni_debian.render_config"](version, cluster)  # raises, naming the differing keys
@@ -139,12 +139,18 @@ def configured(name, version, cluster, replace=False):
             return ret
         __salt__["patroni_debian.createconfig"](version, cluster, force=True)
         left = __salt__["patroni_debian.render_config"](version, cluster, force=True)["changes"]
-        ret["comment"] = f"{name}: {files} written"
+        ret["comment"] = f"{name}: {files} written" + _warned(plan["warnings"])
         if left:
             ret.update(result=False, comment=f"{name}: written, yet {', '.join(left)} still differ")
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     return ret
+
+
+def _warned(warnings):
+    """The render's warnings (a trust rule, an open REST API, commands from pillar, …) for the comment, where a
+    person reads them, besides Salt's warnings list."""
+    return "".join(f"\nwarning: {warning}" for warning in warnings)
 
 
 def _unit_state(unit):

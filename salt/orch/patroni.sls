@@ -7,7 +7,8 @@
     Members are the minions with a role, targeted as salt/top.sls.example targets them. Everything that depends
     on who leads is asked of the members at run time (this file is rendered before its first step runs):
       1. every member, and every minion the formula ran a cluster on (grain patroni_debian_clusters), gets a
-         fresh pillar and this release of the modules and states;
+         fresh pillar and this release of the modules and states, and the members check the arguments
+         (patroni_debian.rollout_arguments: names exactly as given, a finite timeout) before anything changes;
       1b. a minion whose pillar no longer declares a cluster it runs leaves it (patroni_debian.leave_undeclared:
          Patroni stopped and disabled, data kept, back once the others no longer list it; refused for a leader);
       2. first phase: the formula on every member, each keeping only the clusters it goes first in
@@ -27,35 +28,11 @@
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
 {#- members, and minions that ran a cluster and may have lost it from pillar since #}
 {%- set everyone = members ~ " or G@patroni_debian_clusters:*" %}
-{%- set requested = pillar.get("cluster") %}
+{#- The arguments go to the members as given, JSON-quoted; patroni_debian.rollout_arguments checks them there, in
+    Python, before anything changes (the same check as orch.patroni_restart's and the gates'). -#}
+{%- set clusters = pillar.get("cluster") %}
 {%- set timeout = pillar.get("timeout", 120) %}
-{%- set problems = [] %}
-{%- if requested is none or requested == "" %}
-{%-   set clusters = none %}
-{%- elif requested is string %}
-{%-   set clusters = requested.split(",") | map("trim") | list %}
-{%- elif requested is iterable and requested is not mapping %}
-{%-   set clusters = requested | list %}
-{%- else %}
-{%-   set clusters = [] %}
-{%-   do problems.append("pillar cluster: " ~ requested | json ~ " is not <version>-<cluster> or a list of them") %}
-{%- endif %}
-{%- for scope in clusters or [] %}
-{%-   if scope is not string or not scope | regex_match("^(?:9\.\d|[1-9][0-9]*)-\w[-.\w]*$") %}
-{%-     do problems.append("pillar cluster: " ~ scope | json ~ " is not <version>-<cluster>, e.g. 15-main") %}
-{%-   endif %}
-{%- endfor %}
-{%- if timeout is not number or timeout <= 0 %}
-{%-   do problems.append("pillar timeout: " ~ timeout | json ~ " is not a number of seconds") %}
-{%- endif %}
-{%- if problems %}
-
-The rollout's arguments are valid:
-  test.fail_without_changes:
-    - name: "{{ problems | join('; ') }}"
-    - failhard: True
-{%- else %}
-{%-   set only = {"clusters": clusters} if clusters else {} %}
+{%- set only = {"clusters": clusters} if clusters is not none else {} %}
 
 {#- The three preparations run in parallel: each costs a Salt job's round trip, and none needs another. #}
 Members have a fresh pillar:
@@ -84,6 +61,18 @@ Members have this release of the {{ kind }}:
     - failhard: True
 {%- endfor %}
 
+The rollout's arguments are valid:
+  salt.function:
+    - name: patroni_debian.rollout_arguments
+    - tgt: "{{ members }}"
+    - tgt_type: compound
+    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
+    - expect_minions: True
+    - timeout: 15
+    - failhard: True
+    - require:
+      - salt: Members have this release of the modules
+
 Minions whose pillar no longer declares a cluster leave it:
   salt.function:
     - name: patroni_debian.leave_undeclared
@@ -95,7 +84,7 @@ Minions whose pillar no longer declares a cluster leave it:
     - failhard: True
     - require:
       - salt: Members have a fresh pillar
-      - salt: Members have this release of the modules
+      - salt: The rollout's arguments are valid
       - salt: Members have this release of the states
 
 First phase, the member that goes first in each cluster is converged:
@@ -143,4 +132,3 @@ Summary of each cluster, verified:
     - failhard: True
     - require:
       - salt: Every member leads and accepts writes, or streams from the leader on its timeline
-{%- endif %}

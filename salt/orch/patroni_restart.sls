@@ -12,29 +12,8 @@
     PostgreSQL restarts through Patroni's REST API, never the patroni@ unit (that would cost a failover). -#}
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
-{%- set requested = pillar.get("cluster") %}
+{%- set clusters = pillar.get("cluster") %}
 {%- set timeout = pillar.get("timeout", 300) %}
-{%- set problems = [] %}
-{%- if requested is none or requested == "" %}
-{%-   set clusters = none %}
-{%- elif requested is string %}
-{%-   set clusters = requested.split(",") | map("trim") | list %}
-{%- elif requested is iterable and requested is not mapping %}
-{%-   set clusters = requested | list %}
-{%- else %}
-{%-   set clusters = [] %}
-{%-   do problems.append("pillar cluster: " ~ requested | json ~ " is not <version>-<cluster> or a list of them") %}
-{%- endif %}
-{%- if timeout is not number or timeout <= 0 %}
-{%-   do problems.append("pillar timeout: " ~ timeout | json ~ " is not a number of seconds") %}
-{%- endif %}
-{%- if problems %}
-
-The rolling restart's arguments are valid:
-  test.fail_without_changes:
-    - name: "{{ problems | join('; ') }}"
-    - failhard: True
-{%- else %}
 
 Members have this release of the modules:
   salt.function:
@@ -44,6 +23,18 @@ Members have this release of the modules:
     - expect_minions: True
     - timeout: 15
     - failhard: True
+
+The rolling restart's arguments are valid:
+  salt.function:
+    - name: patroni_debian.rollout_arguments
+    - tgt: "{{ members }}"
+    - tgt_type: compound
+    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
+    - expect_minions: True
+    - timeout: 15
+    - failhard: True
+    - require:
+      - salt: Members have this release of the modules
 
 Each cluster's leader restarts its members one at a time:
   salt.function:
@@ -55,5 +46,4 @@ Each cluster's leader restarts its members one at a time:
     - timeout: 15
     - failhard: True
     - require:
-      - salt: Members have this release of the modules
-{%- endif %}
+      - salt: The rolling restart's arguments are valid

@@ -6,7 +6,7 @@
 
 Patroni {{ c.scope }} is gone from this host:
   patroni_debian.absent:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - purge: {{ c.purge | json }}
 {%- endfor %}

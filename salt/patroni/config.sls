@@ -6,8 +6,8 @@ include:
 
 Patroni {{ c.scope }} is configured:
   patroni_debian.configured:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - require:
       - sls: patroni.package
       - sls: patroni.program
@@ -19,7 +19,7 @@ Patroni {{ c.scope }} is configured:
 This minion's clusters list {{ c.scope }}:
   grains.list_present:
     - name: patroni_debian_clusters
-    - value: "{{ c.scope }}"
+    - value: {{ c.scope | json }}
     - require:
       - patroni_debian: Patroni {{ c.scope }} is configured
 {%- endfor %}

@@ -18,5 +18,9 @@ Debian's automatic main cluster stays off:
 PostgreSQL, Patroni and the DCS client are installed:
   pkg.installed:
     - pkgs: {{ packages | json }}
+{%- if opts.get("test") %}
+    # a dry run changes nothing, apt's package lists included: no apt-get update
+    - refresh: False
+{%- endif %}
     - require:
       - file: Debian's automatic main cluster stays off

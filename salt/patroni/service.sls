@@ -6,8 +6,8 @@ include:
 # Debian's automatic main (or any cluster outside Patroni) is dropped only when pillar says replace_existing.
 Patroni {{ c.scope }} has no foreign cluster in its way:
   patroni_debian.no_foreign_cluster:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - replace_existing: {{ c.replace_existing | json }}
     - require:
       - patroni_debian: Patroni {{ c.scope }} is configured
@@ -15,8 +15,8 @@ Patroni {{ c.scope }} has no foreign cluster in its way:
 # A changed config is reloaded (SIGHUP), never restarted: a restart of the leader's Patroni costs a failover.
 Patroni {{ c.scope }} is running and healthy:
   patroni_debian.running:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - timeout: {{ patroni.health_timeout }}
 {%- if rollout.get("phase") == "first" %}
     # the orchestration's first phase: back once the cluster is claimed; the others start meanwhile

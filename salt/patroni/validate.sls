@@ -7,8 +7,8 @@ Pillar patroni is valid:
 
 The DCS of {{ c.scope }} answers:
   patroni_debian.dcs_reachable:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - require:
       - patroni_debian: Pillar patroni is valid
 {%- endfor %}

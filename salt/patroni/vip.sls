@@ -5,8 +5,8 @@ include:
 
 The VIP of {{ c.scope }} follows its leader:
   patroni_debian.vip_running:
-    - version: "{{ c.version }}"
-    - cluster: "{{ c.cluster }}"
+    - version: {{ c.version | json }}
+    - cluster: {{ c.cluster | json }}
     - require:
       - patroni_debian: Patroni {{ c.scope }} is running and healthy
 {%- endfor %}

@@ -9,9 +9,29 @@ import sandbox
 
 pytestmark = pytest.mark.differential
 
-GOOD_CLUSTER = {"authentication": {"replication": {"password": "a-long-secret"}}}
-GOOD = {"patroni": {"dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}}, "clusters": {"15-main": GOOD_CLUSTER}}}
+# Every secret of the good pillar holds the marker: no refusal below may show any of it (issue 18, class 2)
+MARKER = "Mk7-secret-marker"
+GOOD_CLUSTER = {
+    "authentication": {
+        "replication": {"password": "a-long-secret"},
+        "superuser": {"username": "postgres", "sslpassword": f"Ssl-{MARKER}"},
+        "rewind": {"username": "rewinder", "password": f"Rew-{MARKER}"},
+    }
+}
+GOOD = {
+    "patroni": {
+        "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"], "username": "root", "password": f"Dcs-{MARKER}"}},
+        "clusters": {"15-main": GOOD_CLUSTER},
+    }
+}
 ETCD2 = {"etcd": {"host": "10.0.0.5:2379"}}
+
+
+def with_auth(role, **credentials):
+    """GOOD_CLUSTER's authentication with ``role``'s credentials merged over."""
+    authentication = copy.deepcopy(GOOD_CLUSTER["authentication"])
+    authentication.setdefault(role, {}).update(credentials)
+    return {"authentication": authentication}
 
 
 def bad(cluster=None, scope="15-main", **top):
@@ -41,7 +61,11 @@ BAD_PILLAR = [
     ("scope of version 15.0", bad(scope="15.0-main"), ["version", "write 15"]),
     ("version whose packages do not exist", bad(scope="99-main"), ["no package postgresql-99"]),
     ("cluster settings a string", bad(cluster="on"), [WHERE, "must be a mapping"]),
-    ("unknown key", bad(cluster={"netwrok": "10.0.0.0/24"}), [WHERE, "unknown key(s) netwrok", "network"]),
+    (
+        "unknown key",
+        bad(cluster={"netwrok": "10.0.0.0/24"}),
+        [WHERE, "unknown key 'netwrok' (did you mean 'network'?)"],
+    ),
     ("missing replication password", bad(cluster={"authentication": {}}), [WHERE, "replication:password is required"]),
     (
         "replication password empty",
@@ -67,7 +91,7 @@ BAD_PILLAR = [
     (
         "two clusters on one port",
         bad(clusters={"15-main": {**GOOD_CLUSTER, "port": 5433}, "15-app": {**GOOD_CLUSTER, "port": 5433}}),
-        ["15-app:port", "5433 is also the port of 15-main"],
+        ["15-app: port: 5433 is also the port of 15-main"],
     ),
     ("network without prefix", bad(cluster={"network": "10.0.0.0"}), [WHERE, "network", "CIDR"]),
     ("hostip loopback", bad(cluster={"hostip": "127.0.0.1"}), [WHERE, "hostip", "loopback"]),
@@ -96,6 +120,95 @@ BAD_PILLAR = [
     ("a member under two roles", bad(role=["bootstrap", "replica"]), ["patroni:role", "not one role"]),
     ("an unknown role", bad(role="leader"), ["patroni:role", "'leader'", "bootstrap, replica"]),
     ("program relative", bad(cluster={"program": "patroni_debian.py"}), [WHERE, "program", "absolute path"]),
+    # issue 18, class 2: a secret where a message quotes the value
+    (
+        "URL password with a slash",
+        bad(cluster={"vip": "10.0.0.100", "endpoint": f"http://u:x/{MARKER}@10.0.0.5"}, dcs=ETCD2),
+        [WHERE, "is not a DCS URL"],
+    ),
+    ("a password pasted into hostip", bad(cluster={"hostip": f"Rew-{MARKER}"}), [WHERE, "hostip", "********"]),
+    # class 3: names that would be pasted into an sls file
+    ("scope with a line break", bad(scope="15-main\nInjected state:"), ["cluster", "not a valid cluster name"]),
+    ("scope with a trailing space", bad(scope="15-main "), ["cluster", "'main '"]),
+    ("scope with a leading space", bad(scope=" 15-main"), ["' 15-main' is not <version>-<cluster>"]),
+    # class 4: role names that pg_hba reads as syntax
+    (
+        "username that opens pg_hba",
+        bad(cluster=with_auth("rewind", username="all 0.0.0.0/0 trust #")),
+        [WHERE, "authentication:rewind:username", "not a role name pg_hba can take"],
+    ),
+    ("username with a space", bad(cluster=with_auth("replication", username="rep user")), ["replication:username"]),
+    ("username a keyword", bad(cluster=with_auth("replication", username="all")), ["pg_hba keywords"]),
+    ("username empty", bad(cluster=with_auth("replication", username="")), ["replication:username: empty"]),
+    # class 5: data directories Patroni may remove
+    ("data_dir /", bad(cluster={"config": {"postgresql": {"data_dir": "/"}}}), [WHERE, "data_dir / is /"]),
+    ("data_dir /etc", bad(cluster={"config": {"postgresql": {"data_dir": "/etc"}}}), [WHERE, "data_dir /etc is /etc"]),
+    (
+        "data_dir every cluster's parent",
+        bad(cluster={"config": {"postgresql": {"data_dir": "/var/lib/postgresql/15"}}}),
+        [WHERE, "the folder of every PostgreSQL 15 cluster"],
+    ),
+    # class 7: what the render refuses, refused before anything is installed
+    ("listen without a port", bad(cluster={"config": {"postgresql": {"listen": "*"}}}), [WHERE, "names no port"]),
+    ("dynamic postgresql null", bad(cluster={"dynamic": {"postgresql": None}}), [WHERE, "must be a mapping"]),
+    (
+        "ttl below the minimum through config",
+        bad(cluster={"config": {"bootstrap": {"dcs": {"ttl": 5}}}}),
+        [WHERE, "ttl: 5", "at least 20"],
+    ),
+    (
+        "Debian's default password through config",
+        bad(cluster={"config": {"postgresql": {"authentication": {"replication": {"password": "rep-pass"}}}}}),
+        [WHERE, "well-known default"],
+    ),
+    # class 8: ports
+    (
+        "a port that is another cluster's REST API port",
+        bad(
+            clusters={
+                "15-main": {**GOOD_CLUSTER, "port": 5432},
+                "15-app": {**GOOD_CLUSTER, "port": 5440, "config": {"postgresql": {"listen": "*:8008"}}},
+            }
+        ),
+        ["15-app: port: 8008 is also the REST API port of 15-main"],
+    ),
+    (
+        "a REST API listening on the PostgreSQL port",
+        bad(cluster={"port": 5433, "config": {"restapi": {"listen": "10.0.0.11:5433"}}}),
+        [WHERE, "both listen on port 5433"],
+    ),
+    # class 9: values that can never work
+    ("ttl infinite", bad(cluster={"dynamic": {"ttl": float("inf")}}), [WHERE, "ttl: inf", "at least 20"]),
+    ("ttl not a number", bad(cluster={"dynamic": {"ttl": float("nan")}}), [WHERE, "ttl: nan"]),
+    (
+        "password with a line break",
+        bad(cluster=with_auth("replication", password=f"{MARKER}\nx")),
+        [WHERE, "line break, NUL"],
+    ),
+    # class 12: unknown keys at every level, with the closest known one
+    (
+        "top-level dsc",
+        bad(dsc={"etcd3": {"hosts": ["a:1"]}}),
+        ["pillar patroni: unknown key 'dsc' (did you mean 'dcs'?)"],
+    ),
+    (
+        "clusters mistyped",
+        {"patroni": {"dcs": GOOD["patroni"]["dcs"], "clustres": {"15-main": GOOD_CLUSTER}}},
+        ["unknown key 'clustres' (did you mean 'clusters'?)"],
+    ),
+    ("lookup packages a string", bad(lookup={"packages": "patroni"}), ["lookup:packages: 'patroni' is not a list"]),
+    ("lookup key mistyped", bad(lookup={"pakages": ["patroni"]}), ["did you mean 'packages'?"]),
+    (
+        "config key mistyped",
+        bad(cluster={"config": {"postgressql": {"listen": "*:5433"}}}),
+        [WHERE, "config: unknown key 'postgressql' (did you mean 'postgresql'?)"],
+    ),
+    ("dynamic key mistyped", bad(cluster={"dynamic": {"loop_wiat": 5}}), [WHERE, "did you mean 'loop_wait'?"]),
+    (
+        "authentication key mistyped",
+        bad(cluster=with_auth("replication", pasword="x")),
+        [WHERE, "did you mean 'password'?"],
+    ),
 ]
 
 
@@ -106,7 +219,8 @@ def test_bad_pillar_is_refused_naming_the_key(pillar, words, tmp_path):
     assert outcome.returncode == 1 and outcome.stdout.startswith("Error: ") and "Traceback" not in text, text
     for word in words:
         assert word in outcome.stdout, text
-    assert "a-long-secret" not in text
+    for secret in ("a-long-secret", MARKER, MARKER[:7], MARKER[-7:]):
+        assert secret not in text, text
     assert outcome.files == {}
 
 

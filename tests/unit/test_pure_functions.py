@@ -78,6 +78,17 @@ def test_host_port_brackets_ipv6(host, expected):
 CLUSTERS = {("15", "main"): 5432, ("14", "old"): 5433}
 
 
+def configs(**ports):
+    """Other Patroni configs as ``_port_claims`` reads them: ``name=(postgres port, REST API port or None)``."""
+    return {
+        f"/etc/patroni/{name.replace('_', '-')}.yml": {
+            "postgresql": {"listen": f"*:{port}"},
+            **({"restapi": {"listen": f"10.0.0.11:{api}"}} if api else {}),
+        }
+        for name, (port, api) in ports.items()
+    }
+
+
 @pytest.mark.parametrize(
     "version,cluster,requested,clusters,own_config,others,expected",
     [
@@ -88,24 +99,33 @@ CLUSTERS = {("15", "main"): 5432, ("14", "old"): 5433}
         ("15", "new", 543, CLUSTERS, None, {}, 543),
         ("15", "new", None, CLUSTERS, 6000, {}, 6000),
         ("15", "new", None, CLUSTERS, 5433, {}, 5434),  # its old port went to another cluster
-        ("15", "new", None, {}, None, {"/etc/patroni/15-a.yml": 5432}, 5433),
+        ("15", "new", None, {}, None, configs(**{"15_a": (5432, None)}), 5433),
         ("15", "main", 5440, CLUSTERS, None, {}, 5440),  # moving a cluster to a free port is allowed
+        # the next port's REST API port (5433 + 2576 = 8009) is another config's REST API: the one after
+        ("15", "new", None, {}, None, configs(**{"15_a": (5432, 8009)}), 5434),
+        # a REST API port never counts as a PostgreSQL port to go one past
+        ("15", "new", None, {}, None, configs(**{"15_a": (5432, 8008)}), 5433),
+        # the old port of its own config now clashes with another's REST API through its own REST API port
+        ("15", "new", None, {}, 5440, configs(**{"15_a": (5432, 8016)}), 5433),
     ],
 )
 def test_choose_port(version, cluster, requested, clusters, own_config, others, expected):
-    assert pd._choose_port(version, cluster, requested, clusters, own_config, others) == expected
+    claims = pd._port_claims(version, cluster, clusters, others)
+    assert pd._choose_port(version, cluster, requested, clusters, own_config, claims) == expected
 
 
 @pytest.mark.parametrize(
     "requested,clusters,others,culprit",
     [
         (5433, CLUSTERS, {}, "cluster 14/old"),
-        (5432, {}, {"/etc/patroni/15-a.yml": 5432}, "Patroni config /etc/patroni/15-a.yml"),
+        (5432, {}, configs(**{"15_a": (5432, None)}), "Patroni config /etc/patroni/15-a.yml"),
+        (8008, {}, configs(**{"15_a": (5432, 8008)}), "the REST API of Patroni config /etc/patroni/15-a.yml"),
     ],
 )
 def test_choose_port_refuses_a_taken_port(requested, clusters, others, culprit):
+    claims = pd._port_claims("15", "new", clusters, others)
     with pytest.raises(pd.SaltInvocationError, match=culprit):
-        pd._choose_port("15", "new", requested, clusters, None, others)
+        pd._choose_port("15", "new", requested, clusters, None, claims)
 
 
 @pytest.mark.parametrize(
