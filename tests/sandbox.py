@@ -187,6 +187,11 @@ def _snapshot(folder):
     return files
 
 
+def run_plain(argv):
+    """A command on the real host, for a test's own clean-up (e.g. ``chattr -i`` on a case file)."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+
+
 def module_argv(function, *args, pillar=None, **kwargs):
     """argv that calls ``patroni_debian.<function>`` from this checkout and prints its JSON result.
 

@@ -121,7 +121,14 @@ def not_yaml(path):
     path.write_text("scope: [unclosed\n")
 
 
-ODD_FILES = [non_utf8, directory, fifo, link_to_dev_zero, dangling_link, huge, not_yaml]
+def yaml_bomb(path):
+    """Under 1 kB of YAML whose aliases expand to 10⁹ nodes: postgres may write its own config (issue 18, class 10)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, 9)]
+    path.write_text("\n".join(lines) + "\npostgresql: {listen: '*:5440'}\n")
+
+
+ODD_FILES = [non_utf8, directory, fifo, link_to_dev_zero, dangling_link, huge, not_yaml, yaml_bomb]
 
 
 @pytest.mark.parametrize("make", ODD_FILES, ids=[make.__name__ for make in ODD_FILES])
@@ -135,7 +142,9 @@ def test_an_odd_neighbour_config_never_breaks_another_cluster(make, tmp_path):
     assert set(outcome.files) == {"15-main.yml"}
 
 
-@pytest.mark.parametrize("make", [non_utf8, not_yaml, huge], ids=["non_utf8", "not_yaml", "huge"])
+@pytest.mark.parametrize(
+    "make", [non_utf8, not_yaml, huge, yaml_bomb], ids=["non_utf8", "not_yaml", "huge", "yaml_bomb"]
+)
 def test_an_unreadable_own_config_is_replaced_with_force_only(make, tmp_path):
     host = sandbox.Host(prepare=lambda etc: make(etc / "15-main.yml"))
     refused = createconfig(host, tmp_path / "refused")
@@ -199,6 +208,42 @@ def test_a_full_disk_writes_neither_the_config_nor_the_vip_file(tmp_path):
     assert outcome.stdout.startswith("Error: ") and "No space left on device" in outcome.stdout, outcome.stdout
     assert "Traceback" not in outcome.stderr, outcome.stderr
     assert outcome.stdout.splitlines()[-2:] == ["exit 1", "filler"]
+
+
+def test_a_file_that_cannot_be_replaced_leaves_the_pair_as_it_was_and_no_copy_behind(tmp_path):
+    """An immutable VIP file (chattr +i): the config beside it is not replaced alone, and no staged copy (which
+    holds the passwords) is left in /etc/patroni, however often it is tried (issue 18, class 11)."""
+    old = {"15-main.yml": "scope: 15-main\nby: hand\n", "15-main.vip": 'VIP_IP="10.0.0.99"\n'}
+    host = sandbox.Host(files=old, setup=("chattr +i /etc/patroni/15-main.vip",))
+    call = shlex.join(sandbox.module_argv("createconfig", "15", "main", dcs=ETCD2, vip="10.0.0.100", force=True))
+    try:
+        outcome = sandbox.run(host, tmp_path, ["sh", "-c", f"{call}; {call}; ls -A /etc/patroni"])
+    finally:
+        sandbox.run_plain(["chattr", "-i", str(tmp_path / "etc_patroni" / "15-main.vip")])
+    lines = outcome.stdout.splitlines()
+    assert lines[0].startswith("Error: ") and "Operation not permitted" in lines[0], outcome.stdout
+    assert lines[1] == lines[0] and "Traceback" not in outcome.stderr, outcome.stdout + outcome.stderr
+    assert sorted(lines[2:]) == ["15-main.vip", "15-main.yml", "config.yml.in", "dcs.yml", "vip.in"], lines
+    assert (tmp_path / "etc_patroni" / "15-main.yml").read_text() == old["15-main.yml"]
+
+
+def test_a_neighbour_s_rest_api_port_is_never_chosen_nor_given(tmp_path):
+    """16-x listens on 5432 with its REST API on 5433, where one past the highest port would land (issue 18,
+    class 8): the next free pair is chosen; asking for 5433 is refused naming the REST API."""
+    neighbour = "postgresql:\n  listen: '*:5432'\n  data_dir: /srv/x\nrestapi:\n  listen: 10.0.0.11:5433\n"
+    host = sandbox.Host(files={"16-x.yml": neighbour})
+    assert result_of(createconfig(host, tmp_path / "a", "render_config"))["port"] == 5434
+    host = sandbox.Host(files={"16-x.yml": neighbour})
+    assert_clean_error(createconfig(host, tmp_path / "b", port=5433), "5433", "the REST API of Patroni config")
+
+
+@pytest.mark.parametrize("data_dir", ["/srv/x", "/srv/x/data/inner", "/srv/x/data"])
+def test_a_data_dir_overlapping_a_neighbour_s_is_refused(data_dir, tmp_path):
+    neighbour = "postgresql:\n  listen: '*:5440'\n  data_dir: /srv/x/data\n"
+    host = sandbox.Host(files={"16-x.yml": neighbour})
+    outcome = createconfig(host, tmp_path, config={"postgresql": {"data_dir": data_dir}})
+    assert_clean_error(outcome, f"data_dir {data_dir}", "Patroni config /etc/patroni/16-x.yml")
+    assert outcome.files == {}
 
 
 # -- two runs at once -----------------------------------------------------------------------------------------
