@@ -553,8 +553,9 @@ def leave_undeclared(clusters=None, timeout=120):
     timeout = debian._check_seconds("timeout", timeout)
     named = debian._rollout_scopes(clusters)
     listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
-    if not listed:
-        return {}
+    named_in_pillar = _pillar("patroni:clusters")
+    if not listed or (isinstance(named_in_pillar, dict) and set(listed) <= set(named_in_pillar)):
+        return {}  # pillar still names every cluster here: nothing leaves, whatever else it may get wrong
     try:
         declared = set(__salt__["patroni_debian.declared_clusters"]())
     except (CommandExecutionError, SaltInvocationError) as exc:

@@ -3,6 +3,7 @@ key and the accepted form. On sandboxed hosts (tests/sandbox.py) with no Postgre
 """
 
 import copy
+import json
 
 import pytest
 import sandbox
@@ -222,6 +223,36 @@ def test_bad_pillar_is_refused_naming_the_key(pillar, words, tmp_path):
     for secret in ("a-long-secret", MARKER, MARKER[:7], MARKER[-7:]):
         assert secret not in text, text
     assert outcome.files == {}
+
+
+RENDER_EVERY_PILLAR = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import patroni_debian as module
+module.DCS_CONNECT_TIMEOUT = 0.05  # the sandbox has no DCS: each refusal at once rather than after 2 s
+said = []
+for pillar in json.loads(sys.argv[2]):
+    module.__pillar__ = pillar
+    for function in (module.render_config, module.createconfig, module.dcs_reachable):
+        try:
+            said.append(json.dumps(function("15", "main")))
+        except (module.CommandExecutionError, module.SaltInvocationError) as exc:
+            said.append(str(exc))
+print(json.dumps(said))
+"""
+
+
+def test_no_refusal_of_render_config_createconfig_or_dcs_reachable_shows_a_secret(tmp_path):
+    """Every bad pillar above through the functions that read pillar themselves (issue 18, class 2): whatever
+    each says, success or refusal, holds no part of a secret."""
+    pillars = [row[1] for row in BAD_PILLAR]
+    argv = [sandbox.sys.executable, "-c", RENDER_EVERY_PILLAR, str(sandbox.REPO / "_modules"), json.dumps(pillars)]
+    outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, argv)
+    assert outcome.returncode == 0 and "Traceback" not in outcome.stderr, outcome.stderr
+    said = json.loads(outcome.stdout)
+    assert len(said) == 3 * len(pillars)
+    for secret in ("a-long-secret", MARKER, MARKER[:7], MARKER[-7:]):
+        assert not [text for text in said if secret in text], secret
 
 
 def test_good_pillar_is_accepted(tmp_path):

@@ -89,6 +89,78 @@ def test_a_minion_given_the_cluster_joins_and_no_other_member_restarts(lab, timi
     assert all(admits_for_replication(machine, pg3.address) for machine in lab.nodes)
 
 
+def pillar_texts(lab, good, broken):
+    """pg1 and pg2 get ``good`` (a mapping), pg3 the pillar file text ``broken``; every minion refreshed."""
+    (lab.pillar_root / "lab.sls").write_text(json.dumps(good))
+    (lab.pillar_root / "broken.sls").write_text(broken)
+    (lab.pillar_root / "top.sls").write_text("base:\n  'pg[12]':\n    - lab\n  'pg3':\n    - broken\n")
+    lab.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+
+@pytest.fixture
+def three_members(lab):
+    """pg3 a member as well, whatever ran before."""
+    give_role(lab.nodes[2], "replica")
+    declare(lab, "pg*")
+    if "pg3" not in listed(lab):
+        code, steps = rollout(lab)
+        assert code == 0, failures(steps)
+    netlab.wait_until("three members streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
+    return lab
+
+
+def broken_ways(version):
+    """A replica's pillar broken the ways an operator in a hurry breaks it: ``(id, pillar file text, words)``."""
+    good = pillar(version)["patroni"]
+    scope = f"{version}-main"
+    return [
+        (
+            "a typo in clusters",
+            {"patroni": {"dcs": good["dcs"], "clustres": good["clusters"]}},
+            "did you mean 'clusters'",
+        ),
+        ("clusters as a list", {"patroni": {"dcs": good["dcs"], "clusters": [scope]}}, "patroni:clusters must map"),
+        (
+            "a trailing space",
+            {"patroni": {"dcs": good["dcs"], "clusters": {f"{scope} ": good["clusters"][scope]}}},
+            "'main '",
+        ),
+        ("a typo in patroni", {"patrnoi": good}, "spelled close to it"),
+        ("a render error", "patroni: {clusters: [unclosed\n", "failed to render"),
+    ]
+
+
+def test_a_replica_whose_pillar_breaks_never_leaves_and_every_member_keeps_streaming(three_members):
+    """Issue 18, class 1: only a pillar that validates and no longer names the cluster takes a member out; a
+    broken one stops the rollout at the leaving step, naming the minion and the problem, with nothing changed."""
+    lab = three_members
+    health = netlab.health(lab.nodes, API_PORT)
+    before = start_times(lab)
+    unit = f"patroni@{lab.version}-main"
+    try:
+        for way, broken, words in broken_ways(lab.version):
+            pillar_texts(lab, pillar(lab.version), broken if isinstance(broken, str) else json.dumps(broken))
+            code, steps = rollout(lab)
+            assert code != 0, way
+            assert steps[LEAVE]["result"] is False and not any(step.startswith("First phase") for step in steps), way
+            said = failures(steps)
+            assert f"pg3: leaving {lab.version}-main refused, nothing was changed" in said and words in said, (
+                way,
+                said,
+            )
+            assert pg3_unit(lab, unit) == ("active", "enabled"), way
+            assert netlab.health(lab.nodes, API_PORT) == health and start_times(lab) == before, way
+    finally:
+        declare(lab, "pg*")
+
+
+def pg3_unit(lab, unit):
+    pg3 = lab.nodes[2]
+    return tuple(
+        pg3.run(["systemctl", command, unit], check=False).stdout.strip() for command in ("is-active", "is-enabled")
+    )
+
+
 def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(lab, timings):
     pg3 = lab.nodes[2]
     before = start_times(lab, ("pg1", "pg2"))

@@ -120,6 +120,26 @@ def test_a_replica_with_broken_pillar_stops_the_run_and_the_others_keep_serving(
         lab.set_pillar(pillar(lab.version))
 
 
+@pytest.mark.parametrize(
+    "sls,argument,words",
+    [
+        ("orch.patroni", '{"cluster": "main"}', 'cluster: "main" is not <version>-<cluster>'),
+        ("orch.patroni", '{"cluster": []}', "cluster: [] is not a <version>-<cluster> name"),
+        ("orch.patroni", '{"cluster": ["15-main\\n"]}', "is not <version>-<cluster>"),
+        ("orch.patroni_restart", '{"timeout": .nan}', "timeout: 'NaN' is not a number of seconds"),
+    ],
+)
+def test_bad_orchestration_arguments_stop_it_before_anything_changes(lab, sls, argument, words):
+    """Issue 18, class 6: both orchestrations check their arguments in Python, on the members, before any step
+    that changes something, with the intended message (never a YAML error)."""
+    code, steps, output = highstate.orchestrate(lab, sls, f"pillar={argument}")
+    assert code != 0
+    failed = [state for state in steps.values() if state["result"] is False]
+    assert len(failed) == 1 and failed[0]["__id__"].endswith("arguments are valid"), output[-3000:]
+    assert words in failures(steps), failures(steps)
+    assert not any(step.startswith(("First phase", "Minions whose", "Each cluster")) for step in steps), list(steps)
+
+
 def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_healthy(lab, timings):
     leader, timeline = netlab.health(lab.nodes, API_PORT)
     off = next(machine for machine in lab.nodes if machine.name != leader)
