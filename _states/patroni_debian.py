@@ -71,6 +71,34 @@ def dcs_reachable(name, version, cluster):
     return ret
 
 
+def packages_installed(name, pkgs):
+    """
+    The packages ``pkgs`` are installed, for test mode: what is missing, read from dpkg alone (``pkg.version``),
+    predicted as installs. Salt's ``pkg.installed`` runs ``apt-get update`` even in test mode (it asks apt for
+    the versions it would install, and apt's ``latest_version`` refreshes first), and a dry run must change
+    nothing; the formula uses ``pkg.installed`` itself when it acts. Outside test mode it is ``pkg.installed``.
+
+    .. code-block:: yaml
+
+        PostgreSQL, Patroni and the DCS client are installed:
+          patroni_debian.packages_installed:
+            - pkgs: [patroni, postgresql-15]
+    """
+    if not __opts__["test"]:
+        return __states__["pkg.installed"](name, pkgs=pkgs)
+    ret = _ret(name)
+    missing = [package for package in pkgs if not __salt__["pkg.version"](package)]
+    if not missing:
+        ret["comment"] = f"{name}: {', '.join(pkgs)} installed"
+        return ret
+    ret.update(
+        result=None,
+        changes={package: {"old": "", "new": "installed"} for package in missing},
+        comment=f"{name}: would install {', '.join(missing)}",
+    )
+    return ret
+
+
 def program_installed(name):
     """
     This module file is installed where the configs name it (``/usr/share/patroni-debian/patroni_debian.py``),

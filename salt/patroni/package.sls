@@ -15,12 +15,14 @@ Debian's automatic main cluster stays off:
     - require:
       - sls: patroni.validate
 
+{#- A dry run changes nothing, apt's package lists included: Salt's pkg.installed runs apt-get update in test mode
+    (it asks apt for the latest versions, refreshing first), so the prediction reads dpkg alone. #}
 PostgreSQL, Patroni and the DCS client are installed:
-  pkg.installed:
-    - pkgs: {{ packages | json }}
 {%- if opts.get("test") %}
-    # a dry run changes nothing, apt's package lists included: no apt-get update
-    - refresh: False
+  patroni_debian.packages_installed:
+{%- else %}
+  pkg.installed:
 {%- endif %}
+    - pkgs: {{ packages | json }}
     - require:
       - file: Debian's automatic main cluster stays off
