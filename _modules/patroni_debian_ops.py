@@ -539,7 +539,9 @@ def leave_undeclared(clusters=None, timeout=120):
     files removed, the data kept (:py:func:`remove`); returns only once the member is gone from the cluster as
     its other members list it (a Patroni stopped cleanly leaves its member key to expire: within ``ttl``).
     Never ``patronictl remove``, which wipes the whole cluster from the DCS. Refused, changing
-    nothing, when this member leads the cluster: switch over first. The rollout (``orch.patroni``) calls it on
+    nothing, when this member leads the cluster (switch over first), and when the pillar cannot be trusted to
+    say what it declares (``declared_clusters``: it failed to render, does not validate, or mistypes
+    ``patroni``): a typo must never take a member down. The rollout (``orch.patroni``) calls it on
     every minion with the grain; ``clusters`` narrows it to those named.
 
     Returns ``{scope: {removed, members, seconds}}``; empty when pillar still declares everything here.
