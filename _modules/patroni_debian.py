@@ -2819,10 +2819,11 @@ def declared_clusters():
 
         salt '*' patroni_debian.declared_clusters
     """
-    errors = _pillar_get("_errors")
-    if errors:
-        first = errors[0] if isinstance(errors, list) and errors else errors
-        raise SaltInvocationError(f"this minion's pillar failed to render ({first}); it declares nothing for sure")
+    if _pillar_get("_errors"):
+        # Salt's render errors quote the pillar file's lines, which may hold a secret: not passed on
+        raise SaltInvocationError(
+            "this minion's pillar failed to render (pillar.items on the minion says why); it declares nothing for sure"
+        )
     patroni = _pillar_get("patroni")
     if patroni is None:
         pillar = globals().get("__pillar__")
