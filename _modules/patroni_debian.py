@@ -155,7 +155,7 @@ SECRET_PAIR_RE = re.compile(
 )
 # A URL's password runs to the line's last ``@``: a ``/``, ``@``, space or quote typed into it (unencoded) must not
 # cut the mask short. Masking a little too much of a message is harmless; leaving a tail of a password is not.
-URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):[^\n]*@")
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):([^\n]*)@")
 SHORTEST_LITERAL_SECRET = 4  # shorter pillar secrets are masked only where a key or a URL shows them
 # Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
 # run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
@@ -422,8 +422,7 @@ def _pillar_secrets(pillar=None):
             if secret:
                 found.add(value)
             found.update(match.group(3).strip("'\"") for match in SECRET_PAIR_RE.finditer(value))
-            for match in re.finditer(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@]*:([^\n]*)@", value):
-                found.add(match.group(1))
+            found.update(match.group(2) for match in URL_USERINFO_RE.finditer(value))
         elif secret and value is not None and not isinstance(value, bool):
             found.add(str(value))
 
@@ -617,10 +616,14 @@ def _check_network(network):
         ) from None
 
 
+def _has_control_character(text):
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
 def _check_text(name, value):
     """A value bound for a line-based file: a line break would start a new setting there."""
     text = str(value)
-    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+    if _has_control_character(text):
         raise SaltInvocationError(f"{name}: the value contains a line break or control character")
     return text
 
@@ -685,7 +688,7 @@ def _check_authentication(authentication):
         if "username" in credentials:
             _check_role_name(f"authentication:{role}:username", credentials["username"])
         password = credentials.get("password")
-        if password is not None and any(ord(char) < 32 or ord(char) == 127 for char in str(password)):
+        if password is not None and _has_control_character(str(password)):
             raise SaltInvocationError(
                 f"authentication:{role}:password holds a line break, NUL or other control character, which no "
                 "pgpass file can hold"
@@ -1668,9 +1671,10 @@ def _check_claims(version, cluster, config, claims, clusters, others):
     ]
     for owner, *paths in owners:
         for path in paths:
-            if path and _overlap(path, data_dir):
+            how = _overlap(path, data_dir) if path else None
+            if how:
                 raise SaltInvocationError(
-                    f"config: postgresql.data_dir {data_dir} {_overlap(path, data_dir)} {path}, a directory of "
+                    f"config: postgresql.data_dir {data_dir} {how} {path}, a directory of "
                     f"{owner}; each cluster's data directory must be apart from every other's"
                 )
 
@@ -1949,6 +1953,11 @@ def _named_options(scope):
     return {key: scope[key] for key in OPTIONS}
 
 
+def _scrubbed_all(texts):
+    secrets = _pillar_secrets()
+    return [_scrub(text, secrets) for text in texts]
+
+
 def _result(rendered, plans):
     return {
         "config_file": rendered["config_file"],
@@ -1956,7 +1965,7 @@ def _result(rendered, plans):
         "port": rendered["port"],
         "restapi_port": rendered["restapi_port"],
         "changes": {target.path: changes for target, changes in plans if changes},
-        "warnings": [_scrub(warning, _pillar_secrets()) for warning in rendered["warnings"]],
+        "warnings": _scrubbed_all(rendered["warnings"]),
     }
 
 
