@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server etcd-client iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
+# Three workers: each release's machines on one (one lab per release, booted once), every other tier on the third.
+# Groups: tests/conftest.py. PYTEST_ARGS come last: e.g. PYTEST_ARGS="-n 0 -m unit" for one tier in one process.
+XDIST := -n 3 --dist loadgroup
 
 .PHONY: test lint deps apt venv image clean demo demo-down
 
 test: deps lint image
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 # Python by ruff (pyproject.toml), the formula by salt-lint; both before any test runs.
 lint: venv

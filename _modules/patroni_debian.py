@@ -157,8 +157,6 @@ SECRET_PAIR_RE = re.compile(
 # cut the mask short. Masking a little too much of a message is harmless; leaving a tail of a password is not.
 URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):([^\n]*)@")
 SHORTEST_LITERAL_SECRET = 4  # shorter pillar secrets are masked only where a key or a URL shows them
-# Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
-# run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
 # Folders a data directory may neither be, contain, nor (but for DATA_PARENTS) lie in.
 SYSTEM_FOLDERS = (
     "/",
@@ -189,6 +187,8 @@ SYSTEM_FOLDERS = (
     PG_HOME,
 )
 DATA_PARENTS = ("/", "/home", "/opt", "/srv", "/var", "/var/lib", PG_HOME)  # a data directory may lie below these
+# Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
+# run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
 LOCK_DIR = "/run/postgresql"
 LOCK_FILE = "/run/postgresql/patroni-debian.lock"
 LOCK_WAIT = 120

@@ -17,9 +17,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 import machines  # noqa: E402
-import netlab  # noqa: E402
 
-DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 AUTHENTICATION = {"replication": {"password": "bench-replication"}}
 DEFAULT_TIMING = {}  # Patroni's defaults as createconfig writes them (ttl 30, loop_wait 10)
 
@@ -35,7 +33,7 @@ def main(runs, release):
             lab.wait_minions()
             lab.provision()
             started = time.monotonic()
-            machines.debian_way(lab, DCS, AUTHENTICATION, DEFAULT_TIMING)
+            machines.debian_way(lab, lab.dcs(), AUTHENTICATION, DEFAULT_TIMING)
             seconds.append(time.monotonic() - started)
             print(f"run {run + 1}: {seconds[-1]:.1f} s to healthy", file=sys.stderr)
     print(

@@ -30,15 +30,18 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 import machines  # noqa: E402
 import netlab  # noqa: E402
 
-VIP = "10.77.0.100"
 API_PORT = 8008
 PROFILES = ("debian", "fast")
 TIMING = {"debian": (30, 10), "fast": (20, 5)}  # (ttl, loop_wait) of patroni_debian.TIMING_PROFILES
 
 
 def pillar(lab, profile):
-    dcs = {"etcd3": {"hosts": [netlab.ETCD]}} if lab.release == "trixie" else {"etcd": {"host": netlab.ETCD}}
-    cluster = {"timing": profile, "vip": VIP, "authentication": {"replication": {"password": "bench-replication"}}}
+    dcs = lab.dcs("etcd3" if lab.release == "trixie" else "etcd")
+    cluster = {
+        "timing": profile,
+        "vip": lab.slot.vip,
+        "authentication": {"replication": {"password": "bench-replication"}},
+    }
     return {"patroni": {"dcs": dcs, "clusters": {f"{lab.version}-main": cluster}}}
 
 
@@ -66,7 +69,7 @@ def writes(node):
 
 def vip_answers(lab, port):
     """Whether the VIP accepts a TCP connection on PostgreSQL's port, from the switch (where clients are)."""
-    probe = f"import socket; socket.create_connection(('{VIP}', {port}), timeout=0.5).close()"
+    probe = f"import socket; socket.create_connection(('{lab.slot.vip}', {port}), timeout=0.5).close()"
     argv = ["ip", "netns", "exec", lab.switch, sys.executable, "-c", probe]
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
@@ -76,7 +79,7 @@ def link(machine, state):
     taken down loses)."""
     subprocess.run(["ip", "-n", machine.netns, "link", "set", "eth0", state], check=True)
     if state == "up":
-        route = ["route", "replace", "default", "via", netlab.GATEWAY, "dev", "eth0"]
+        route = ["route", "replace", "default", "via", machine.lab.slot.gateway, "dev", "eth0"]
         subprocess.run(["ip", "-n", machine.netns, *route], check=True)
 
 

@@ -18,12 +18,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 import machines  # noqa: E402
 import netlab  # noqa: E402
 
-PILLAR = {
-    "patroni": {
-        "dcs": {"etcd3": {"hosts": [netlab.ETCD]}},
-        "clusters": {"15-main": {"authentication": {"replication": {"password": "bench-replication"}}}},
-    }
-}
+
+def pillar(lab):
+    cluster = {"authentication": {"replication": {"password": "bench-replication"}}}
+    return {"patroni": {"dcs": lab.dcs(), "clusters": {f"{lab.version}-main": cluster}}}
 
 
 def changes(returns):
@@ -38,7 +36,7 @@ def main(runs):
     seconds, changed = [], 0
     with machines.MachineLab(machines=3) as lab:
         lab.wait_minions()
-        lab.set_pillar(PILLAR)
+        lab.set_pillar(pillar(lab))
         first = lab.salt("*", "state.highstate", timeout=400)
         if failures(first):
             raise SystemExit(f"the first highstate failed: {failures(first)}")

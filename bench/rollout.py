@@ -27,17 +27,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 import machines  # noqa: E402
 import netlab  # noqa: E402
 
-DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 AUTHENTICATION = {"replication": {"password": "bench-replication"}}
 ORCHESTRATE = ("state.orchestrate", "orch.patroni", "--out=json")
 
 
-def pillar(version, clusters):
+def pillar(lab, clusters):
     """Clusters ``<version>-main``, ``<version>-c2``, … with Patroni's default timing, each on its own port."""
-    scopes = [f"{version}-main"] + [f"{version}-c{index}" for index in range(2, clusters + 1)]
+    scopes = [f"{lab.version}-main"] + [f"{lab.version}-c{index}" for index in range(2, clusters + 1)]
     return {
         "patroni": {
-            "dcs": DCS,
+            "dcs": lab.dcs(),
             "clusters": {
                 scope: {"port": 5432 + index, "authentication": AUTHENTICATION} for index, scope in enumerate(scopes)
             },
@@ -48,7 +47,7 @@ def pillar(version, clusters):
 def fresh(lab, clusters=1):
     """Every machine back to its image (packages installed, nothing else), etcd empty, the pillar given."""
     lab.reset_all()
-    lab.set_pillar(pillar(lab.version, clusters))
+    lab.set_pillar(pillar(lab, clusters))
 
 
 def healthy(lab, clusters):
@@ -61,7 +60,7 @@ def floor_once(lab):
     fresh(lab)
     lab.provision()  # by hand, createconfig must exist on the hosts, as Debian's script does
     started = time.monotonic()
-    machines.debian_way(lab, DCS, AUTHENTICATION, {})
+    machines.debian_way(lab, lab.dcs(), AUTHENTICATION, {})
     return time.monotonic() - started
 
 

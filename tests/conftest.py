@@ -1,10 +1,30 @@
+"""What every tier shares: the tiers' markers and xdist groups, measured durations, and the end-of-run summary.
+
+The tiers are named for what they need (tests/README.md): ``unit`` nothing; ``sandboxed`` root and private
+namespaces; ``namespace_hosts`` root, network namespaces and this host's PostgreSQL, Patroni and etcd;
+``systemd_machines`` root and Debian machines booting systemd, once per release. ``make test`` runs them side by
+side with pytest-xdist: each release's machines on a worker of their own (one lab per release per run), the other
+tiers on a third.
+"""
+
 import logging
 import os
+import pathlib
 import signal
+import threading
+import time
 
 import pytest
 
+TESTS = pathlib.Path(__file__).resolve().parent
+TIERS = {  # folder → (marker, what it needs)
+    "unit": ("unit", "nothing"),
+    "sandboxed": ("sandboxed", "root: private mount, UTS and network namespaces"),
+    "namespace_hosts": ("namespace_hosts", "root: network namespaces, this host's PostgreSQL, Patroni and etcd"),
+    "systemd_machines": ("systemd_machines", "root: Debian machines booting systemd (systemd-nspawn), per release"),
+}
 _TIMINGS = {}
+_SPANS = {}  # group → [first start, last stop, tests passed, tests failed]
 
 
 def _interrupt(signum, frame):
@@ -14,8 +34,49 @@ def _interrupt(signum, frame):
 def pytest_configure(config):
     # Importing salt adds root log handlers that write to closed streams at exit.
     logging.getLogger().handlers.clear()
-    # A terminated run (CI's time limit, a person's kill) still tears its lab down.
+    # A terminated run (CI's time limit, a person's kill) still tears its labs down.
     signal.signal(signal.SIGTERM, _interrupt)
+    for marker, needs in TIERS.values():
+        config.addinivalue_line("markers", f"{marker}: needs {needs}")
+    if not hasattr(config, "workerinput"):
+        config._cpu = CpuSampler()  # noqa: SLF001 - the controller's, read in the summary
+
+
+def tier(item):
+    """The tier of a collected test: the first folder under tests/."""
+    return pathlib.Path(str(item.path)).relative_to(TESTS).parts[0]
+
+
+def release(item):
+    """The Debian release a systemd_machines test runs on, from its lab fixture's parameter."""
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    return params.get("machine_lab")
+
+
+def group(item):
+    """The xdist group of a test: one per release for the machines (one lab per release, on its own worker),
+    and one for the rest, where the tests of the people's lab (slot 0: the README's, make demo's) run one after
+    another."""
+    name = release(item)
+    return f"machines {name}" if name else "the other tiers"
+
+
+def pytest_collection_modifyitems(config, items):
+    root = os.geteuid() == 0
+    for item in items:
+        marker, needs = TIERS.get(tier(item), ("unit", "nothing"))
+        item.add_marker(getattr(pytest.mark, marker))
+        if not root and needs.startswith("root"):
+            item.add_marker(pytest.mark.skip(reason=f"needs {needs}"))
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+        item.user_properties.append(("group", _label(item)))
+
+
+def _label(item):
+    """The summary's line a test counts in: its tier, and its release where it has one."""
+    name = release(item)
+    return f"{tier(item)} ({name})" if name else tier(item)
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +85,74 @@ def timings():
     return _TIMINGS
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its measurements travel to the controller
+        workeroutput["timings"] = dict(_TIMINGS)
+
+
+def pytest_testnodedown(node, error):
+    _TIMINGS.update(getattr(node, "workeroutput", {}).get("timings", {}))
+
+
+def pytest_runtest_logreport(report):
+    label = dict(report.user_properties).get("group")
+    if not label:
+        return
+    span = _SPANS.setdefault(label, [report.start, report.stop, 0, 0])
+    span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
+    if report.outcome == "failed":
+        span[3] += 1
+    elif report.when == "call" and report.outcome == "passed":
+        span[2] += 1
+
+
+class CpuSampler:
+    """This machine's CPU use while the run goes, from /proc/stat every 5 s: where two labs and the rest meet."""
+
+    def __init__(self, interval=5):
+        self.samples, self.interval = [], interval
+        self._last = self._read()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat", encoding="ascii") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle and iowait
+        return sum(values), idle
+
+    def _run(self):
+        while True:
+            time.sleep(self.interval)
+            total, idle = self._read()
+            spent, idled = total - self._last[0], idle - self._last[1]
+            self._last = (total, idle)
+            if spent:
+                self.samples.append(100 * (spent - idled) / spent)
+
+    def summary(self):
+        if not self.samples:
+            return "no samples"
+        busy = sorted(self.samples)
+        saturated = sum(1 for s in busy if s >= 95) / len(busy)
+        return (
+            f"mean {sum(busy) / len(busy):.0f} %, median {busy[len(busy) // 2]:.0f} %, "
+            f"saturated (≥ 95 %) {100 * saturated:.0f} % of the time ({len(busy)} samples of {self.interval} s)"
+        )
+
+
+def pytest_terminal_summary(terminalreporter, config):
     if _TIMINGS:
         terminalreporter.section("measured")
-        for what, seconds in _TIMINGS.items():
+        for what, seconds in sorted(_TIMINGS.items()):
             terminalreporter.write_line(f"{seconds:7.1f} s  {what}")
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="needs root for private namespaces")
-        for item in items:
-            if "differential" in item.keywords or "lab" in item.keywords:
-                item.add_marker(skip)
+    if _SPANS:
+        terminalreporter.section("durations per tier and release (wall: first test's start to last test's end)")
+        for label, (start, stop, passed, failed) in sorted(_SPANS.items(), key=lambda kv: kv[1][0]):
+            terminalreporter.write_line(
+                f"{(stop - start) / 60:6.1f} min  {label:32} {passed} passed" + (f", {failed} failed" if failed else "")
+            )
+    sampler = getattr(config, "_cpu", None)
+    if sampler is not None and sampler.samples:
+        terminalreporter.write_line(f"CPU ({os.cpu_count()} cores): {sampler.summary()}")

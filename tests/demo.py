@@ -21,7 +21,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-PREFIX = "pdl"  # tests/netlab.py's namespace prefix: a lab up has namespace pdl-sw
+PREFIX = "pdl"  # the names of tests/netlab.py's slot 0, the lab of the commands for people: namespace pdl-sw
 MEMORY_NEEDED = 2 << 30  # three machines with PostgreSQL and Patroni, etcd and a master use about 1.2 GiB
 DISK_NEEDED = 3 << 30  # the two images (about 1.6 GiB) and the machines' overlays
 RUN = ".venv/bin/python tests/machines.py"
@@ -177,8 +177,9 @@ def up(release=None):
     with Step(f"lab image of Debian {release} (built once, then cached)"):
         machines.image(release)
     pillar_root = pathlib.Path(f"/root/.patroni-debian-demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    secret = demo_pillar(pillar_root, netlab.ETCD, f"{netlab.SUBNET}.0/24", version)
-    lab = machines.MachineLab(machines=3, pillar=pillar_root, release=release)
+    slot = netlab.Slot(0)  # the commands it suggests act on slot 0; a test run's labs take other slots
+    secret = demo_pillar(pillar_root, slot.etcd, f"{slot.subnet}.0/24", version)
+    lab = machines.MachineLab(machines=3, pillar=pillar_root, release=release, slot=slot)
     with Step("three machines booted, etcd and a Salt master"):
         lab.up()  # they outlive this program, for the commands below
         lab.wait_minions()
@@ -219,7 +220,7 @@ def down():
     sys.path.insert(0, str(HERE))
     import netlab
 
-    netlab.remove_stale()
+    netlab.remove_stale(netlab.Slot(0))  # the demo's lab only: a test run's labs beside it stay
     for folder in pathlib.Path("/root").glob(".patroni-debian-demo-*"):
         shutil.rmtree(folder, ignore_errors=True)
     print("The demo is down: no machine, namespace, mount, cgroup or lab folder is left.")

@@ -276,16 +276,16 @@ class Machine:
         self.lab = lab
         self.index = index
         self.name = f"pg{index}"
-        self.netns = f"{netlab.PREFIX}-m{index}"
-        self.address = f"{netlab.SUBNET}.{10 + index}"
+        self.netns = f"{lab.slot.prefix}-m{index}"
+        self.address = f"{lab.slot.subnet}.{10 + index}"
         self.root = lab.root / self.name
         self.merged = self.root / "merged"
         self.role = "bootstrap" if index == 1 else "replica"
         self.nspawn = None
-        self.cgroup = f"{netlab.PREFIX}-{self.name}"
+        self.cgroup = f"{lab.slot.prefix}-{self.name}"
 
     def create(self):
-        netlab.plug_in(self.lab.switch, self.netns, self.address)
+        netlab.plug_in(self.lab.slot, self.netns, self.address)
         self._mount_overlay()
         self.boot()
 
@@ -304,12 +304,12 @@ class Machine:
         )
         etc = self.merged / "etc"
         (etc / "hostname").write_text(f"{self.name}\n")
-        (etc / "hosts").write_text(netlab.hosts_file((m.name, m.address) for m in self.lab.nodes))
+        (etc / "hosts").write_text(netlab.hosts_file(self.lab.slot, ((m.name, m.address) for m in self.lab.nodes)))
         (etc / "resolv.conf").unlink(missing_ok=True)
         (etc / "resolv.conf").write_text("")
         (etc / "salt").mkdir(exist_ok=True)
         minion = {
-            "master": netlab.GATEWAY,
+            "master": self.lab.slot.gateway,
             "id": self.name,
             "grains": {"patroni_role": self.role},
             "acceptance_wait_time": 1,
@@ -334,8 +334,9 @@ class Machine:
             shutil.copy(keys / name, pki / name)
             (pki / name).chmod(mode)
 
-    def boot(self):
-        """Start the machine; return once systemd says it is running (or degraded)."""
+    def boot(self, wait=True):
+        """Start the machine; return once systemd says it is running (or degraded), or at once without ``wait``
+        (then :py:meth:`wait_booted`)."""
         for hierarchy in ("systemd", "unified"):
             os.makedirs(f"/sys/fs/cgroup/{hierarchy}/{self.cgroup}", exist_ok=True)
         # each machine from a cgroup of its own, or they would share one payload cgroup (test-lab.md)
@@ -367,6 +368,10 @@ class Machine:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        if wait:
+            self.wait_booted()
+
+    def wait_booted(self):
         netlab.wait_until(
             f"{self.name} systemd up",
             lambda: self.run(["systemctl", "is-system-running"], check=False).stdout.strip() in ("running", "degraded"),
@@ -395,14 +400,14 @@ class Machine:
         if self.nspawn is not None:
             self.nspawn.wait(timeout=30)
 
-    def reset(self):
-        """Back to the image, booted: power cut (its state is dropped anyway), no upper layer, boot."""
+    def reset(self, wait=True):
+        """Back to the lab's image, booted: power cut (its state is dropped anyway), no upper layer, boot."""
         self.power_cut()
         netlab._sh("umount", str(self.merged))
         for folder in ("upper", "work"):
             shutil.rmtree(self.root / folder)
         self._mount_overlay()
-        self.boot()
+        self.boot(wait)
 
     def destroy(self):
         self.power_cut()  # the lab is thrown away: no need to wait for a clean shutdown
@@ -412,17 +417,17 @@ class Machine:
         return self.lab.http(f"http://{self.address}:{port}{path}")
 
 
-def salt_cli(config):
-    """The salt command for the lab's master: it reaches the master at its interface address, which exists
-    only inside the switch namespace."""
-    return ["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt"), "-c", str(config)]
+def salt_cli(switch, config):
+    """The salt command for a lab's master: it reaches the master at its interface address, which exists
+    only inside the lab's switch namespace."""
+    return ["ip", "netns", "exec", switch, str(VENV_BIN / "salt"), "-c", str(config)]
 
 
 class MachineLab(netlab.Lab):
     """Lab B's switch and etcd, with Debian machines for nodes and a Salt master on the bridge."""
 
-    def __init__(self, machines=3, pillar=None, bare=False, release=None):
-        super().__init__(nodes=machines)
+    def __init__(self, machines=3, pillar=None, bare=False, release=None, slot=None):
+        super().__init__(nodes=machines, slot=slot)
         self.bare = bare  # machines without PostgreSQL, Patroni, etcd or vip-manager installed
         self.release = release or host_release()
         self.version = RELEASES[self.release]["postgresql"]  # the release's PostgreSQL major version
@@ -443,7 +448,8 @@ class MachineLab(netlab.Lab):
     def _start_master(self):
         config = self.root / "salt"
         config.mkdir()
-        self.pillar_root = self.pillar or demo_pillar(config / "pillar", self.version)
+        self.pillar_root = self.pillar or demo_pillar(config / "pillar", self.version, self.slot.etcd)
+        self.default_pillar = None if self.pillar else _files(self.pillar_root)
         # the README's file roots: the formula folder and the repository (for _modules, _states), and before
         # them a folder of the lab's own with the example top file as top.sls
         (config / "states").mkdir()
@@ -451,7 +457,7 @@ class MachineLab(netlab.Lab):
         self.master_pki = config / "root" / "etc" / "salt" / "pki" / "master"
         file_roots = [str(config / "states"), str(REPO / "salt"), str(REPO)]
         master = {
-            "interface": netlab.GATEWAY,
+            "interface": self.slot.gateway,
             "root_dir": str(config / "root"),
             "pki_dir": "/etc/salt/pki/master",
             "file_roots": {"base": file_roots},
@@ -474,13 +480,17 @@ class MachineLab(netlab.Lab):
     def salt_run(self, *args, timeout=600):
         """``salt-run <args>`` on the master; its output as text, and its exit code."""
         proc = subprocess.run(
-            salt_run_cli(self.salt_config) + list(args), capture_output=True, text=True, timeout=timeout, check=False
+            salt_run_cli(self.switch, self.salt_config) + list(args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         return proc.returncode, proc.stdout + proc.stderr
 
     def salt(self, target, function, *args, tgt_type=None, timeout=120):
         """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
-        argv = salt_cli(self.salt_config) + ["--out=json", "--static", f"--timeout={timeout}"]
+        argv = salt_cli(self.switch, self.salt_config) + ["--out=json", "--static", f"--timeout={timeout}"]
         if tgt_type:
             argv.append(f"--{tgt_type}")
         proc = subprocess.run(
@@ -492,8 +502,13 @@ class MachineLab(netlab.Lab):
             raise AssertionError(f"salt {target} {function}: {proc.stdout}\n{proc.stderr}") from None
 
     def set_pillar(self, pillar, target="'pg*'"):
-        """``pillar`` (a mapping) for the minions ``target`` matches, refreshed on every minion."""
+        """``pillar`` (a mapping) for the minions ``target`` matches, and nothing else (other files a test wrote
+        into the lab's own pillar root go), refreshed on every minion."""
         folder = self.pillar_root
+        if self.default_pillar is not None:
+            for path in folder.iterdir():
+                if path.name not in self.default_pillar:
+                    path.unlink()
         (folder / "lab.sls").write_text(json.dumps(pillar))  # JSON is YAML
         (folder / "top.sls").write_text(f"base:\n  {target}:\n    - lab\n")
         refreshed = self.salt("*", "saltutil.refresh_pillar", "wait=True")
@@ -508,12 +523,29 @@ class MachineLab(netlab.Lab):
             installed
         )
 
-    def reset_all(self):
-        """Every machine back to its image and booted, etcd emptied, every minion answering: a clean slate."""
+    def reset_all(self, bare=False):
+        """Every machine back to its image (``bare``: the one without PostgreSQL, Patroni, etcd or vip-manager)
+        and booted, etcd emptied, the lab's own pillar root as it made it, every minion answering: a clean
+        slate."""
+        self.image = image(self.release, bare)
+        self._reset_pillar()
         for machine in self.nodes:
-            machine.reset()
+            machine.power_cut()  # all at once: no member reacts to another's reset
+        for machine in self.nodes:
+            machine.reset(wait=False)
+        for machine in self.nodes:
+            machine.wait_booted()
         self.clear_dcs()
         self.wait_minions()
+
+    def _reset_pillar(self):
+        if self.default_pillar is None:  # a pillar root of the user's: theirs to keep
+            return
+        for path in self.pillar_root.iterdir():
+            if path.name not in self.default_pillar:
+                path.unlink()
+        for name, text in self.default_pillar.items():
+            (self.pillar_root / name).write_text(text)
 
     def wait_minions(self, timeout=120):
         names = {machine.name for machine in self.nodes}
@@ -531,11 +563,15 @@ class MachineLab(netlab.Lab):
         super().down()  # remove_stale() also takes the machines' overlays and cgroups
 
 
-def salt_run_cli(config):
-    return ["ip", "netns", "exec", f"{netlab.PREFIX}-sw", str(VENV_BIN / "salt-run"), "-c", str(config)]
+def _files(folder):
+    return {path.name: path.read_text() for path in folder.iterdir() if path.is_file()}
 
 
-def demo_pillar(folder, version):
+def salt_run_cli(switch, config):
+    return ["ip", "netns", "exec", switch, str(VENV_BIN / "salt-run"), "-c", str(config)]
+
+
+def demo_pillar(folder, version, etcd):
     """A working pillar for the lab: its etcd and cluster <version>-main with a replication password made here.
 
     The folder is root's alone; the password is never printed. Returns the folder.
@@ -544,7 +580,7 @@ def demo_pillar(folder, version):
     (folder / "top.sls").write_text("base:\n  'pg*':\n    - patroni\n")
     pillar = {
         "patroni": {
-            "dcs": {"etcd3": {"hosts": [netlab.ETCD]}},
+            "dcs": {"etcd3": {"hosts": [etcd]}},
             "clusters": {
                 f"{version}-main": {"authentication": {"replication": {"password": secrets.token_urlsafe(24)}}}
             },
@@ -556,8 +592,8 @@ def demo_pillar(folder, version):
     return folder
 
 
-def _lab_config():
-    configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{netlab.PREFIX}-lab-*/salt/master"))
+def _lab_config(slot):
+    configs = sorted(pathlib.Path(tempfile.gettempdir()).glob(f"{slot.prefix}-lab-*/salt/master"))
     if not configs:
         raise SystemExit(f"no lab is running; start one with: {sys.argv[0]} up")
     return configs[-1].parent
@@ -580,9 +616,9 @@ def debian_way(lab, dcs, authentication, dynamic, timeout=180):
     return created, healthy
 
 
-def _init_pid(name):
+def _init_pid(slot, name):
     """PID 1 of a running lab machine, found through its network namespace."""
-    netns = f"{netlab.PREFIX}-m{name.removeprefix('pg')}"
+    netns = f"{slot.prefix}-m{name.removeprefix('pg')}"
     for pid in netlab._pids_in_netns(netns):
         with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
             if handle.read().strip() == "systemd":
@@ -592,7 +628,7 @@ def _init_pid(name):
 
 USAGE = (
     "image [--release R] | up [N] [--pillar DIR] [--release R] | run <machine> <command…> | salt <salt args…> | "
-    "salt-run <args…> | down"
+    "salt-run <args…> | down [--all]"
 )
 
 
@@ -605,16 +641,17 @@ def main(argv):
         for name in [release] if release else releases():
             print(image(name))
         return 0
+    slot = netlab.people_slot()
     if argv[:1] == ["up"]:
-        return _up(argv[1:])
+        return _up(argv[1:], slot)
     if len(argv) >= 3 and argv[0] == "run":
-        return subprocess.call(["nsenter", "-t", str(_init_pid(argv[1])), "-a", "--", *argv[2:]])
+        return subprocess.call(["nsenter", "-t", str(_init_pid(slot, argv[1])), "-a", "--", *argv[2:]])
     if len(argv) >= 2 and argv[0] == "salt":
-        return subprocess.call(salt_cli(_lab_config()) + argv[1:])
+        return subprocess.call(salt_cli(slot.switch, _lab_config(slot)) + argv[1:])
     if len(argv) >= 2 and argv[0] == "salt-run":
-        return subprocess.call(salt_run_cli(_lab_config()) + argv[1:])
-    if argv[:1] == ["down"]:
-        netlab.remove_stale()
+        return subprocess.call(salt_run_cli(slot.switch, _lab_config(slot)) + argv[1:])
+    if argv in (["down"], ["down", "--all"]):
+        netlab.remove_stale(slot, every_lab=argv == ["down", "--all"])
         return 0
     return _usage()
 
@@ -634,7 +671,7 @@ def release_option(args):
     return args[at + 1], args[:at] + args[at + 2 :]
 
 
-def _up(args):
+def _up(args, slot):
     """``up [N] [--pillar DIR] [--release R]``: N machines (3) of release R (this host's), the master's pillar
     root DIR (default: a demo pillar)."""
     release, args = release_option(args)
@@ -648,7 +685,7 @@ def _up(args):
             return _usage()
     if pillar and not pathlib.Path(pillar, "top.sls").is_file():
         raise SystemExit(f"--pillar {pillar}: no top.sls there; a pillar root holds a top file")
-    lab = MachineLab(machines=count, pillar=pillar, release=release)
+    lab = MachineLab(machines=count, pillar=pillar, release=release, slot=slot)
     lab.up()  # machines, etcd and the master outlive this command, in their own sessions
     lab.wait_minions()
     for machine in lab.nodes:
@@ -656,7 +693,7 @@ def _up(args):
     where = pillar or (
         f"{lab.salt_config / 'pillar'} (demo: {lab.version}-main, a replication password made here, root only)"
     )
-    print(f"Debian {lab.release}; etcd {netlab.ETCD}; salt master {netlab.GATEWAY} (config {lab.salt_config})")
+    print(f"Debian {lab.release}; etcd {slot.etcd}; salt master {slot.gateway} (config {lab.salt_config})")
     print(f"pillar {where}")
     return 0
 

@@ -8,9 +8,11 @@ Patroni) run there unmodified. Nothing is added to the machine's own network nam
 every process, namespace and folder the lab made, also those of a run that was killed.
 """
 
+import fcntl
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -20,11 +22,70 @@ import time
 
 import sandbox
 
-PREFIX = "pdl"  # namespace names: pdl-sw, pdl-n1, …
-SUBNET = "10.77.0"
-GATEWAY = f"{SUBNET}.1"
-ETCD = f"{GATEWAY}:2379"
+PREFIX = "pdl"  # every lab's names start with it: pdl-sw, pdl3-m1, …
+LAB_ENV = "PATRONI_DEBIAN_LAB"  # which lab the commands for people act on: its slot number (default 0)
+SLOTS = 64  # slot 0 is the lab people bring up (README, make demo); test labs take a free one of 1–63
+LOCKS = pathlib.Path("/run/lock")
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+class Slot:
+    """The names and addresses of one lab, apart from every other lab's on this machine: namespaces, cgroups and
+    folders start with ``prefix``-, and the lab's subnet is 10.77.<number>.0/24, so labs run side by side.
+
+    Slot 0 (``pdl-sw``, 10.77.0.0/24) is the lab of the commands for people (``up`` outlives its command); a lab
+    made by a test run takes the first free slot of 1–63 and holds it with a lock for as long as its process
+    lives, so a run that was killed leaves its slot free, and the next lab there removes what was left.
+    """
+
+    def __init__(self, number):
+        if not 0 <= number < SLOTS:
+            raise ValueError(f"lab slot {number}: choose 0–{SLOTS - 1}")
+        self.number = number
+        self.prefix = PREFIX if number == 0 else f"{PREFIX}{number}"
+        self.subnet = f"10.77.{number}"
+        self.gateway = f"{self.subnet}.1"
+        self.etcd = f"{self.gateway}:2379"
+        self.vip = f"{self.subnet}.100"  # an address of the subnet no host has, for a cluster's VIP
+        self.switch = f"{self.prefix}-sw"
+        self._lock = None
+
+    def __repr__(self):
+        return f"Slot({self.number})"
+
+    def take(self):
+        """Hold the slot's lock; False when another live process holds it."""
+        LOCKS.mkdir(parents=True, exist_ok=True)
+        handle = open(LOCKS / f"patroni-debian-lab-{self.number}.lock", "w")  # noqa: SIM115 - held for the lab's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._lock = handle
+        return True
+
+    def release(self):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def free_slot():
+    """The first slot of 1–63 that no live process holds, taken (its lock held by this process)."""
+    for number in range(1, SLOTS):
+        slot = Slot(number)
+        if slot.take():
+            return slot
+    raise RuntimeError(f"every lab slot 1–{SLOTS - 1} is taken by a running lab")
+
+
+def people_slot():
+    """The slot the commands for people act on: ${LAB_ENV} or 0."""
+    value = os.environ.get(LAB_ENV, "0")
+    if not value.isdigit():
+        raise SystemExit(f"{LAB_ENV}={value!r}: a lab slot is a number 0–{SLOTS - 1}")
+    return Slot(int(value))
 
 
 def _sh(*argv, check=True, timeout=60, **kwargs):
@@ -65,21 +126,33 @@ def _remove_cgroup(folder, seconds=10):
         time.sleep(0.1)
 
 
-def remove_stale():
-    """Remove what an earlier lab left behind (a run that was killed before its teardown)."""
+def _names_of(slot):
+    """A test for names (namespaces, cgroups, folders) made by the lab of ``slot``, or by any lab when None."""
+    pattern = re.compile(rf"{PREFIX}\d*-" if slot is None else re.escape(f"{slot.prefix}-"))
+    return lambda name: pattern.match(name) is not None
+
+
+def remove_stale(slot=None, every_lab=False):
+    """Remove what a lab left behind (a run that was killed before its teardown): the lab of ``slot`` only, or,
+    with ``every_lab``, every lab on this machine, including those of other runs still going."""
+    if slot is None and not every_lab:
+        raise ValueError("remove_stale: name the lab's slot, or ask for every_lab")
+    ours = _names_of(None if every_lab else slot)
     for line in _sh("ip", "netns", "list").stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
-        if name.startswith(f"{PREFIX}-"):
+        if ours(name):
             _kill(_pids_in_netns(name))
             _sh("ip", "netns", "delete", name, check=False)
-    labs = list(pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}-lab-*"))
+    labs = [p for p in pathlib.Path(tempfile.gettempdir()).glob(f"{PREFIX}*-lab-*") if ours(p.name)]
     with open("/proc/self/mounts", encoding="utf-8") as mounts:
         points = [line.split()[1] for line in mounts]
     for point in reversed(points):  # machine overlays, innermost first
         if any(point.startswith(f"{lab}/") for lab in labs):
             _sh("umount", "-l", point, check=False)
     for hierarchy in ("systemd", "unified"):
-        for group in pathlib.Path(f"/sys/fs/cgroup/{hierarchy}").glob(f"{PREFIX}-*"):
+        for group in pathlib.Path(f"/sys/fs/cgroup/{hierarchy}").glob(f"{PREFIX}*-*"):
+            if not ours(group.name):
+                continue
             for folder in sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [group]:
                 _remove_cgroup(folder)
     for folder in labs:
@@ -102,23 +175,24 @@ def wait_until(what, probe, timeout, interval=0.5):
         time.sleep(interval)
 
 
-def plug_in(switch, netns, address):
-    """A network namespace with ``eth0`` on the switch's bridge, ``address``/24 and a default route."""
+def plug_in(slot, netns, address):
+    """A network namespace with ``eth0`` on the bridge of the lab of ``slot``, ``address``/24 and a default route."""
     _sh("ip", "netns", "add", netns)
-    host_end = f"{PREFIX}v{netns.rsplit('-', 1)[-1]}"
-    _sh("ip", "-n", switch, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns)
-    _sh("ip", "-n", switch, "link", "set", host_end, "master", "br0", "up")
+    host_end = f"v{netns.rsplit('-', 1)[-1]}"  # in the lab's own switch namespace: no other lab's names there
+    _sh("ip", "-n", slot.switch, "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", netns)
+    _sh("ip", "-n", slot.switch, "link", "set", host_end, "master", "br0", "up")
     for command in (
         ["link", "set", "lo", "up"],
         ["link", "set", "eth0", "up"],
         ["address", "add", f"{address}/24", "dev", "eth0"],
-        ["route", "add", "default", "via", GATEWAY, "dev", "eth0"],
+        ["route", "add", "default", "via", slot.gateway, "dev", "eth0"],
     ):
         _sh("ip", "-n", netns, *command)
 
 
-def hosts_file(names_and_addresses):
-    return "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in names_and_addresses) + f"{GATEWAY} etcd salt\n"
+def hosts_file(slot, names_and_addresses):
+    hosts = "".join(f"{a} {n}\n" for n, a in names_and_addresses)
+    return f"127.0.0.1 localhost\n{hosts}{slot.gateway} etcd salt\n"
 
 
 def run_inside(name, enter, argv, check=True, timeout=120, **kwargs):
@@ -183,15 +257,15 @@ class Node:
     def __init__(self, lab, index):
         self.lab = lab
         self.name = f"pg{index}"
-        self.netns = f"{PREFIX}-n{index}"
-        self.address = f"{SUBNET}.{10 + index}"
+        self.netns = f"{lab.slot.prefix}-n{index}"
+        self.address = f"{lab.slot.subnet}.{10 + index}"
         self.root = lab.root / self.name
         self.holder = None
 
     # -- life cycle
 
     def create(self):
-        plug_in(self.lab.switch, self.netns, self.address)
+        plug_in(self.lab.slot, self.netns, self.address)
         self._lay_out_folders()
         self._start_holder()
 
@@ -207,7 +281,7 @@ class Node:
             path.mkdir(parents=True)
             shutil.chown(path, *owner)
             path.chmod(mode)
-        (self.root / "hosts").write_text(hosts_file((node.name, node.address) for node in self.lab.nodes))
+        (self.root / "hosts").write_text(hosts_file(self.lab.slot, ((n.name, n.address) for n in self.lab.nodes)))
         (self.root / "resolv.conf").write_text("")
 
     def _start_holder(self):
@@ -309,10 +383,13 @@ class Node:
 
 
 class Lab:
-    """The switch, etcd, and the nodes; use as a context manager or call up() and down()."""
+    """The switch, etcd, and the nodes; use as a context manager or call up() and down().
 
-    def __init__(self, nodes=3):
-        self.switch = f"{PREFIX}-sw"
+    ``slot``: a :py:class:`Slot` (``Slot(0)`` for the lab of the commands for people), or None for a free one.
+    """
+
+    def __init__(self, nodes=3, slot=None):
+        self.slot = slot
         self.root = None
         self.nodes = []
         self.count = nodes
@@ -325,9 +402,24 @@ class Lab:
     def __exit__(self, *exc):
         self.down()
 
+    @property
+    def switch(self):
+        return self.slot.switch
+
+    @property
+    def etcd_address(self):
+        """host:port of the lab's etcd, for a DCS section."""
+        return self.slot.etcd
+
+    def dcs(self, kind="etcd3"):
+        """A DCS section for the lab's etcd: ``etcd3`` (Patroni's v3 client) or ``etcd`` (v2, read by vip-manager 1)."""
+        return {"etcd3": {"hosts": [self.slot.etcd]}} if kind == "etcd3" else {"etcd": {"host": self.slot.etcd}}
+
     def up(self):
-        remove_stale()
-        self.root = pathlib.Path(tempfile.mkdtemp(prefix=f"{PREFIX}-lab-"))
+        if self.slot is None:
+            self.slot = free_slot()
+        remove_stale(self.slot)
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix=f"{self.slot.prefix}-lab-"))
         self.root.chmod(0o755)  # postgres must reach the program copy below
         self.program = self.root / "program" / "patroni_debian.py"
         self.program.parent.mkdir(mode=0o755)
@@ -338,7 +430,7 @@ class Lab:
             for command in (
                 ["link", "set", "lo", "up"],
                 ["link", "add", "br0", "type", "bridge"],
-                ["address", "add", f"{GATEWAY}/24", "dev", "br0"],
+                ["address", "add", f"{self.slot.gateway}/24", "dev", "br0"],
                 ["link", "set", "br0", "up"],
             ):
                 _sh("ip", "-n", self.switch, *command)
@@ -355,7 +447,7 @@ class Lab:
 
     def _start_etcd(self):
         data = self.root / "etcd"
-        peer = f"http://{GATEWAY}:2380"
+        peer, client = f"http://{self.slot.gateway}:2380", f"http://{self.slot.etcd}"
         with open(self.root / "etcd.log", "ab") as log:
             self.etcd = subprocess.Popen(
                 [
@@ -369,9 +461,9 @@ class Lab:
                     "--data-dir",
                     str(data),
                     "--listen-client-urls",
-                    f"http://{ETCD}",
+                    client,
                     "--advertise-client-urls",
-                    f"http://{ETCD}",
+                    client,
                     "--listen-peer-urls",
                     peer,
                     "--initial-advertise-peer-urls",
@@ -384,7 +476,7 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"http://{ETCD}/health"), timeout=30)
+        wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"{client}/health"), timeout=30)
 
     def stop_etcd(self):
         """The DCS gone: etcd killed (connections refused), its data kept for :py:meth:`start_etcd`."""
@@ -404,7 +496,7 @@ class Lab:
             "exec",
             self.switch,
             "etcdctl",
-            f"--endpoints=http://{ETCD}",
+            f"--endpoints=http://{self.slot.etcd}",
             "del",
             "--prefix",
             "/",
@@ -417,7 +509,7 @@ class Lab:
             "    url = base + node['key'] + '?recursive=true' + ('&dir=true' if node.get('dir') else '')\n"
             "    urllib.request.urlopen(urllib.request.Request(url, method='DELETE'), timeout=5)\n"
         )
-        _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, f"http://{ETCD}/v2/keys")
+        _sh("ip", "netns", "exec", self.switch, sys.executable, "-c", code, f"http://{self.slot.etcd}/v2/keys")
 
     def _keep_logs(self):
         """Copy every log of the lab to $PATRONI_DEBIAN_LAB_LOGS, when set, before it is removed."""
@@ -448,7 +540,9 @@ class Lab:
         if self.etcd is not None:
             self.etcd.kill()
             self.etcd.wait()
-        remove_stale()
+        if self.slot is not None:
+            remove_stale(self.slot)
+            self.slot.release()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -466,21 +560,23 @@ def _holder_pid(netns):
 
 
 def main(argv):
-    """Commands for people: ``up [N]``, ``run <node> <command…>``, ``down``."""
+    """Commands for people: ``up [N]``, ``run <node> <command…>``, ``down [--all]``, on the lab of slot
+    ${LAB_ENV} (default 0); ``down --all`` removes every lab on this machine, test runs' too."""
+    slot = people_slot()
     if argv[:1] == ["up"]:
-        lab = Lab(nodes=int(argv[1]) if len(argv) > 1 else 3)
+        lab = Lab(nodes=int(argv[1]) if len(argv) > 1 else 3, slot=slot)
         lab.up()  # its processes outlive this command, in their own sessions
         for node in lab.nodes:
             print(f"{node.name} {node.address}")
-        print(f"etcd {ETCD}; folders in {lab.root}; program {lab.program}")
+        print(f"etcd {slot.etcd}; folders in {lab.root}; program {lab.program}")
         return 0
     if len(argv) >= 3 and argv[0] == "run":
-        pid = _holder_pid(f"{PREFIX}-n{argv[1].removeprefix('pg')}")
+        pid = _holder_pid(f"{slot.prefix}-n{argv[1].removeprefix('pg')}")
         return subprocess.call(["nsenter", "-t", str(pid), "-m", "-u", "-n", "--", *argv[2:]])
-    if argv[:1] == ["down"]:
-        remove_stale()
+    if argv in (["down"], ["down", "--all"]):
+        remove_stale(slot, every_lab=argv == ["down", "--all"])
         return 0
-    print(f"usage: {sys.argv[0]} up [N] | run <node> <command…> | down", file=sys.stderr)
+    print(f"usage: {sys.argv[0]} up [N] | run <node> <command…> | down [--all]", file=sys.stderr)
     return 2
 
 

@@ -2,8 +2,9 @@
 
 The command sees its own host name, an ``eth0`` with the case's addresses and default route (or none), and
 per-case ``/etc/patroni``, ``/etc/postgresql-common`` and ``/usr/lib/postgresql`` folders bind-mounted over the
-real ones; ``pg_lsclusters`` is a stub printing the case's clusters. Nothing outside the case folder changes,
-and no packet leaves the namespace (it has no link to anything).
+real ones, and a private ``/run/postgresql`` (where the module takes its host lock); ``pg_lsclusters`` is a stub
+printing the case's clusters. Nothing outside the case folder changes, and no packet leaves the namespace (it has
+no link to anything).
 """
 
 import dataclasses
@@ -101,6 +102,9 @@ class Host:
             f"mount --bind {root}/usr_lib_pg /usr/lib/postgresql",
             f"mount --bind {root}/hosts /etc/hosts",
             f"mount --bind {root}/resolv.conf /etc/resolv.conf",
+            # the host's own lock stays the host's: a case takes its lock in a /run/postgresql of its own
+            "if [ -d /run/postgresql ]; then mount -t tmpfs -o mode=2775 tmpfs /run/postgresql &&"
+            " chown postgres:postgres /run/postgresql; else mount -t tmpfs -o mode=0755 tmpfs /run; fi",
             f"hostname {self.hostname}",
             "ip link set lo up",
         ]

@@ -1,6 +1,7 @@
 """The demo's first words to a newcomer: what the host lacks, one sentence each, saying what to do.
 
-The host facts are stand-ins here (a pure decision over them); the real checks run in tests/lab/test_demo.py.
+The host facts are stand-ins here (a pure decision over them); the real checks run in
+tests/systemd_machines/test_demo.py.
 """
 
 import collections

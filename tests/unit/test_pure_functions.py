@@ -299,15 +299,32 @@ def test_write_all_writes_both_files_or_neither(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["15-main.yml"] and (tmp_path / "15-main.yml").read_text() == "old\n"
 
 
-def test_mkstemp_creates_private_files(tmp_path):
-    """The temporary file starts life 0600 whatever the umask: the basis of 'never readable by others'."""
+def test_the_clone_s_secrets_live_in_private_files_that_are_gone_afterwards(tmp_path, monkeypatch):
+    """The password reaches pg_basebackup through a pgpass file made 0600 whatever the umask, in a folder of its
+    own that is gone when the clone is done; a password with ``:`` or ``\\`` is escaped as libpq reads it."""
+    monkeypatch.setattr(pd.tempfile, "tempdir", str(tmp_path))
     old = os.umask(0)
     try:
-        handle, path = __import__("tempfile").mkstemp(dir=tmp_path)
-        os.close(handle)
+        with pd._private_credentials({"password": "a:b\\c", "sslpassword": "k"}) as (env, extra):
+            pgpass, service = env["PGPASSFILE"], env["PGSERVICEFILE"]
+            modes = {path: os.stat(path).st_mode & 0o777 for path in (pgpass, service)}
+            folder = os.path.dirname(pgpass)
+            folder_mode = os.stat(folder).st_mode & 0o777
+            text = open(pgpass, encoding="utf-8").read()
     finally:
         os.umask(old)
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert modes == {pgpass: 0o600, service: 0o600} and folder_mode == 0o700
+    assert text == "*:*:*:*:a\\:b\\\\c\n" and extra == f" service={pd.SERVICE}"
+    assert not os.path.exists(folder) and os.listdir(tmp_path) == []
+
+
+def test_a_private_file_never_follows_a_link_planted_at_its_name(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("theirs\n")
+    (tmp_path / "pgpass").symlink_to(target)
+    with pytest.raises(FileExistsError):
+        pd._private_file(str(tmp_path), "pgpass", "*:*:*:*:secret")
+    assert target.read_text() == "theirs\n"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ block; nothing else is set up. A ``salt …`` command runs with the lab master's
 listens on the lab's private bridge only, as the README says). The same holds for ``tests/README.md``.
 """
 
+import os
 import re
 import shlex
 import subprocess
@@ -12,19 +13,18 @@ import types
 
 import machines
 import netlab
-import pytest
 
-pytestmark = pytest.mark.lab
 
 REPO = netlab.REPO
 # The commands not replayed here, and why.
 EXEMPT = {
     "make test": "the command CI runs, of which this test is a part",
-    "make demo": "run end to end, with its output checked, by tests/lab/test_demo.py",
-    "make demo-down": "run after make demo by tests/lab/test_demo.py, which checks that nothing is left",
+    "make demo": "run end to end, with its output checked, by tests/systemd_machines/test_demo.py",
+    "make demo-down": "run after make demo by tests/systemd_machines/test_demo.py, which checks that nothing is left",
 }
 FAILURE_WORDS = ("ERROR", "Traceback", "Minion did not return", "is not available", "Passed invalid arguments")
 UP = ".venv/bin/python tests/machines.py up"
+PEOPLE = netlab.Slot(0)  # the lab of the commands for people, whose addresses the README shows
 DOWN = ".venv/bin/python tests/machines.py down"
 
 
@@ -44,16 +44,18 @@ def commands(path):
 
 
 def lab_master_config():
-    return machines._lab_config()
+    return machines._lab_config(PEOPLE)
 
 
 def run(command):
     argv = shlex.split(command, comments=True)
     if argv[0] == "salt":
-        argv = machines.salt_cli(lab_master_config()) + argv[1:]
+        argv = machines.salt_cli(PEOPLE.switch, lab_master_config()) + argv[1:]
     else:
         argv = ["bash", "-c", command]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    # a pytest it starts is a run of its own, not a worker of this one's
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False, env=env)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"`{command}` exited {proc.returncode}:\n{output}"
     failures = [word for word in FAILURE_WORDS if word in output]
@@ -69,10 +71,10 @@ def give_pillar(yaml_text):
 
 
 def wait_healthy(timeout=180):
-    switch = netlab.Lab()
+    switch = netlab.Lab(slot=PEOPLE)
     members = [
         types.SimpleNamespace(
-            name=f"pg{n}", http=lambda path, port, n=n: switch.http(f"http://{netlab.SUBNET}.{10 + n}:{port}{path}")
+            name=f"pg{n}", http=lambda path, port, n=n: switch.http(f"http://{PEOPLE.subnet}.{10 + n}:{port}{path}")
         )
         for n in (1, 2, 3)
     ]
@@ -83,7 +85,7 @@ def test_every_readme_command_runs_as_written(timings):
     shown = [command for command in commands(REPO / "README.md") if command not in EXEMPT]
     assert shown[0] == UP and shown[-1] == DOWN, "the README brings its lab up first and down last"
     pillar = next(block for block in blocks(REPO / "README.md", "yaml") if block.startswith("# the lab's pillar"))
-    assert "patroni:" in pillar and "15-main" in pillar and netlab.ETCD in pillar
+    assert "patroni:" in pillar and "15-main" in pillar and PEOPLE.etcd in pillar
     replayed = []
     try:
         for command in shown:
@@ -97,7 +99,7 @@ def test_every_readme_command_runs_as_written(timings):
             if command == "salt 'pg[23]' service.start patroni@15-main":
                 wait_healthy()  # the quick start's promise: one leader, two streaming replicas
     finally:
-        netlab.remove_stale()
+        netlab.remove_stale(PEOPLE)
     assert len(replayed) == len(shown)
 
 
@@ -108,11 +110,12 @@ def test_every_command_of_the_labs_readme_runs_as_written():
         for command in shown:
             run(command)
     finally:
-        netlab.remove_stale()
+        netlab.remove_stale(PEOPLE)
 
 
 def test_every_command_is_replayed_or_exempt_with_a_reason():
     """A new kind of command in the README must be replayable here, or be named in EXEMPT with its reason."""
     for command in commands(REPO / "README.md") + commands(REPO / "tests" / "README.md"):
-        first = shlex.split(command)[0]
-        assert command in EXEMPT or first in ("salt", ".venv/bin/python"), command
+        words = [word for word in shlex.split(command) if not re.match(r"^[A-Z_]+=", word)]  # after VAR=value
+        replayable = words[0] in ("salt", ".venv/bin/python", ".venv/bin/pytest") or words[:2] == ["make", "test"]
+        assert command in EXEMPT or replayable, command

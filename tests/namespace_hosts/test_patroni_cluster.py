@@ -10,9 +10,7 @@ import time
 import netlab
 import pytest
 
-pytestmark = pytest.mark.lab
 
-DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}  # the fast timing profile of test-lab.md
 
 
@@ -23,7 +21,9 @@ class Cluster:
         self.lab, self.name, self.scope = lab, name, f"15-{name}"
         self.patroni = {}
         results = [
-            node.module("createconfig", "15", name, dcs=DCS, program=str(lab.program), dynamic=FAST, **createconfig)
+            node.module(
+                "createconfig", "15", name, dcs=lab.dcs(), program=str(lab.program), dynamic=FAST, **createconfig
+            )
             for node in lab.nodes
         ]
         self.port = results[0]["port"]

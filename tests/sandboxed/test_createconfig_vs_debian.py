@@ -19,7 +19,6 @@ import pytest
 import sandbox
 import yaml
 
-pytestmark = pytest.mark.differential
 
 ETCD = "etcd:\n  host: 10.0.0.5:2379\n"
 ETCD3_LIST = "etcd3:\n  hosts:\n  - 10.0.0.5:2379\n  - 10.0.0.6:2379\n  - 10.0.0.7:2379\n"

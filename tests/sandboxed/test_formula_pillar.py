@@ -11,7 +11,6 @@ import pytest
 import sandbox
 import yaml
 
-pytestmark = pytest.mark.differential  # needs root for the sandbox
 
 SALT_CALL = str(sandbox.pathlib.Path(sys.executable).parent / "salt-call")
 DCS = "dcs: {etcd3: {hosts: ['10.0.0.5:2379']}}"

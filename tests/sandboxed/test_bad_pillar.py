@@ -8,7 +8,6 @@ import json
 import pytest
 import sandbox
 
-pytestmark = pytest.mark.differential
 
 # Every secret of the good pillar holds the marker: no refusal below may show any of it (issue 18, class 2)
 MARKER = "Mk7-secret-marker"

@@ -1,28 +1,24 @@
 """From nothing: machines with no PostgreSQL, Patroni, etcd client library or vip-manager installed (only a local
 apt repository of their packages, since the lab has no uplink) become a healthy cluster by one highstate: the
 formula installs the packages, with Debian's automatic main cluster turned off before postgresql-<version> arrives;
-on each release of $PATRONI_DEBIAN_RELEASES.
+on each release of $PATRONI_DEBIAN_RELEASES. Each test starts from the session's machines reset to the bare image
+(``bare_machines``).
 """
 
 import time
 
-import machines
 import netlab
 import pytest
 from highstate import API_PORT, highstate, outcomes, pillar
-
-pytestmark = pytest.mark.lab
 
 
 def packages(lab):
     return sorted((f"postgresql-{lab.version}", "patroni", "python3-etcd"))
 
 
-@pytest.fixture(scope="module", params=machines.releases())
-def bare_lab(request):
-    with machines.MachineLab(machines=3, bare=True, release=request.param) as lab:
-        lab.wait_minions()
-        yield lab
+@pytest.fixture
+def bare_lab(bare_machines):
+    return bare_machines
 
 
 def installed(lab):
@@ -43,7 +39,7 @@ def fingerprint(lab):
 
 def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare_lab):
     lab = bare_lab
-    lab.set_pillar(pillar(lab.version))
+    lab.set_pillar(pillar(lab))
     before = fingerprint(lab)
     failed, changed, undecided = outcomes(highstate(lab, test=True))
     assert not failed, failed
@@ -62,7 +58,7 @@ def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare
 def test_one_highstate_takes_bare_machines_to_a_healthy_cluster(bare_lab, timings):
     lab = bare_lab
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
-    lab.set_pillar(pillar(lab.version))
+    lab.set_pillar(pillar(lab))
     started = time.monotonic()
     returns = highstate(lab)
     timings[f"formula: bare machines → healthy cluster (packages installed by highstate) ({lab.release})"] = (

@@ -5,7 +5,8 @@ A minion given the cluster in pillar joins as a streaming replica, admitted by e
 Patroni stopped and disabled, data kept, the run back only once the others no longer list it; a leader's minion
 losing it is refused before anything changes. In the lab a minion's role comes from a grain in its minion config,
 so taking a minion "out of pillar" also takes that grain away, as an operator would take the role away.
-The tests run in file order on one set of machines.
+Tests start from a cluster of pg1 and pg2, pg3 outside it (``two_members``), or from the rollout's cluster of
+three (``orchestrated``).
 """
 
 import ipaddress
@@ -14,10 +15,9 @@ import time
 
 import highstate
 import netlab
-import pytest
 from highstate import API_PORT, failures, pillar, start_times
+from starting_points import arrived, pillar_files, starting_point, streaming
 
-pytestmark = pytest.mark.lab
 
 LEAVE = "Minions whose pillar no longer declares a cluster leave it"
 
@@ -34,7 +34,7 @@ def give_role(machine, role):
 
 def declare(lab, members):
     """The cluster in the pillar of ``members`` (a glob over minion ids) only."""
-    lab.set_pillar(pillar(lab.version), target=f"'{members}'")
+    lab.set_pillar(pillar(lab), target=f"'{members}'")
 
 
 def rollout(lab):
@@ -60,19 +60,47 @@ def admits_for_replication(machine, address):
     return any(wanted in network for network in networks)
 
 
-@pytest.fixture(scope="module")
-def lab(machine_lab):
-    machine_lab.reset_all()
-    give_role(machine_lab.nodes[2], None)
-    declare(machine_lab, "pg[12]")
-    code, steps = rollout(machine_lab)
+def _two_members(lab):
+    """Cluster <version>-main of pg1 and pg2 only, by the rollout: pg3 has no role and no cluster in pillar."""
+    give_role(lab.nodes[2], None)
+    declare(lab, "pg[12]")
+    code, steps = rollout(lab)
     assert code == 0, failures(steps)
-    assert listed(machine_lab) == ["pg1", "pg2"]
-    yield machine_lab
-    give_role(machine_lab.nodes[2], "replica")
 
 
-def test_a_minion_given_the_cluster_joins_and_no_other_member_restarts(lab, timings):
+def pg1_and_pg2(lab):
+    """pg1 and pg2 streaming, alone in the cluster, with the same pillar."""
+    return netlab.health(lab.nodes[:2], API_PORT), listed(lab), pillar_files(lab)
+
+
+two_members = starting_point("two_members", _two_members, pg1_and_pg2)
+
+
+def test_the_leader_s_minion_losing_the_cluster_is_refused_before_anything_changes(two_members):
+    lab = two_members
+    pg1 = lab.nodes[0]
+    leader, timeline = netlab.health(lab.nodes[:2], API_PORT)
+    assert leader == "pg1"
+    before = start_times(lab, ("pg1", "pg2"))
+    give_role(pg1, None)
+    declare(lab, "pg2")
+    try:
+        code, steps = rollout(lab)
+        assert code != 0
+        assert (
+            f"pg1: {lab.version}-main: leaving refused: pg1 leads the cluster; switch over first "
+            f"(salt pg1 patroni_debian.switchover {lab.version} main), then run again"
+        ) in failures(steps)
+        assert not any(step.startswith("First phase") for step in steps)  # the run stopped there
+        assert netlab.health(lab.nodes[:2], API_PORT) == (leader, timeline)
+        assert start_times(lab, ("pg1", "pg2")) == before
+    finally:
+        give_role(pg1, "bootstrap")
+        declare(lab, "pg[12]")
+
+
+def test_a_minion_given_the_cluster_joins_and_no_other_member_restarts(two_members, timings):
+    lab = two_members
     pg3 = lab.nodes[2]
     before = start_times(lab, ("pg1", "pg2"))
     give_role(pg3, "replica")
@@ -87,6 +115,7 @@ def test_a_minion_given_the_cluster_joins_and_no_other_member_restarts(lab, timi
     assert listed(lab) == ["pg1", "pg2", "pg3"]
     assert start_times(lab, ("pg1", "pg2")) == before
     assert all(admits_for_replication(machine, pg3.address) for machine in lab.nodes)
+    arrived(lab, "orchestrated", streaming)  # three members by the rollout, the formula's pillar for all
 
 
 def pillar_texts(lab, good, broken):
@@ -97,22 +126,10 @@ def pillar_texts(lab, good, broken):
     lab.salt("*", "saltutil.refresh_pillar", "wait=True")
 
 
-@pytest.fixture
-def three_members(lab):
-    """pg3 a member as well, whatever ran before."""
-    give_role(lab.nodes[2], "replica")
-    declare(lab, "pg*")
-    if "pg3" not in listed(lab):
-        code, steps = rollout(lab)
-        assert code == 0, failures(steps)
-    netlab.wait_until("three members streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
-    return lab
-
-
-def broken_ways(version):
+def broken_ways(lab):
     """A replica's pillar broken the ways an operator in a hurry breaks it: ``(id, pillar file text, words)``."""
-    good = pillar(version)["patroni"]
-    scope = f"{version}-main"
+    good = pillar(lab)["patroni"]
+    scope = f"{lab.version}-main"
     return [
         (
             "a typo in clusters",
@@ -130,16 +147,16 @@ def broken_ways(version):
     ]
 
 
-def test_a_replica_whose_pillar_breaks_never_leaves_and_every_member_keeps_streaming(three_members):
+def test_a_replica_whose_pillar_breaks_never_leaves_and_every_member_keeps_streaming(orchestrated):
     """Issue 18, class 1: only a pillar that validates and no longer names the cluster takes a member out; a
     broken one stops the rollout at the leaving step, naming the minion and the problem, with nothing changed."""
-    lab = three_members
+    lab = orchestrated
     health = netlab.health(lab.nodes, API_PORT)
     before = start_times(lab)
     unit = f"patroni@{lab.version}-main"
     try:
-        for way, broken, words in broken_ways(lab.version):
-            pillar_texts(lab, pillar(lab.version), broken if isinstance(broken, str) else json.dumps(broken))
+        for way, broken, words in broken_ways(lab):
+            pillar_texts(lab, pillar(lab), broken if isinstance(broken, str) else json.dumps(broken))
             code, steps = rollout(lab)
             assert code != 0, way
             assert steps[LEAVE]["result"] is False and not any(step.startswith("First phase") for step in steps), way
@@ -161,7 +178,8 @@ def pg3_unit(lab, unit):
     )
 
 
-def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(lab, timings):
+def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(orchestrated, timings):
+    lab = orchestrated
     pg3 = lab.nodes[2]
     before = start_times(lab, ("pg1", "pg2"))
     give_role(pg3, None)
@@ -181,25 +199,3 @@ def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(la
     assert lab.salt("pg3", "grains.get", "patroni_debian_clusters")["pg3"] in ([], "", None)
     code, steps = rollout(lab)  # a second run has nothing left to do, and no longer targets pg3 at all
     assert code == 0 and "pg3" not in steps[LEAVE]["changes"]["ret"], failures(steps)
-
-
-def test_the_leader_s_minion_losing_the_cluster_is_refused_before_anything_changes(lab):
-    pg1 = lab.nodes[0]
-    leader, timeline = netlab.health(lab.nodes[:2], API_PORT)
-    assert leader == "pg1"
-    before = start_times(lab, ("pg1", "pg2"))
-    give_role(pg1, None)
-    declare(lab, "pg2")
-    try:
-        code, steps = rollout(lab)
-        assert code != 0
-        assert (
-            f"pg1: {lab.version}-main: leaving refused: pg1 leads the cluster; switch over first "
-            f"(salt pg1 patroni_debian.switchover {lab.version} main), then run again"
-        ) in failures(steps)
-        assert not any(step.startswith("First phase") for step in steps)  # the run stopped there
-        assert netlab.health(lab.nodes[:2], API_PORT) == (leader, timeline)
-        assert start_times(lab, ("pg1", "pg2")) == before
-    finally:
-        give_role(pg1, "bootstrap")
-        declare(lab, "pg[12]")

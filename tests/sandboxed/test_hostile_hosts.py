@@ -13,7 +13,6 @@ import sys
 import pytest
 import sandbox
 
-pytestmark = pytest.mark.differential
 
 ETCD3 = {"etcd3": {"hosts": ["10.0.0.5:2379"]}}
 ETCD2 = {"etcd": {"host": "10.0.0.5:2379"}}
@@ -345,3 +344,18 @@ def test_a_config_naming_a_program_that_is_not_installed_says_how_to_install_it(
     assert any(
         "/nonexistent/patroni_debian.py is not installed" in w and "install_program" in w for w in result["warnings"]
     )
+
+
+def test_a_case_takes_its_host_lock_in_a_run_postgresql_of_its_own(tmp_path):
+    """The sandbox keeps the host's /run/postgresql (and its patroni-debian.lock) out of every case: a run in a
+    case finds its own, empty and postgres's, and what it leaves there never reaches the host."""
+    probe = f"sandbox-probe-{os.getpid()}"
+    script = f"ls -A /run/postgresql; stat -c '%U %a' /run/postgresql; touch /run/postgresql/{probe}"
+    outcome = sandbox.run(sandbox.Host(), tmp_path / "case", ["sh", "-c", script])
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout.split() == ["postgres", "2775"], outcome.stdout  # empty: not the host's lock
+    assert not os.path.exists(f"/run/postgresql/{probe}")
+
+    created = sandbox.run(sandbox.Host(), tmp_path / "module", sandbox.module_argv("createconfig", "15", "main"))
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "15-main.yml" in created.files  # it ran, and took its lock inside its own /run/postgresql

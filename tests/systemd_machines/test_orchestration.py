@@ -3,7 +3,7 @@
 Bare machines become a healthy cluster led by the bootstrap member; a second run changes nothing; after a
 failover a run leaves leadership where it is; a replica with broken pillar, a replica powered off and a leader
 killed mid-rollout each stop the run with a message naming the minion, while the healthy members keep serving.
-The tests run in file order on one set of machines.
+The first and the last test start from fresh machines, the others from a cluster the rollout made.
 """
 
 import json
@@ -15,8 +15,8 @@ import netlab
 import pytest
 import highstate
 from highstate import API_PORT, failures, pillar, start_times
+from starting_points import arrived, streaming
 
-pytestmark = pytest.mark.lab
 
 GATE = "Every member leads and accepts writes, or streams from the leader on its timeline"
 SUMMARY = "Summary of each cluster, verified"
@@ -44,14 +44,14 @@ def write_on(lab, leader):
     return lab.salt(leader, "cmd.run", psql, "runas=postgres")[leader]
 
 
-@pytest.fixture(scope="module")
-def lab(machine_lab):
-    machine_lab.reset_all()
-    machine_lab.set_pillar(pillar(machine_lab.version))
-    return machine_lab
+@pytest.fixture
+def lab(orchestrated):
+    return orchestrated
 
 
-def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(lab, timings):
+def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(fresh_machines, timings):
+    lab = fresh_machines
+    lab.set_pillar(pillar(lab))
     started = time.monotonic()
     code, steps, output = orchestrate(lab)
     timings[f"orchestration: bare machines → healthy 3-member cluster ({lab.release})"] = time.monotonic() - started
@@ -70,6 +70,7 @@ def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(lab, timings
         "pg2": "replica",
         "pg3": "replica",
     }
+    arrived(lab, "orchestrated", streaming)  # what that starting point makes: the next test may start from here
 
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(lab, timings):
@@ -117,7 +118,7 @@ def test_a_replica_with_broken_pillar_stops_the_run_and_the_others_keep_serving(
         assert write_on(lab, leader) == "1"
         assert netlab.health(lab.nodes, API_PORT)[0] == leader
     finally:
-        lab.set_pillar(pillar(lab.version))
+        lab.set_pillar(pillar(lab))
 
 
 @pytest.mark.parametrize(
@@ -161,12 +162,13 @@ def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_
         netlab.wait_until("the member back", lambda: netlab.health(lab.nodes, API_PORT), 180)
 
 
-def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(lab):
-    lab.reset_all()
-    bounded = pillar(lab.version)
+def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(fresh_machines):
+    lab = fresh_machines
+    bounded = pillar(lab)
     bounded["patroni"]["lookup"] = {"health_timeout": 40}  # the states' wait, as the gates' below
     lab.set_pillar(bounded)
-    argv = machines.salt_run_cli(lab.salt_config) + ["state.orchestrate", "orch.patroni", 'pillar={"timeout": 40}']
+    argv = machines.salt_run_cli(lab.switch, lab.salt_config) + ["state.orchestrate", "orch.patroni"]
+    argv.append('pillar={"timeout": 40}')
     run = subprocess.Popen(argv + ["--out=json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pg1 = lab.nodes[0]
     netlab.wait_until("pg1 leads", lambda: netlab.leader_among([pg1], API_PORT), 120, interval=0.1)

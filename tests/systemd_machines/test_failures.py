@@ -1,8 +1,8 @@
 """Failures on a cluster the rollout made, each with its outcome counted: the DCS gone, a lagging replica asked
 to take over, a leader killed under a write load (asynchronous, then synchronous mode), a replica's data lost.
 
-Before each fault every replica streams on the leader's timeline (a fault injected earlier could leave no eligible
-leader, correctly). The tests run in file order on one set of machines.
+Each test starts from a cluster the rollout made, every replica streaming on the leader's timeline
+(``orchestrated``).
 """
 
 import json
@@ -13,7 +13,6 @@ import netlab
 import pytest
 from highstate import API_PORT, failures, outcomes, pillar
 
-pytestmark = pytest.mark.lab
 
 ACKNOWLEDGED = "/var/tmp/acknowledged"  # on the machine's disk: a power cut keeps it (its /tmp is a tmpfs)
 
@@ -36,7 +35,7 @@ def sql(node, statement):
 def start_load(node, table, rows=100000):
     """A bounded loop of inserts on ``node`` through its socket, each number written down once the server
     acknowledged its commit."""
-    sql(node, f"CREATE TABLE {table} (n int primary key)")
+    sql(node, f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (n int primary key)")
     writer = (
         f"for n in $(seq 1 {rows}); do "
         f'runuser -u postgres -- psql -X -q -c "INSERT INTO {table} VALUES ($n)" 2>/dev/null && echo $n; done '
@@ -67,9 +66,13 @@ def kill_leader_under_load(lab, table, timings, label):
     )
     timings[f"failures: leader killed → new leader writes, {label} ({lab.release})"] = time.monotonic() - killed
     acknowledged = acknowledged_on_disk(old)
-    old.boot()
+    booted = time.monotonic()
+    old.boot()  # the same disk: patroni@<version>-main is enabled, so it starts with the machine
     lab.wait_minions()
     netlab.wait_until("the old leader rejoins", lambda: netlab.health(lab.nodes, API_PORT), 180)
+    timings[f"failures: old leader's machine booted → streaming replica, {label} ({lab.release})"] = (
+        time.monotonic() - booted
+    )
     return acknowledged, stored, leader, new
 
 
@@ -81,12 +84,9 @@ def _stored_after_write(node, table):
         return None  # still in recovery, or not answering yet
 
 
-@pytest.fixture(scope="module")
-def lab(machine_lab):
-    machine_lab.reset_all()
-    machine_lab.set_pillar(pillar(machine_lab.version))
-    rollout(machine_lab)
-    return machine_lab
+@pytest.fixture
+def lab(orchestrated):
+    return orchestrated
 
 
 def test_with_the_dcs_gone_states_and_operations_fail_at_once_naming_it_then_converge(lab, timings):
@@ -100,12 +100,11 @@ def test_with_the_dcs_gone_states_and_operations_fail_at_once_naming_it_then_con
         assert changed == [], changed
         for minion in ("pg1", "pg2", "pg3"):
             state = f"The DCS of {lab.version}-main answers"
-            expected = (
-                f"{minion}: {state}: {state}: {lab.version}-main: the DCS (etcd3) does not answer at {netlab.ETCD} "
-            )
+            refusal = f"{lab.version}-main: the DCS (etcd3) does not answer at {lab.etcd_address} "
+            expected = f"{minion}: {state}: {state}: {refusal}"
             assert any(line.startswith(expected) for line in failed), failed
         refused = lab.salt(leader, "patroni_debian.switchover", lab.version, "main")[leader]
-        assert f"{lab.version}-main: the DCS (etcd3) does not answer at {netlab.ETCD}" in refused, refused
+        assert f"{lab.version}-main: the DCS (etcd3) does not answer at {lab.etcd_address}" in refused, refused
     finally:
         lab.start_etcd()
     returns = highstate.highstate(lab)  # the next run converges
@@ -122,7 +121,8 @@ def test_a_switchover_to_a_lagging_replica_is_refused_before_anything_changes(la
     try:
         sql(
             machine(lab, leader),
-            "CREATE TABLE bulk AS SELECT repeat('x', 1000) AS filler FROM generate_series(1, 4000)",
+            "CREATE TABLE IF NOT EXISTS bulk (filler text); "
+            "INSERT INTO bulk SELECT repeat('x', 1000) FROM generate_series(1, 4000)",
         )
         refused = lab.salt(leader, "patroni_debian.switchover", lab.version, "main", f"candidate={lagging.name}")[
             leader
@@ -144,7 +144,7 @@ def test_a_killed_leader_loses_at_most_the_unreplicated_tail_in_asynchronous_mod
 
 
 def test_a_killed_leader_loses_nothing_in_synchronous_mode(lab, timings):
-    lab.set_pillar(pillar(lab.version, dynamic={"synchronous_mode": True}))
+    lab.set_pillar(pillar(lab, dynamic={"synchronous_mode": True}))
     rollout(lab)
     netlab.wait_until(
         "a synchronous standby",
@@ -162,7 +162,7 @@ def _members(lab):
 
 def test_a_replica_whose_data_is_lost_is_cloned_again_and_the_leader_is_not_touched(lab, timings):
     leader, timeline = netlab.health(lab.nodes, API_PORT)
-    sql(machine(lab, leader), "CREATE TABLE kept AS SELECT generate_series(1, 1000) AS n")
+    sql(machine(lab, leader), "DROP TABLE IF EXISTS kept; CREATE TABLE kept AS SELECT generate_series(1, 1000) AS n")
     before = netlab.member_statuses(lab.nodes, API_PORT)[leader]["postmaster_start_time"]
     lost = machine(lab, sorted(node.name for node in lab.nodes if node.name != leader)[-1])
     lost.reset()  # back to its image: no data, no config, the same role in pillar

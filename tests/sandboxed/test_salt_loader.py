@@ -11,7 +11,6 @@ import pytest
 import sandbox
 import yaml
 
-pytestmark = pytest.mark.differential  # needs root for the sandbox
 
 VENV_BIN = pathlib.Path(sys.executable).parent
 WITHOUT_ENTRY_POINT = pathlib.Path(__file__).with_name("salt_call_without_entry_point.py")

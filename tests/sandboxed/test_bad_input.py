@@ -7,7 +7,6 @@ must come through every refusal byte for byte.
 import pytest
 import sandbox
 
-pytestmark = pytest.mark.differential
 
 OTHER = "15-other.yml"
 OTHER_TEXT = "scope: 15-other\npostgresql:\n  listen: '*:5440'\n"

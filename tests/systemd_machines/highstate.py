@@ -5,7 +5,6 @@ import json
 
 import netlab
 
-DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 PASSWORD = "Formula-Repl-5e2b"
 API_PORT = 8008
 
@@ -14,14 +13,14 @@ def config_path(version):
     return f"/etc/patroni/{version}-main.yml"
 
 
-def pillar(version, dynamic=None, password=PASSWORD, more=()):
-    """<version>-main (and the clusters named in ``more``) with the fast timing profile."""
+def pillar(lab, dynamic=None, password=PASSWORD, more=()):
+    """<version>-main (and the clusters named in ``more``) with the fast timing profile, on the lab's etcd."""
     clusters = {}
-    for scope in (f"{version}-main", *more):
+    for scope in (f"{lab.version}-main", *more):
         clusters[scope] = {"timing": "fast", **({"dynamic": dynamic} if dynamic else {})}
         if password:
             clusters[scope]["authentication"] = {"replication": {"password": password}}
-    return {"patroni": {"dcs": DCS, "clusters": clusters}}
+    return {"patroni": {"dcs": lab.dcs(), "clusters": clusters}}
 
 
 def start_times(lab, names=None):

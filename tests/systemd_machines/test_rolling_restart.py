@@ -3,7 +3,9 @@
 A setting that needs a restart reaches every member one at a time, replicas first and the leader after a
 switchover, never more than one member down (sampled every 0.2 s all along); a decreasing ``max_connections``
 restarts the primary first; a replica powered off mid-run stops the run with its name before another member goes
-down, and the next run, once it is back, finishes the job. The tests run in file order on one set of machines.
+down, and the next run, once it is back, finishes the job. Each test starts from a cluster the rollout made
+(``restartable``: whatever restart settings an earlier test of this file left applied) and says the settings it
+wants.
 """
 
 import subprocess
@@ -14,8 +16,8 @@ import machines
 import netlab
 import pytest
 from highstate import API_PORT, failures, pillar, start_times
+from starting_points import make_orchestrated, starting_point
 
-pytestmark = pytest.mark.lab
 
 RESTART = "Each cluster's leader restarts its members one at a time"
 
@@ -71,7 +73,7 @@ def show(lab, setting):
 def declare(lab, parameters):
     """``parameters`` in pillar, brought to the live settings by the rollout; every member then waits for a
     restart."""
-    lab.set_pillar(pillar(lab.version, dynamic={"postgresql": {"parameters": parameters}}))
+    lab.set_pillar(pillar(lab, dynamic={"postgresql": {"parameters": parameters}}))
     code, steps, _ = highstate.orchestrate(lab, "orch.patroni")
     assert code == 0, failures(steps)
     names = {machine.name for machine in lab.nodes}
@@ -85,13 +87,17 @@ def rolling_restart(lab, *args):
     return code, steps, driven
 
 
-@pytest.fixture(scope="module")
-def lab(machine_lab):
-    machine_lab.reset_all()
-    machine_lab.set_pillar(pillar(machine_lab.version))
-    code, steps, _ = highstate.orchestrate(machine_lab, "orch.patroni")
-    assert code == 0, failures(steps)
-    return machine_lab
+def nothing_pending(lab):
+    """Every member streaming, none waiting for a restart."""
+    return bool(netlab.health(lab.nodes, API_PORT)) and pending(lab) == []
+
+
+restartable = starting_point("restartable", make_orchestrated, nothing_pending)
+
+
+@pytest.fixture
+def lab(restartable):
+    return restartable
 
 
 def test_nothing_pending_is_a_no_op(lab):
@@ -103,8 +109,22 @@ def test_nothing_pending_is_a_no_op(lab):
     assert start_times(lab) == before
 
 
+def live(lab, setting):
+    """The one value of ``setting`` every member runs with."""
+    (value,) = set(show(lab, setting).values())
+    return value
+
+
+def another_shared_buffers(lab):
+    """A shared_buffers other than the live one, with max_connections as it is: a change restarted replicas
+    first, whatever an earlier test left."""
+    wanted = "56MB" if live(lab, "shared_buffers") == "48MB" else "48MB"
+    return {"shared_buffers": wanted, "max_connections": int(live(lab, "max_connections"))}
+
+
 def test_a_restart_setting_reaches_every_member_one_at_a_time_replicas_first(lab, timings):
-    declare(lab, {"shared_buffers": "48MB"})
+    wanted = another_shared_buffers(lab)
+    declare(lab, wanted)
     leader, _ = netlab.health(lab.nodes, API_PORT)
     replicas = sorted(machine.name for machine in lab.nodes if machine.name != leader)
     before = start_times(lab)
@@ -120,12 +140,13 @@ def test_a_restart_setting_reaches_every_member_one_at_a_time_replicas_first(lab
     assert watcher.most_down <= 1 and watcher.samples >= 10, (watcher.most_down, watcher.worst)
     after = start_times(lab)
     assert all(after[name] != before[name] for name in before), (before, after)
-    assert set(show(lab, "shared_buffers").values()) == {"48MB"} and pending(lab) == []
+    assert live(lab, "shared_buffers") == wanted["shared_buffers"] and pending(lab) == []
     assert netlab.health(lab.nodes, API_PORT)[0] == result["switchover"]["new_leader"]
 
 
 def test_a_decreasing_max_connections_restarts_the_primary_first(lab, timings):
-    declare(lab, {"shared_buffers": "48MB", "max_connections": 90})
+    fewer = int(live(lab, "max_connections")) - 10
+    declare(lab, {"shared_buffers": live(lab, "shared_buffers"), "max_connections": fewer})
     leader, timeline = netlab.health(lab.nodes, API_PORT)
     with DownWatcher(lab) as watcher:
         code, steps, driven = rolling_restart(lab)
@@ -136,16 +157,18 @@ def test_a_decreasing_max_connections_restarts_the_primary_first(lab, timings):
     assert result["restarted"][0] == leader and len(result["restarted"]) == 3 and result["switchover"] is None
     assert result["still_pending"] == []
     assert watcher.most_down <= 1, (watcher.most_down, watcher.worst)
-    assert set(show(lab, "max_connections").values()) == {"90"} and pending(lab) == []
+    assert live(lab, "max_connections") == str(fewer) and pending(lab) == []
     assert netlab.health(lab.nodes, API_PORT) == (leader, timeline)  # no switchover, no failover
 
 
 def test_a_replica_powered_off_mid_run_stops_it_before_a_second_member_goes_down(lab):
-    declare(lab, {"shared_buffers": "56MB", "max_connections": 90})
+    wanted = another_shared_buffers(lab)
+    declare(lab, wanted)
     leader, timeline = netlab.health(lab.nodes, API_PORT)
     first, second = sorted((m for m in lab.nodes if m.name != leader), key=lambda m: m.name)  # its restart order
     before = start_times(lab)
-    argv = machines.salt_run_cli(lab.salt_config) + ["state.orchestrate", "orch.patroni_restart", "--out=json"]
+    argv = machines.salt_run_cli(lab.switch, lab.salt_config) + ["state.orchestrate", "orch.patroni_restart"]
+    argv.append("--out=json")
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         running = postmaster_pid_file(first)
@@ -171,4 +194,4 @@ def test_a_replica_powered_off_mid_run_stops_it_before_a_second_member_goes_down
     netlab.wait_until(f"{second.name} back", lambda: netlab.health(lab.nodes, API_PORT) == (leader, timeline), 180)
     code, steps, driven = rolling_restart(lab)  # the next run finishes the job
     assert code == 0, failures(steps)
-    assert set(show(lab, "shared_buffers").values()) == {"56MB"} and pending(lab) == []
+    assert live(lab, "shared_buffers") == wanted["shared_buffers"] and pending(lab) == []

@@ -1,28 +1,38 @@
 """Day-2 operations on a running cluster, through Salt on lab machines, on each release: the cluster as data and
 as a table, restart and reload, switchovers refused with the reason before anything changes, a switchover under
 a steady write load that loses no acknowledged row, failover refused while a healthy leader exists, reinit of a
-replica and never of the leader. The tests run in file order on one cluster made the Debian way.
+replica and never of the leader. Each test starts from a cluster made the Debian way (``debian_way``), which
+the first one checks.
 """
+
+import time
 
 import machines
 import netlab
 import pytest
+from starting_points import starting_point, streaming
 from highstate import start_times
 
-pytestmark = pytest.mark.lab
 
-DCS = {"etcd3": {"hosts": [netlab.ETCD]}}
 AUTHENTICATION = {"replication": {"password": "ops-replication"}}
 FAST = {"ttl": 20, "loop_wait": 5, "retry_timeout": 5}
 API_PORT = 8008
 
 
-@pytest.fixture(scope="module")
-def lab(machine_lab):
-    machine_lab.reset_all()
-    machine_lab.provision()
-    machines.debian_way(machine_lab, DCS, AUTHENTICATION, FAST)
-    return machine_lab
+def _debian_way(lab):
+    """Cluster <version>-main made the Debian way by hand, through Salt: createconfig on every machine, then
+    ``systemctl enable --now patroni@<version>-main`` (the fast timing profile); every member streaming."""
+    started = time.monotonic()
+    created, _ = machines.debian_way(lab, lab.dcs(), AUTHENTICATION, FAST)
+    return {"createconfig": created, "seconds": time.monotonic() - started}
+
+
+debian_way = starting_point("debian_way", _debian_way, streaming)
+
+
+@pytest.fixture
+def lab(debian_way):
+    return debian_way
 
 
 def call(lab, target, function, *args):
@@ -40,6 +50,28 @@ def settled_status(lab, target):
     so it shows a healthy cluster up to ``loop_wait`` after the members' own answers do."""
     status = call(lab, target, "status")
     return status if not status["problems"] else None
+
+
+def test_the_debian_way_by_hand_gives_one_leader_and_two_streaming_replicas(lab, timings):
+    """createconfig through Salt on every machine, then systemctl start: 1 leader, 2 streaming replicas."""
+    made = lab.made
+    timings[f"machines: the Debian way by hand via Salt → healthy (floor for the rollout) ({lab.release})"] = made[
+        "seconds"
+    ]
+    created = made["createconfig"]
+    assert {name: result["written"] for name, result in created.items()} == {
+        name: [f"/etc/patroni/{lab.version}-main.yml"] for name in ("pg1", "pg2", "pg3")
+    }, created
+    assert all(not any("not installed" in w for w in result["warnings"]) for result in created.values())
+    leader, _ = leader_and_replicas(lab)
+    units = lab.salt(
+        "*",
+        "cmd.run",
+        f"systemctl is-enabled patroni@{lab.version}-main; systemctl is-active patroni@{lab.version}-main",
+    )
+    assert set(units.values()) == {"enabled\nactive"}
+    psql = 'psql -X -q -At -c "CREATE TABLE IF NOT EXISTS lab AS SELECT 7 AS seven; SELECT seven FROM lab"'
+    assert lab.salt(leader, "cmd.run", psql, "runas=postgres")[leader] == "7"
 
 
 def test_status_is_data_for_states_and_a_table_for_people(lab):
@@ -66,46 +98,23 @@ def test_restart_with_nothing_pending_and_reload_change_nothing(lab):
 
 
 def test_a_switchover_that_cannot_work_is_refused_with_the_reason_before_anything_changes(lab):
+    """One real refusal per kind here (the leader as candidate, a name that is no member); a tagged, stopped,
+    lagging or asynchronous candidate and nobody eligible are decided on captured answers
+    (tests/unit/test_day2_decisions.py), a lagging one also in test_failures.py."""
     leader, replicas = leader_and_replicas(lab)
     before = start_times(lab)
     to_leader = call(lab, "pg1", "switchover", f"candidate={leader}")
     assert f"switchover to {leader} refused: {leader} is the leader already" in to_leader
     unknown = call(lab, "pg1", "switchover", "candidate=pg9")
     assert "switchover to pg9 refused: pg9 is no member of the cluster" in unknown
-
-    tagged, stopped = replicas
-    lab.salt(tagged, "file.append", f"/etc/patroni/{lab.version}-main.yml", "tags:\n  nofailover: true")
-    assert call(lab, tagged, "reload")["reloaded"]
-    netlab.wait_until(
-        f"{tagged} tagged nofailover",
-        lambda: call(lab, "pg1", "status")["members"][tagged]["tags"].get("nofailover") is True,
-        30,
-    )
-    refused = call(lab, "pg1", "switchover", f"candidate={tagged}")
-    assert f"switchover to {tagged} refused: {tagged} is tagged nofailover" in refused
-
-    lab.salt(stopped, "service.stop", f"patroni@{lab.version}-main")
-    try:
-        refused = call(lab, "pg1", "switchover", f"candidate={stopped}")
-        assert f"switchover to {stopped} refused:" in refused and stopped in refused
-        nobody = call(lab, "pg1", "switchover")
-        assert "no member can take over" in nobody and "tagged nofailover" in nobody, nobody
-    finally:
-        lab.salt(stopped, "service.start", f"patroni@{lab.version}-main")
-        lab.salt(tagged, "cmd.run", f"sed -i '/^tags:$/,$d' /etc/patroni/{lab.version}-main.yml")
-        call(lab, tagged, "reload")
-    healthy = netlab.wait_until("every member streaming again", lambda: netlab.health(lab.nodes, API_PORT), 120)
-    assert healthy[0] == leader  # leadership never moved
-    now = start_times(lab)
-    assert {name: now[name] for name in before if name != stopped} == {
-        name: before[name] for name in before if name != stopped
-    }
+    assert netlab.health(lab.nodes, API_PORT)[0] == leader and start_times(lab) == before
 
 
 def test_a_switchover_under_a_write_load_loses_no_acknowledged_row(lab, timings):
     leader, _ = leader_and_replicas(lab)
     old = next(machine for machine in lab.nodes if machine.name == leader)
-    old.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-c", "CREATE TABLE load (n int primary key)"])
+    table = "DROP TABLE IF EXISTS load; CREATE TABLE load (n int primary key)"
+    old.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-c", table])
     netlab.wait_until(
         "every member streaming after the DDL", lambda: netlab.health(lab.nodes, API_PORT), 60
     )  # a fault only after every replica streams on the leader's timeline
@@ -146,14 +155,16 @@ def test_failover_is_refused_while_a_healthy_leader_exists(lab):
 
 def test_reinit_rebuilds_a_replica_and_never_touches_the_leader(lab):
     leader, replicas = leader_and_replicas(lab)
+    rows = "DROP TABLE IF EXISTS kept; CREATE TABLE kept AS SELECT generate_series(1, 500) AS n"
+    lab.salt(leader, "cmd.run", f"psql -X -q -c '{rows}'", "runas=postgres")
     refused = call(lab, leader, "reinit")
     assert f"reinit refused: {leader} is the leader; switch over first" in refused
     rebuilt = call(lab, replicas[0], "reinit")
     assert isinstance(rebuilt, dict), rebuilt
     assert rebuilt["member"] == replicas[0] and rebuilt["leader"] == leader
     assert netlab.health(lab.nodes, API_PORT)[0] == leader
-    stored = lab.salt(replicas[0], "cmd.run", "psql -X -A -t -c 'SELECT count(*) FROM load'", "runas=postgres")
-    assert int(stored[replicas[0]]) > 50
+    stored = lab.salt(replicas[0], "cmd.run", "psql -X -A -t -c 'SELECT count(*) FROM kept'", "runas=postgres")
+    assert stored[replicas[0]] == "500"
 
 
 def test_operation_arguments_are_checked_before_any_call(lab):

@@ -1,0 +1,125 @@
+"""Starting points: how a test of the machines' tier says what it starts from (see conftest.py)."""
+
+import json
+import time
+
+import netlab
+import pytest
+
+API_PORT = 8008
+
+
+def clean_slate(lab, timings, bare=False, provision=True):
+    """Every machine back to the image (``bare``: the one without PostgreSQL, Patroni, etcd or vip-manager),
+    etcd emptied, the pillar root back to the lab's default, and with ``provision`` (never on the bare image) the
+    modules synced and the program installed."""
+    started = time.monotonic()
+    lab.starting_point, lab.converged = None, None
+    lab.reset_all(bare=bare)
+    if provision and not bare:
+        lab.provision()
+    _add(timings, f"machines ({lab.release}): clean slates (3 machines reset, minions back, modules synced)", started)
+
+
+def starting_point(name, make, check, bare=False, provision=True):
+    """A function-scoped fixture ``name`` giving the session's lab in that starting point.
+
+    ``make(lab)`` makes it from a clean slate and returns what the tests get besides the lab (or None);
+    ``check(lab)`` returns something comparable that must be the same as when the starting point was made for it
+    to be kept (and true: a check that returns None or False says the starting point is gone).
+    """
+
+    def fixture(machine_lab, timings, request):
+        lab = machine_lab
+        if lab.starting_point != name or not _still(lab, check):
+            clean_slate(lab, timings, bare=bare, provision=provision)
+            started = time.monotonic()
+            lab.made = make(lab)
+            lab.starting_point, lab.checked = name, check(lab)
+            _add(timings, f"machines ({lab.release}): starting point '{name}' made", started)
+            assert lab.checked, f"starting point {name}: its check fails right after it was made"
+        failed = request.session.testsfailed
+        yield lab
+        if request.session.testsfailed != failed:
+            lab.starting_point = None  # a failure may leave anything behind
+
+    fixture.__doc__ = f"Starting point '{name}': {make.__doc__}"
+    fixture.starting_point = name  # how tests/unit/test_lab_independence.py knows one
+    return pytest.fixture(name=name)(fixture)
+
+
+_COUNTS = {}
+
+
+def _add(timings, what, started):
+    """Seconds since ``started`` added to the run's total for ``what``, whose line says how many times."""
+    times = _COUNTS.get(what, 0)
+    total = timings.pop(f"{what}, {times} times", 0.0)
+    _COUNTS[what] = times + 1
+    timings[f"{what}, {times + 1} times"] = total + time.monotonic() - started
+
+
+def arrived(lab, name, check):
+    """A test that has just made what starting point ``name`` makes says so: the next test may start from it."""
+    lab.starting_point, lab.checked, lab.made = name, check(lab), None
+
+
+def _still(lab, check):
+    try:
+        return check(lab) == lab.checked
+    except Exception:  # noqa: BLE001 - a check that cannot run says the starting point is gone
+        return False
+
+
+def pillar_files(lab):
+    """The text of every file of the master's pillar root: a test that changed the pillar must put it back."""
+    return {path.name: path.read_text() for path in sorted(lab.pillar_root.iterdir()) if path.is_file()}
+
+
+def streaming(lab, api_port=API_PORT):
+    """Every member streaming from one leader on its timeline (any leader, any timeline), with the same pillar
+    and the same live settings in the DCS."""
+    if not netlab.health(lab.nodes, api_port):
+        return None
+    return json.loads(lab.nodes[0].http("/config", port=api_port)), pillar_files(lab)
+
+
+def untouched(lab):
+    """What a test may not change on machines fresh from the image: their clusters, configs, units, data."""
+    script = (
+        "ls -A /etc/patroni /etc/postgresql /var/lib/postgresql; "
+        "systemctl list-units --all --no-legend 'patroni*' 'postgresql@*' 'vip-manager*'; systemctl is-system-running"
+    )
+    return json.dumps(lab.salt("*", "cmd.run", script), sort_keys=True), pillar_files(lab)
+
+
+def _fresh(lab):
+    """Every machine as its image is (packages installed, nothing configured), etcd empty, modules synced."""
+
+
+fresh_machines = starting_point("fresh_machines", _fresh, untouched)
+
+
+def _bare(lab):
+    """Machines of the bare image: no PostgreSQL, Patroni, etcd client or vip-manager installed (a local apt
+    repository of their packages only), given the formula's pillar."""
+    import highstate
+
+    lab.set_pillar(highstate.pillar(lab))
+
+
+bare_machines = starting_point("bare_machines", _bare, untouched, bare=True)
+
+
+def make_orchestrated(lab):
+    """Cluster <version>-main rolled out by ``salt-run state.orchestrate orch.patroni`` with the formula's pillar
+    (highstate.pillar: fast timing), every member streaming."""
+    import highstate
+
+    lab.set_pillar(highstate.pillar(lab))
+    code, steps, _ = highstate.orchestrate(lab, "orch.patroni")
+    assert code == 0, highstate.failures(steps)
+    netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 120)
+
+
+orchestrated = starting_point("orchestrated", make_orchestrated, streaming)

@@ -1,0 +1,82 @@
+"""Order dependence cannot creep back into the machines' tier: every test there states its starting point.
+
+A dry collection of tests/systemd_machines (no lab is started) lists each test's fixtures. A test that uses the
+lab must reach it through a starting point (a fixture made by ``starting_points.starting_point``, which makes
+its state from a clean slate unless the lab is verifiably in it), never through ``machine_lab`` itself, and no
+fixture between the two may outlive a test (module or session scope would carry one test's state into the
+next). So each test passes alone, with ``-k``, in any order.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = textwrap.dedent(
+    """
+    import json, os
+
+    def pytest_collection_finish(session):
+        found = {}
+        for item in session.items:
+            info = item._fixtureinfo
+            fixtures = {}
+            for name in item.fixturenames:
+                defs = info.name2fixturedefs.get(name)
+                if defs:
+                    fixturedef = defs[-1]
+                    fixtures[name] = {
+                        "scope": fixturedef.scope,
+                        "starting_point": getattr(fixturedef.func, "starting_point", None),
+                        "ours": fixturedef.baseid.startswith("tests/"),
+                    }
+            params = list(item.callspec.params) if hasattr(item, "callspec") else []
+            found[item.nodeid] = {"arguments": list(info.argnames), "fixtures": fixtures, "params": params}
+        with open(os.environ["DUMP"], "w") as stream:
+            json.dump(found, stream)
+    """
+)
+
+
+def collected(tmp_path):
+    (tmp_path / "fixture_dump.py").write_text(PLUGIN)
+    dump = tmp_path / "items.json"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DUMP": str(dump), "PATRONI_DEBIAN_RELEASES": "bookworm"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "fixture_dump", "-p", "no:cacheprovider"]
+        + [os.path.join(TESTS, "systemd_machines")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(TESTS),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(dump.read_text())
+
+
+def test_every_test_of_the_machines_states_its_starting_point(tmp_path):
+    items = collected(tmp_path)
+    assert len(items) > 30, sorted(items)  # the tier was collected, not skipped
+    problems = []
+    for nodeid, item in items.items():
+        fixtures = item["fixtures"]
+        unknown = [name for name in item["arguments"] if name not in fixtures and name not in item["params"]]
+        if unknown:
+            problems.append(f"{nodeid}: no fixture {unknown}")
+        if "machine_lab" not in fixtures:
+            continue  # no lab of the session: the README's and the demo's own labs, or none
+        if "machine_lab" in item["arguments"]:
+            problems.append(f"{nodeid}: asks for machine_lab itself")
+        if not any(f["starting_point"] for f in fixtures.values()):
+            problems.append(f"{nodeid}: no starting point among {sorted(fixtures)}")
+        lasting = [
+            name
+            for name, f in fixtures.items()
+            if f["ours"] and f["scope"] != "function" and name not in ("machine_lab", "timings")
+        ]
+        if lasting:
+            problems.append(f"{nodeid}: fixtures that outlive a test: {lasting}")
+    assert problems == []
