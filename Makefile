@@ -6,7 +6,7 @@ APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server 
 PYTEST_ARGS ?=
 # Three workers: each release's machines on one (one lab per release, booted once), every other tier on the third.
 # Groups: tests/conftest.py. PYTEST_ARGS come last: e.g. PYTEST_ARGS="-n 0 -m unit" for one tier in one process.
-XDIST := -n 3 --dist loadgroup
+XDIST := -n 3
 
 .PHONY: test lint deps apt venv image clean demo demo-down
 

@@ -4,12 +4,13 @@ The tiers are named for what they need (tests/README.md): ``unit`` nothing; ``sa
 namespaces; ``namespace_hosts`` root, network namespaces and this host's PostgreSQL, Patroni and etcd;
 ``systemd_machines`` root and Debian machines booting systemd, once per release. ``make test`` runs them side by
 side with pytest-xdist: each release's machines on a worker of their own (one lab per release per run), the other
-tiers on a third.
+tiers on a third (:py:func:`group`).
 """
 
 import logging
 import os
 import pathlib
+import re
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ import time
 import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parent
+RELEASES = ("bookworm", "trixie")  # machines.RELEASES, without importing the labs into every worker
 TIERS = {  # folder → (marker, what it needs)
     "unit": ("unit", "nothing"),
     "sandboxed": ("sandboxed", "root: private mount, UTS and network namespaces"),
@@ -24,7 +26,7 @@ TIERS = {  # folder → (marker, what it needs)
     "systemd_machines": ("systemd_machines", "root: Debian machines booting systemd (systemd-nspawn), per release"),
 }
 _TIMINGS = {}
-_SPANS = {}  # group → [first start, last stop, tests passed, tests failed]
+_SPANS = {}  # label → [first start, last stop, tests passed, tests failed, the xdist workers that ran them]
 
 
 def _interrupt(signum, frame):
@@ -54,12 +56,26 @@ def release(item):
     return params.get("machine_lab")
 
 
-def group(item):
-    """The xdist group of a test: one per release for the machines (one lab per release, on its own worker),
-    and one for the rest, where the tests of the people's lab (slot 0: the README's, make demo's) run one after
-    another."""
-    name = release(item)
-    return f"machines {name}" if name else "the other tiers"
+def group(nodeid):
+    """The worker's share a test belongs to, from its id: one per release for the machines (one lab per release,
+    on a worker of its own), and one for the rest, where the tests of the people's lab (slot 0: the README's,
+    make demo's) run one after another."""
+    found = re.search(r"\[(?:[^\]]*-)?(" + "|".join(RELEASES) + r")(?:-[^\]]*)?\]", nodeid)
+    if nodeid.startswith("tests/systemd_machines/") and found:
+        return f"machines {found.group(1)}"
+    return "the other tiers"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadgroup cannot group on pytest 9.2 (it renames ``item._nodeid``, which pytest 9.2 no longer
+    reads): the same scheduling by scope, with the scope read from the test's id."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return group(nodeid)
+
+    return ByGroup(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,7 +85,6 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(getattr(pytest.mark, marker))
         if not root and needs.startswith("root"):
             item.add_marker(pytest.mark.skip(reason=f"needs {needs}"))
-        item.add_marker(pytest.mark.xdist_group(group(item)))
         item.user_properties.append(("group", _label(item)))
 
 
@@ -99,8 +114,10 @@ def pytest_runtest_logreport(report):
     label = dict(report.user_properties).get("group")
     if not label:
         return
-    span = _SPANS.setdefault(label, [report.start, report.stop, 0, 0])
+    span = _SPANS.setdefault(label, [report.start, report.stop, 0, 0, set()])
     span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
+    node = getattr(report, "node", None)
+    span[4].add(node.gateway.id if node is not None else "this process")
     if report.outcome == "failed":
         span[3] += 1
     elif report.when == "call" and report.outcome == "passed":
@@ -136,9 +153,13 @@ class CpuSampler:
             return "no samples"
         busy = sorted(self.samples)
         saturated = sum(1 for s in busy if s >= 95) / len(busy)
+        per_minute = max(1, 60 // self.interval)
+        minutes = [self.samples[i : i + per_minute] for i in range(0, len(self.samples), per_minute)]
+        timeline = " ".join(f"{sum(m) / len(m):.0f}" for m in minutes)
         return (
             f"mean {sum(busy) / len(busy):.0f} %, median {busy[len(busy) // 2]:.0f} %, "
-            f"saturated (≥ 95 %) {100 * saturated:.0f} % of the time ({len(busy)} samples of {self.interval} s)"
+            f"saturated (≥ 95 %) {100 * saturated:.0f} % of the time ({len(busy)} samples of {self.interval} s); "
+            f"minute by minute: {timeline}"
         )
 
 
@@ -149,9 +170,10 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(f"{seconds:7.1f} s  {what}")
     if _SPANS:
         terminalreporter.section("durations per tier and release (wall: first test's start to last test's end)")
-        for label, (start, stop, passed, failed) in sorted(_SPANS.items(), key=lambda kv: kv[1][0]):
+        for label, (start, stop, passed, failed, workers) in sorted(_SPANS.items(), key=lambda kv: kv[1][0]):
+            counts = f"{passed} passed" + (f", {failed} failed" if failed else "")
             terminalreporter.write_line(
-                f"{(stop - start) / 60:6.1f} min  {label:32} {passed} passed" + (f", {failed} failed" if failed else "")
+                f"{(stop - start) / 60:6.1f} min  {label:32} {counts}  (on {', '.join(sorted(workers))})"
             )
     sampler = getattr(config, "_cpu", None)
     if sampler is not None and sampler.samples:

@@ -7,6 +7,7 @@ fixture between the two may outlive a test (module or session scope would carry 
 next). So each test passes alone, with ``-k``, in any order.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,8 +33,13 @@ PLUGIN = textwrap.dedent(
                         "starting_point": getattr(fixturedef.func, "starting_point", None),
                         "ours": fixturedef.baseid.startswith("tests/"),
                     }
-            params = list(item.callspec.params) if hasattr(item, "callspec") else []
-            found[item.nodeid] = {"arguments": list(info.argnames), "fixtures": fixtures, "params": params}
+            params = dict(item.callspec.params) if hasattr(item, "callspec") else {}
+            found[item.nodeid] = {
+                "arguments": list(info.argnames),
+                "fixtures": fixtures,
+                "params": list(params),
+                "release": params.get("machine_lab"),
+            }
         with open(os.environ["DUMP"], "w") as stream:
             json.dump(found, stream)
     """
@@ -80,3 +86,21 @@ def test_every_test_of_the_machines_states_its_starting_point(tmp_path):
         if lasting:
             problems.append(f"{nodeid}: fixtures that outlive a test: {lasting}")
     assert problems == []
+
+
+def test_each_release_s_machine_tests_share_one_worker_and_the_rest_another(tmp_path):
+    """make test's workers: every machine test of a release in that release's share (one lab per release per
+    run), every other test in the third; decided from the test's id, as xdist's scheduler sees it."""
+    spec = importlib.util.spec_from_file_location("tests_root_conftest", os.path.join(TESTS, "conftest.py"))
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    shares = {}
+    for nodeid, item in collected(tmp_path).items():
+        wanted = "the other tiers"
+        if "machine_lab" in item["fixtures"]:
+            wanted = f"machines {item['release']}"
+        shares.setdefault(root.group(nodeid), set()).add(nodeid)
+        assert root.group(nodeid) == wanted, nodeid
+    assert set(shares) == {"machines bookworm", "the other tiers"}  # the collection above is bookworm's
+    assert root.group("tests/sandboxed/test_bad_input.py::test_x[trixie-case]") == "the other tiers"
+    assert root.group("tests/systemd_machines/test_x.py::test_y[trixie-orch.patroni-{}]") == "machines trixie"
