@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import sandbox
@@ -157,6 +158,23 @@ def remove_stale(slot=None, every_lab=False):
                 _remove_cgroup(folder)
     for folder in labs:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# The lab's HTTP client, one per lab in its switch namespace: a JSON line [url, timeout] in, {"body"} or {"error"} out.
+FETCHER = """
+import json, sys, urllib.error, urllib.request
+for line in sys.stdin:
+    url, timeout = json.loads(line)
+    try:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            response = error
+        answer = {"body": response.read().decode()}
+    except Exception as exc:
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(answer), flush=True)
+"""
 
 
 def wait_until(what, probe, timeout, interval=0.5):
@@ -394,6 +412,7 @@ class Lab:
         self.nodes = []
         self.count = nodes
         self.etcd = None
+        self._fetcher, self._fetch_lock = None, threading.Lock()
 
     def __enter__(self):
         self.up()
@@ -522,18 +541,36 @@ class Lab:
             shutil.copy(log, destination)
 
     def http(self, url, timeout=3):
-        """GET ``url`` from inside the switch namespace; the body as text."""
-        code = (
-            "import sys, urllib.request\n"
-            "try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))\n"
-            "except urllib.error.HTTPError as e:\n    r = e\n"
-            "sys.stdout.write(r.read().decode())\n"
-        )
-        return _sh(
-            "ip", "netns", "exec", self.switch, sys.executable, "-c", code, url, str(timeout), timeout=timeout + 10
-        ).stdout
+        """GET ``url`` from inside the switch namespace (where the lab's clients are); the body as text, also of
+        an HTTP error. Not answering raises ConnectionError. One fetcher process in the switch serves every call:
+        the health probes poll often, and a Python started per call cost a core's tenth on a 2-core machine."""
+        with self._fetch_lock:
+            if self._fetcher is None or self._fetcher.poll() is not None:
+                self._fetcher = subprocess.Popen(
+                    ["ip", "netns", "exec", self.switch, sys.executable, "-u", "-c", FETCHER],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            self._fetcher.stdin.write(json.dumps([url, timeout]) + "\n")
+            self._fetcher.stdin.flush()
+            reply = self._fetcher.stdout.readline()
+        if not reply:
+            raise ConnectionError(f"GET {url}: the lab's fetcher is gone")
+        answer = json.loads(reply)
+        if "error" in answer:
+            raise ConnectionError(f"GET {url}: {answer['error']}")
+        return answer["body"]
+
+    def _stop_fetcher(self):
+        if self._fetcher is not None:
+            self._fetcher.kill()
+            self._fetcher.wait()
+            self._fetcher = None
 
     def down(self):
+        self._stop_fetcher()
         self._keep_logs()
         for node in self.nodes:
             node.destroy()

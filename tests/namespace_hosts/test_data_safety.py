@@ -62,9 +62,14 @@ def test_createcluster_refuses_an_existing_cluster(node, safe):
     assert node.psql("SELECT answer FROM precious", port=safe) == "42"
 
 
-def test_createcluster_refuses_a_non_empty_data_directory(node):
+@pytest.fixture
+def non_empty(node):
+    """/var/lib/postgresql/15/other: postgres's, holding a file that is no cluster's."""
     node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "/var/lib/postgresql/15/other"])
     node.run(["sh", "-c", "echo keep > /var/lib/postgresql/15/other/data"])
+
+
+def test_createcluster_refuses_a_non_empty_data_directory(node, non_empty):
     before = fingerprint(node, "/var/lib/postgresql/15/other")
     assert_refused(
         door(node, "createcluster", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other"), "not empty"
@@ -89,7 +94,7 @@ def test_clone_refuses_a_data_directory_in_use_by_a_running_server(node, safe):
     assert node.run(["test", "-e", "/etc/postgresql/15/thief"], check=False).returncode == 1
 
 
-def test_clone_refuses_a_non_empty_data_directory(node):
+def test_clone_refuses_a_non_empty_data_directory(node, non_empty):
     before = fingerprint(node, "/var/lib/postgresql/15/other")
     proc = door(
         node, "clone", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other", "--connstring=host=127.0.0.1"

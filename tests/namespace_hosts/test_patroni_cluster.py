@@ -64,7 +64,7 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def main_cluster(lab, timings):
+def started_cluster(lab, timings):
     cluster = Cluster(lab, "main", authentication={"replication": {"password": "lab-replication"}})
     started = time.monotonic()
     for node in lab.nodes:
@@ -75,6 +75,13 @@ def main_cluster(lab, timings):
         pytest.fail(f"15-main never became healthy\n{cluster.logs()}")
     timings["15-main: start to healthy (3 members, streaming)"] = time.monotonic() - started
     return cluster
+
+
+@pytest.fixture
+def main_cluster(started_cluster):
+    """15-main with every member streaming, whatever an earlier test did to it (each test brings its own rows)."""
+    started_cluster.wait_healthy(timeout=180)
+    return started_cluster
 
 
 def test_bootstrap_and_clone_give_streaming_replicas_with_the_rows(main_cluster):
@@ -118,9 +125,10 @@ def test_crashed_leader_is_replaced_and_rejoins_unattended(main_cluster, timings
     old_leader_name, old_timeline = main_cluster.healthy()
     old_leader = main_cluster.node(old_leader_name)
     others = [node for node in main_cluster.lab.nodes if node is not old_leader]
-    old_leader.psql("INSERT INTO lab_rows SELECT g FROM generate_series(1001, 2000) AS g", port=main_cluster.port)
+    rows = "DROP TABLE IF EXISTS crash_rows; CREATE TABLE crash_rows AS SELECT g AS id FROM generate_series(1, 2000) g"
+    old_leader.psql(rows, port=main_cluster.port)
     for node in others:
-        main_cluster.wait_rows(node, "lab_rows", 2000)
+        main_cluster.wait_rows(node, "crash_rows", 2000)
 
     crashed = time.monotonic()
     old_leader.kill_all()  # SIGKILL of Patroni and every postgres process
@@ -130,7 +138,7 @@ def test_crashed_leader_is_replaced_and_rejoins_unattended(main_cluster, timings
     )
     timings["failover: leader SIGKILL to new leader"] = time.monotonic() - crashed
     new_leader = main_cluster.node(new_leader_name)
-    new_leader.psql("INSERT INTO lab_rows SELECT g FROM generate_series(2001, 2500) AS g", port=main_cluster.port)
+    new_leader.psql("INSERT INTO crash_rows SELECT g FROM generate_series(2001, 2500) AS g", port=main_cluster.port)
 
     restarted = time.monotonic()
     main_cluster.start(old_leader)
@@ -140,7 +148,7 @@ def test_crashed_leader_is_replaced_and_rejoins_unattended(main_cluster, timings
         pytest.fail(f"the old leader did not rejoin\n{main_cluster.logs()}")
     timings["rejoin: old leader restart to streaming on new timeline"] = time.monotonic() - restarted
     assert leader_name == new_leader_name and timeline > old_timeline
-    main_cluster.wait_rows(old_leader, "lab_rows", 2500)
+    main_cluster.wait_rows(old_leader, "crash_rows", 2500)
 
 
 def test_wiped_replica_reclones_by_itself(main_cluster, timings):
@@ -150,7 +158,11 @@ def test_wiped_replica_reclones_by_itself(main_cluster, timings):
     leave a directory that is neither empty nor valid, which Patroni 3.0.2 never re-clones.
     """
     leader_name, timeline = main_cluster.healthy()
+    leader = main_cluster.node(leader_name)
+    rows = "DROP TABLE IF EXISTS wipe_rows; CREATE TABLE wipe_rows AS SELECT g AS id FROM generate_series(1, 500) g"
+    leader.psql(rows, port=main_cluster.port)
     replica = next(node for node in main_cluster.lab.nodes if node.name != leader_name)
+    main_cluster.wait_rows(replica, "wipe_rows", 500)
     main_cluster.patroni[replica.name].terminate()  # Patroni stops its postgres cleanly
     main_cluster.patroni[replica.name].wait(timeout=60)
     data_dir = "/var/lib/postgresql/15/main"
@@ -165,5 +177,5 @@ def test_wiped_replica_reclones_by_itself(main_cluster, timings):
     except TimeoutError:
         pytest.fail(f"the wiped replica did not re-clone\n{main_cluster.logs()}")
     timings["wiped replica: start to streaming again"] = time.monotonic() - wiped
-    main_cluster.wait_rows(replica, "lab_rows", 2500)
+    main_cluster.wait_rows(replica, "wipe_rows", 500)
     assert log.read_text().count("clone 15-main: done") == clones_before + 1

@@ -21,16 +21,20 @@ def clean_slate(lab, timings, bare=False, provision=True):
     _add(timings, f"machines ({lab.release}): clean slates (3 machines reset, minions back, modules synced)", started)
 
 
-def starting_point(name, make, check, bare=False, provision=True):
+def starting_point(name, make, check, bare=False, provision=True, adopts=()):
     """A function-scoped fixture ``name`` giving the session's lab in that starting point.
 
     ``make(lab)`` makes it from a clean slate and returns what the tests get besides the lab (or None);
     ``check(lab)`` returns something comparable that must be the same as when the starting point was made for it
-    to be kept (and true: a check that returns None or False says the starting point is gone).
+    to be kept (and true: a check that returns None or False says the starting point is gone). ``adopts``: the
+    starting points made the same way, with a stricter check (a lab in one of them is taken as it is when
+    ``check`` passes).
     """
 
     def fixture(machine_lab, timings, request):
         lab = machine_lab
+        if lab.starting_point in adopts and check(lab):
+            lab.starting_point, lab.checked = name, check(lab)
         if lab.starting_point != name or not _still(lab, check):
             clean_slate(lab, timings, bare=bare, provision=provision)
             started = time.monotonic()

@@ -143,6 +143,7 @@ def test_a_killed_leader_loses_at_most_the_unreplicated_tail_in_asynchronous_mod
     assert all(n > max(stored) for n in lost), lost
 
 
+@pytest.mark.spoils
 def test_a_killed_leader_loses_nothing_in_synchronous_mode(lab, timings):
     lab.set_pillar(pillar(lab, dynamic={"synchronous_mode": True}))
     rollout(lab)

@@ -296,6 +296,7 @@ def test_the_password_is_in_no_output_and_no_minion_log(cluster):
     assert set(arguments.values()) == {"0"}, arguments  # no process of any member carries it in its arguments
 
 
+@pytest.mark.spoils
 def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     lab, _ = cluster
     app, old = f"{lab.version}-app", f"{lab.version}-old"

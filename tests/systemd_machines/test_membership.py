@@ -15,6 +15,7 @@ import time
 
 import highstate
 import netlab
+import pytest
 from highstate import API_PORT, failures, pillar, start_times
 from starting_points import arrived, pillar_files, starting_point, streaming
 
@@ -178,6 +179,7 @@ def pg3_unit(lab, unit):
     )
 
 
+@pytest.mark.spoils
 def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(orchestrated, timings):
     lab = orchestrated
     pg3 = lab.nodes[2]

@@ -162,6 +162,7 @@ def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_
         netlab.wait_until("the member back", lambda: netlab.health(lab.nodes, API_PORT), 180)
 
 
+@pytest.mark.spoils
 def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(fresh_machines):
     lab = fresh_machines
     bounded = pillar(lab)

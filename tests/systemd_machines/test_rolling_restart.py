@@ -92,7 +92,7 @@ def nothing_pending(lab):
     return bool(netlab.health(lab.nodes, API_PORT)) and pending(lab) == []
 
 
-restartable = starting_point("restartable", make_orchestrated, nothing_pending)
+restartable = starting_point("restartable", make_orchestrated, nothing_pending, adopts=("orchestrated",))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ bookworm runs Patroni 3.0.2, trixie 4.0.7. The lab's addresses (10.77.<slot>.x) 
 
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -31,7 +30,7 @@ def answers(lab):
     def get(node, path):
         try:
             return json.loads(node.http(path, port=API))
-        except (ValueError, subprocess.CalledProcessError):  # no answer: nobody listens on the port
+        except (ValueError, ConnectionError):  # no answer: nobody listens on the port
             return None
 
     return {
