@@ -847,7 +847,7 @@ def _pg_cluster_table():
     if not _which("pg_lsclusters"):
         return []
     table = []
-    for line in _run(["pg_lsclusters", "-h"]).stdout.splitlines():
+    for line in _lsclusters().splitlines():
         fields = line.split()
         if len(fields) >= 3:
             table.append(
@@ -860,6 +860,19 @@ def _pg_cluster_table():
                 }
             )
     return table
+
+
+def _lsclusters(tries=5, pause=0.2):
+    """``pg_lsclusters -h``, asked again when it fails: Patroni rewrites a member's postgresql.conf in place
+    (truncated, then written), and pg_lsclusters reading it in between finds no data_directory ("Invalid data
+    directory for cluster"). A failure that lasts ``tries`` × ``pause`` seconds is real and raised."""
+    for attempt in range(tries):
+        try:
+            return _run(["pg_lsclusters", "-h"]).stdout
+        except CommandExecutionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(pause)
 
 
 def _port_of(address):

@@ -592,3 +592,24 @@ def test_a_dcs_answers_at_its_first_endpoint_that_accepts_a_connection():
 
 def test_a_dcs_without_host_endpoints_is_not_probed():
     assert pd._dcs_answers({"kubernetes": {"namespace": "db"}}, "pillar") == ("kubernetes", None)
+
+
+def test_pg_lsclusters_is_asked_again_while_patroni_rewrites_a_config(tmp_path, monkeypatch):
+    """Patroni rewrites postgresql.conf in place; pg_lsclusters reading it meanwhile fails for a moment (seen in
+    the lab: "Invalid data directory for cluster 15 main"). A failure that passes is retried; one that lasts is
+    raised with its message."""
+    failures = tmp_path / "failures"
+    failures.write_text("2")
+    stub = tmp_path / "pg_lsclusters"
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'left=$(cat {failures}); if [ "$left" -gt 0 ]; then echo $((left - 1)) > {failures}; '
+        'echo "Error: Invalid data directory for cluster 15 main" >&2; exit 1; fi\n'
+        "echo '15 main 5432 online postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log'\n"
+    )
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert [row["datadir"] for row in pd._pg_cluster_table()] == ["/var/lib/postgresql/15/main"]
+    failures.write_text("9")
+    with pytest.raises(pd.CommandExecutionError, match="Invalid data directory for cluster 15 main"):
+        pd._lsclusters(tries=3, pause=0)
