@@ -449,7 +449,7 @@ class MachineLab(netlab.Lab):
         config = self.root / "salt"
         config.mkdir()
         self.pillar_root = self.pillar or demo_pillar(config / "pillar", self.version, self.slot.etcd)
-        self.default_pillar = None if self.pillar else _files(self.pillar_root)
+        self.default_pillar = None if self.pillar else files(self.pillar_root)
         # the README's file roots: the formula folder and the repository (for _modules, _states), and before
         # them a folder of the lab's own with the example top file as top.sls
         (config / "states").mkdir()
@@ -563,7 +563,8 @@ class MachineLab(netlab.Lab):
         super().down()  # remove_stale() also takes the machines' overlays and cgroups
 
 
-def _files(folder):
+def files(folder):
+    """The text of every file in ``folder``, by name."""
     return {path.name: path.read_text() for path in folder.iterdir() if path.is_file()}
 
 

@@ -3,6 +3,7 @@
 import json
 import time
 
+import machines
 import netlab
 import pytest
 
@@ -77,7 +78,7 @@ def _still(lab, check):
 
 def pillar_files(lab):
     """The text of every file of the master's pillar root: a test that changed the pillar must put it back."""
-    return {path.name: path.read_text() for path in sorted(lab.pillar_root.iterdir()) if path.is_file()}
+    return machines.files(lab.pillar_root)
 
 
 def streaming(lab, api_port=API_PORT):
