@@ -17,11 +17,13 @@ import os
 import pathlib
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import netlab
@@ -58,6 +60,28 @@ Restart=on-failure
 
 [Install]
 WantedBy=multi-user.target
+"""
+# The lab's Salt client, one per lab in its switch namespace (where the master's address is): a JSON line
+# [target, function, args, options of LocalClient.cmd_cli] in, {"return": by minion} or {"error"} out. What
+# `salt --static --out=json` prints (minions that did not return left out), without a Python and a master login
+# per call, nor the discovery ping that --static's batch publishes first: the suite calls Salt some hundreds of
+# times, and each `salt` process cost a core for a second.
+SALT_CLIENT = """
+import json, sys
+import salt.client
+client = salt.client.LocalClient(c_path=sys.argv[1])
+for line in sys.stdin:
+    target, function, args, options = json.loads(line)
+    try:
+        returns = {}
+        for answer in client.cmd_cli(target, function, args, **options):
+            for minion, value in (answer or {}).items():
+                if value.get("out") != "no_return":
+                    returns[minion] = value.get("ret")
+        reply = {"return": returns}
+    except Exception as exc:
+        reply = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(reply), flush=True)
 """
 LOCAL_APT = "/srv/lab-apt"  # inside the images: every .deb the lab needs, as an apt repository (no uplink)
 # Salt's wheels for the release's own Python, built in a throwaway copy of the release's root.
@@ -432,6 +456,7 @@ class MachineLab(netlab.Lab):
         self.release = release or host_release()
         self.version = RELEASES[self.release]["postgresql"]  # the release's PostgreSQL major version
         self.master = None
+        self._salt_client, self._salt_lock = None, threading.Lock()
         self.pillar = pathlib.Path(pillar).resolve() if pillar else None  # the master's pillar root, if given
 
     def up(self):
@@ -488,18 +513,47 @@ class MachineLab(netlab.Lab):
         )
         return proc.returncode, proc.stdout + proc.stderr
 
-    def salt(self, target, function, *args, tgt_type=None, timeout=120):
-        """``salt <target> <function> <args>`` on the master; the JSON result by minion."""
-        argv = salt_cli(self.switch, self.salt_config) + ["--out=json", "--static", f"--timeout={timeout}"]
-        if tgt_type:
-            argv.append(f"--{tgt_type}")
-        proc = subprocess.run(
-            argv + [target, function, *args], capture_output=True, text=True, check=False, timeout=timeout + 60
-        )
-        try:
-            return json.loads(proc.stdout or "{}")
-        except json.JSONDecodeError:
-            raise AssertionError(f"salt {target} {function}: {proc.stdout}\n{proc.stderr}") from None
+    def salt(self, target, function, *args, tgt_type=None, timeout=120, gather_job_timeout=10):
+        """``salt <target> <function> <args>`` on the master; the result by minion, as ``salt --static
+        --out=json`` prints it (a minion that did not return is left out). After ``timeout`` s the master asks the
+        minions still silent whether they run the job, and waits ``gather_job_timeout`` s for their answer."""
+        options = {"tgt_type": tgt_type or "glob", "timeout": timeout, "gather_job_timeout": gather_job_timeout}
+        request = json.dumps([target, function, list(args), options]) + "\n"
+        with self._salt_lock:
+            client = self._salt_client_process()
+            client.stdin.write(request)
+            client.stdin.flush()
+            ready, _, _ = select.select([client.stdout], [], [], timeout + gather_job_timeout + 60)
+            reply = client.stdout.readline() if ready else ""
+            if not reply:
+                self._stop_salt_client()  # a client that hung or died: the next call starts another
+        if not reply:
+            raise AssertionError(f"salt {target} {function}: no answer; see {self.salt_config / 'client.log'}")
+        answer = json.loads(reply)
+        if "error" in answer:
+            raise AssertionError(f"salt {target} {function}: {answer['error']}")
+        return answer["return"]
+
+    def _salt_client_process(self):
+        if self._salt_client is None or self._salt_client.poll() is not None:
+            log = open(self.salt_config / "client.log", "a")  # noqa: SIM115 - the process's own from here
+            with log:
+                self._salt_client = subprocess.Popen(
+                    ["ip", "netns", "exec", self.switch, sys.executable, "-u", "-c", SALT_CLIENT]
+                    + [str(self.salt_config / "master")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    start_new_session=True,
+                )
+        return self._salt_client
+
+    def _stop_salt_client(self):
+        if self._salt_client is not None:
+            self._salt_client.kill()
+            self._salt_client.wait()
+            self._salt_client = None
 
     def set_pillar(self, pillar, target="'pg*'"):
         """``pillar`` (a mapping) for the minions ``target`` matches, and nothing else (other files a test wrote
@@ -548,15 +602,18 @@ class MachineLab(netlab.Lab):
             (self.pillar_root / name).write_text(text)
 
     def wait_minions(self, timeout=120):
+        """Every minion answers test.ping. A minion still starting misses the ping's publication for good, so
+        each ping is short and the next one is published anew."""
         names = {machine.name for machine in self.nodes}
         return netlab.wait_until(
             "every minion answers test.ping",
-            lambda: set(self.salt("*", "test.ping", timeout=5)) >= names,
+            lambda: set(self.salt("*", "test.ping", timeout=2, gather_job_timeout=1)) >= names,
             timeout,
-            interval=1,
+            interval=0.5,
         )
 
     def down(self):
+        self._stop_salt_client()
         if self.master is not None:
             self.master.kill()
             self.master.wait()

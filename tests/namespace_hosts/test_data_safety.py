@@ -210,7 +210,20 @@ def test_two_createclusters_at_once_on_one_data_directory_have_one_winner(node):
     assert len(owners) == 1, owners
 
 
-def test_a_failed_clone_leaves_the_host_as_it_found_it(node):
+@pytest.fixture
+def quiet(node):
+    """No server of another test's running while this one compares the host before and after: a running server
+    rewrites its postmaster.pid and log on its own time. They run again afterwards."""
+    clusters = [line.split() for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines()]
+    online = [fields[:2] for fields in clusters if fields[3].startswith("online")]
+    for version, name in online:
+        node.run(["pg_ctlcluster", version, name, "stop"])
+    yield
+    for version, name in online:
+        node.run(["pg_ctlcluster", version, name, "start"])
+
+
+def test_a_failed_clone_leaves_the_host_as_it_found_it(node, quiet):
     """pg_basebackup cannot reach its source: the cluster pg_createcluster registered is gone again."""
     watched = ("/etc/postgresql", "/var/lib/postgresql", "/var/log/postgresql")
     before = fingerprint(node, *watched, folder_times=False)
@@ -226,7 +239,7 @@ def test_a_failed_clone_leaves_the_host_as_it_found_it(node):
     assert "orphan" not in node.run(["pg_lsclusters", "-h"]).stdout
 
 
-def test_a_failed_createcluster_leaves_the_host_as_it_found_it(node):
+def test_a_failed_createcluster_leaves_the_host_as_it_found_it(node, quiet):
     """initdb runs out of space on a 1 MiB file system: folders, config and log made on the way are removed."""
     node.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", "/srv"])
     node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "/srv/pg"])
