@@ -15,7 +15,7 @@ import time
 import patroni_debian as debian  # the sibling door file, for its pure helpers
 import patroni_debian_ops as ops  # the sibling's pure helpers: the REST client and the readings of answers
 
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "patroni_debian"
 
@@ -179,17 +179,7 @@ def status(version, cluster, table=False):
         "problems": ops._cluster_problems(view["members"], leader),
         "members": rows,
     }
-    return _table(api.scope, rows) if _boolean("table", table) else result
-
-
-def _boolean(name, value):
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "yes", "1"):
-        return True
-    if str(value).lower() in ("false", "no", "0"):
-        return False
-    raise SaltInvocationError(f"{name}: {value!r} is not a boolean")
+    return _table(api.scope, rows) if debian._check_boolean("table", table) else result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,7 +361,7 @@ def failover(version, cluster, candidate, force=False, timeout=120):
         salt pg2 patroni_debian.failover 15 main candidate=pg2
     """
     timeout = debian._check_seconds("timeout", timeout)
-    force = _boolean("force", force)
+    force = debian._check_boolean("force", force)
     candidate = str(candidate)
     api = ops._acting_api(version, cluster)
     view = _view(api)
@@ -420,7 +410,7 @@ def restart(version, cluster, pending_only=True, timeout=120):
         salt pg2 patroni_debian.restart 15 main pending_only=False
     """
     timeout = debian._check_seconds("timeout", timeout)
-    body = {"restart_pending": True} if _boolean("pending_only", pending_only) else {}
+    body = {"restart_pending": True} if debian._check_boolean("pending_only", pending_only) else {}
     api = ops._acting_api(version, cluster)
     started = time.monotonic()
     answer = api.call("POST", "/restart", body, expect=(200, 503), timeout=timeout)
@@ -673,7 +663,7 @@ def _scopes_led_here(version, cluster, clusters):
     if version is not None or cluster is not None:
         return [(ops._scope(version, cluster), version, cluster)]
     chosen = []
-    for scope, version, cluster in ops._pillar_scopes(clusters, pillar=__pillar__):
+    for scope, version, cluster in ops._pillar_scopes(clusters, __pillar__):
         api = ops._api(version, cluster)
         leader = ops._leader_of(api.call("GET", "/cluster"))
         if leader is None:

@@ -20,7 +20,9 @@ import os
 import re
 import time
 
-import patroni_debian as debian  # the sibling door file, for its pure helpers (no dunders there)
+import patroni_debian as debian  # the siblings, for their pure helpers (no dunders there)
+import patroni_debian_config as pillar_rules  # its checks of pillar and orchestration arguments
+import patroni_debian_render as render
 
 try:
     import requests
@@ -89,8 +91,8 @@ def _scope(version, cluster):
 
 
 def _config(scope):
-    path = f"{debian.PATRONI_DIR}/{scope}.yml"
-    config = debian._read_yaml(path)
+    path = f"{render.PATRONI_DIR}/{scope}.yml"
+    config = render._read_yaml(path)
     if not isinstance(config, dict):
         raise CommandExecutionError(
             f"{path} does not exist or is not a Patroni config; run patroni_debian.createconfig"
@@ -108,9 +110,9 @@ def _acting_api(version, cluster):
     the DCS, rather than half-way (Patroni itself would retry it for ``retry_timeout`` and then refuse)."""
     scope = _scope(version, cluster)
     config = _config(scope)
-    dcs = {key: config[key] for key in debian.DCS_TYPES if key in config}
+    dcs = {key: config[key] for key in render.DCS_TYPES if key in config}
     try:
-        debian._dcs_answers(dcs, f"{debian.PATRONI_DIR}/{scope}.yml")
+        render._dcs_answers(dcs, f"{render.PATRONI_DIR}/{scope}.yml")
     except (CommandExecutionError, SaltInvocationError) as exc:
         raise CommandExecutionError(f"{scope}: {exc}") from None
     return _Api(scope, config)
@@ -465,10 +467,10 @@ def removal_plan(version, cluster, purge=False):
         if running or enabled:
             old = ", ".join(word for word, on in (("running", running), ("enabled", enabled)) if on)
             plan[unit] = {"old": old, "new": "stopped, disabled"}
-    for path in (f"{debian.PATRONI_DIR}/{scope}.yml", f"{debian.PATRONI_DIR}/{scope}.vip"):
+    for path in (f"{render.PATRONI_DIR}/{scope}.yml", f"{render.PATRONI_DIR}/{scope}.vip"):
         if os.path.lexists(path):
             plan[path] = {"old": "present", "new": "absent"}
-    if purge:
+    if debian._check_boolean("purge", purge):
         version, cluster = scope.split("-", 1)
         table = {(row["version"], row["cluster"]): row for row in debian._pg_cluster_table()}
         if (version, cluster) in table:
@@ -489,15 +491,14 @@ def remove(version, cluster, purge=False):
 
         salt pg3 patroni_debian.remove 15 old
     """
-    if not isinstance(purge, bool):
-        raise SaltInvocationError(f"purge: {purge!r} is not a boolean; use True or False")
+    purge = debian._check_boolean("purge", purge)
     plan = removal_plan(version, cluster, purge)
     scope = _scope(version, cluster)
     for unit in _units(scope):
         if unit in plan:
             __salt__["service.stop"](unit)
             __salt__["service.disable"](unit)
-    for path in (f"{debian.PATRONI_DIR}/{scope}.yml", f"{debian.PATRONI_DIR}/{scope}.vip"):
+    for path in (f"{render.PATRONI_DIR}/{scope}.yml", f"{render.PATRONI_DIR}/{scope}.vip"):
         if path in plan:
             os.unlink(path)  # the entry itself: a link is removed, never its target
     if purge and any(key.startswith("cluster ") for key in plan):
@@ -524,7 +525,7 @@ def rollout_arguments(clusters=None, timeout=120):
 
         salt pg1 patroni_debian.rollout_arguments clusters=15-main timeout=60
     """
-    named = debian._rollout_scopes(clusters)
+    named = pillar_rules._rollout_scopes(clusters)
     return {
         "clusters": sorted(named) if named is not None else None,
         "timeout": debian._check_seconds("timeout", timeout),
@@ -553,9 +554,9 @@ def leave_undeclared(clusters=None, timeout=120):
         salt pg3 patroni_debian.leave_undeclared
     """
     timeout = debian._check_seconds("timeout", timeout)
-    named = debian._rollout_scopes(clusters)
+    named = pillar_rules._rollout_scopes(clusters)
     listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
-    named_in_pillar = _pillar("patroni:clusters")
+    named_in_pillar = debian._pillar_get(_minion_pillar(), "patroni:clusters")
     if not listed or (isinstance(named_in_pillar, dict) and set(listed) <= set(named_in_pillar)):
         return {}  # pillar still names every cluster here: nothing leaves, whatever else it may get wrong
     try:
@@ -581,7 +582,7 @@ def leave_undeclared(clusters=None, timeout=120):
 def _leaving_member(scope):
     """``(this member's API, the REST bases of the others)`` to watch it leave ``scope`` from (read before its
     config goes), None when Patroni does not run here (nothing to wait for); refused when this member leads."""
-    if not os.path.exists(f"{debian.PATRONI_DIR}/{scope}.yml") or not __salt__["service.status"](f"patroni@{scope}"):
+    if not os.path.exists(f"{render.PATRONI_DIR}/{scope}.yml") or not __salt__["service.status"](f"patroni@{scope}"):
         return None
     api = _Api(scope, _config(scope))
     listing = api.call("GET", "/cluster")
@@ -680,32 +681,33 @@ def drop_foreign_cluster(version, cluster):
 # orchestration's Jinja is rendered before its first step and cannot know who leads by then
 
 
-def _pillar(key, pillar=None):
-    """Pillar ``key``, from ``pillar`` when given (a sibling module that imports this one plainly has its own
-    ``__pillar__``; this one then has none)."""
-    return debian._pillar_get(key, pillar=pillar if pillar is not None else globals().get("__pillar__"))
+def _minion_pillar():
+    """The pillar Salt gave this file, for the functions of this file's own to pass down (None when a sibling
+    imported it: Salt gives the dunders only to the files it loads)."""
+    return globals().get("__pillar__")
 
 
 def _role():
     """This minion's role, pillar ``patroni:role`` (what the top file targets) or else grain ``patroni_role``."""
-    return _pillar("patroni:role") or (globals().get("__grains__") or {}).get("patroni_role")
+    grains = globals().get("__grains__") or {}
+    return debian._pillar_get(_minion_pillar(), "patroni:role") or grains.get("patroni_role")
 
 
 def _minion():
     return (globals().get("__opts__") or {}).get("id") or os.uname().nodename
 
 
-def _pillar_scopes(clusters=None, pillar=None):
-    """``[(scope, version, cluster)]`` of this minion's pillar ``patroni:clusters``, only those named if any."""
-    named = debian._rollout_scopes(clusters)
-    declared = _pillar("patroni:clusters", pillar)
-    scopes = sorted(scope for scope in declared if debian._is_scope(scope)) if isinstance(declared, dict) else []
+def _pillar_scopes(clusters, pillar):
+    """``[(scope, version, cluster)]`` of ``pillar``'s ``patroni:clusters``, only those named if any."""
+    named = pillar_rules._rollout_scopes(clusters)
+    declared = debian._pillar_get(pillar, "patroni:clusters")
+    scopes = sorted(scope for scope in declared if pillar_rules._is_scope(scope)) if isinstance(declared, dict) else []
     chosen = [scope for scope in scopes if named is None or scope in named]
     return [(scope, *scope.split("-", 1)) for scope in chosen]
 
 
 def _runs_here(scope):
-    return os.path.exists(f"{debian.PATRONI_DIR}/{scope}.yml") and __salt__["service.status"](f"patroni@{scope}")
+    return os.path.exists(f"{render.PATRONI_DIR}/{scope}.yml") and __salt__["service.status"](f"patroni@{scope}")
 
 
 # Read by Patroni's own DCS client, in the interpreter Patroni runs under, from the member's config: every DCS type
@@ -739,7 +741,7 @@ PATRONI_PYTHON = "/usr/bin/python3"  # the interpreter of Debian's /usr/bin/patr
 
 def _dcs_view(scope, wait=0):
     _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
-    argv = [PATRONI_PYTHON, "-c", DCS_VIEW, f"{debian.PATRONI_DIR}/{scope}.yml", str(float(wait))]
+    argv = [PATRONI_PYTHON, "-c", DCS_VIEW, f"{render.PATRONI_DIR}/{scope}.yml", str(float(wait))]
     proc = debian._run(argv, check=False)
     if proc.returncode:
         lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
@@ -878,7 +880,7 @@ def _leads_rollout(scope):
 def _local_sql(config, sql):
     """``sql`` run on the PostgreSQL of this host's config, through the local socket as postgres (no password
     involved): the finished process, its output unaligned, one row per line."""
-    port = debian._listen_port(config)
+    port = render._listen_port(config)
     sockets = str((config.get("postgresql") or {}).get("parameters", {}).get("unix_socket_directories") or "")
     socket = sockets.split(",")[0].strip() or "/var/run/postgresql"
     argv = ["psql", "-X", "-A", "-t", "-h", socket, "-p", str(port), "-d", "postgres", "-c", sql]
@@ -939,7 +941,7 @@ def wait_members(clusters=None, timeout=120, interval=0.5):
         salt '*' patroni_debian.wait_members timeout=60
     """
     result = {}
-    for scope, version, cluster in _pillar_scopes(clusters):
+    for scope, version, cluster in _pillar_scopes(clusters, _minion_pillar()):
         try:
             api = _api(version, cluster)
         except CommandExecutionError as exc:
@@ -978,8 +980,8 @@ def summary(clusters=None):
 
         salt pg1 patroni_debian.summary
     """
-    scopes = _pillar_scopes(clusters)
-    named = debian._rollout_scopes(clusters) or set()
+    scopes = _pillar_scopes(clusters, _minion_pillar())
+    named = pillar_rules._rollout_scopes(clusters) or set()
     missing = sorted(named - {scope for scope, _, _ in scopes})
     if missing:
         raise CommandExecutionError(f"{_minion()}: no {', '.join(missing)} in its pillar patroni:clusters")
@@ -991,7 +993,7 @@ def summary(clusters=None):
         problems = _cluster_problems(members, leader)
         if problems:
             raise CommandExecutionError(f"{_minion()}: {scope}: summary: {'; '.join(problems)}")
-        vip = (debian._read_env_file(f"{debian.PATRONI_DIR}/{scope}.vip") or {}).get("VIP_IP")
+        vip = (render._read_env_file(f"{render.PATRONI_DIR}/{scope}.vip") or {}).get("VIP_IP")
         result[scope] = {
             "leader": leader["name"],
             "timeline": leader.get("timeline"),

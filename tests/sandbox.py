@@ -199,14 +199,18 @@ def run_plain(argv):
 def module_argv(function, *args, pillar=None, **kwargs):
     """argv that calls ``patroni_debian.<function>`` from this checkout and prints its JSON result.
 
-    ``pillar`` becomes the module's ``__pillar__``, as Salt's loader would set it. Errors print
-    ``Error: <message>`` and exit 1, the way a command-line tool reports them.
+    The function is taken from the file of the module that defines it, and ``pillar`` becomes that file's
+    ``__pillar__``, as Salt's loader would set them. Errors print ``Error: <message>`` and exit 1, the way a
+    command-line tool reports them.
     """
     code = textwrap.dedent(
         f"""
-        import json, sys
+        import importlib, json, sys
         sys.path.insert(0, {str(REPO / "_modules")!r})
-        import patroni_debian as module
+        for name in ("patroni_debian", "patroni_debian_config"):
+            module = importlib.import_module(name)
+            if getattr(getattr(module, {function!r}, None), "__module__", None) == name:
+                break
         args, kwargs, pillar = json.loads(sys.argv[1])
         if pillar is not None:
             module.__pillar__ = pillar

@@ -116,7 +116,7 @@ BAD_PILLAR = [
         [WHERE, "vip", "this member's own address"],
     ),
     ("VIP the broadcast address", bad(cluster={"vip": "10.0.0.255"}, dcs=ETCD2), ["vip", "broadcast address"]),
-    ("purge not a boolean", bad(cluster={"purge": "yes"}), [WHERE, "purge", "not a boolean"]),
+    ("purge not a boolean", bad(cluster={"purge": "maybe"}), [WHERE, "purge", "not a boolean"]),
     ("a member under two roles", bad(role=["bootstrap", "replica"]), ["patroni:role", "not one role"]),
     ("an unknown role", bad(role="leader"), ["patroni:role", "'leader'", "bootstrap, replica"]),
     ("program relative", bad(cluster={"program": "patroni_debian.py"}), [WHERE, "program", "absolute path"]),
@@ -228,11 +228,13 @@ RENDER_EVERY_PILLAR = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import patroni_debian as module
-module.DCS_CONNECT_TIMEOUT = 0.05  # the sandbox has no DCS: each refusal at once rather than after 2 s
+import patroni_debian_config as config
+import patroni_debian_render as render
+render.DCS_CONNECT_TIMEOUT = 0.05  # the sandbox has no DCS: each refusal at once rather than after 2 s
 said = []
 for pillar in json.loads(sys.argv[2]):
-    module.__pillar__ = pillar
-    for function in (module.render_config, module.createconfig, module.dcs_reachable):
+    config.__pillar__ = pillar  # as Salt's loader gives it to the file of these functions
+    for function in (config.render_config, config.createconfig, config.dcs_reachable):
         try:
             said.append(json.dumps(function("15", "main")))
         except (module.CommandExecutionError, module.SaltInvocationError) as exc:

@@ -79,13 +79,15 @@ def test_repair_never_follows_a_link_swapped_in_after_the_check(tmp_path, monkey
     """Read and repair are separate steps: a link put in between is refused, its target keeps owner and mode."""
     sys.path.insert(0, str(sandbox.REPO / "_modules"))
     import patroni_debian as pd  # noqa: PLC0415 - the module under test, loaded as the tests of pure helpers do
+    import patroni_debian_config as config  # noqa: PLC0415
+    import patroni_debian_render as render  # noqa: PLC0415
 
     target = secret_target(tmp_path)
     before = fingerprint(target)
     link = tmp_path / "15-main.yml"
     link.symlink_to(target)
     with pytest.raises(pd.CommandExecutionError, match="changed while being repaired"):
-        pd._repair(pd._Target(str(link), {}, "", pd._read_own_yaml, "postgres", "postgres", 0o660))
+        config._repair(pd._Target(str(link), {}, "", render._read_own_yaml, "postgres", "postgres", 0o660))
     assert fingerprint(target) == before
 
 

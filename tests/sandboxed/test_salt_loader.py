@@ -155,7 +155,8 @@ def test_operations_and_states_load_both_ways(minion_dir, tmp_path, way):
         sync = sandbox.run(host, tmp_path / "sync", salt_call(launcher, minion_dir, "saltutil.sync_all"))
         synced = json.loads(sync.stdout)["local"]
         assert "modules.patroni_debian_ops" in synced["modules"] and "states.patroni_debian" in synced["states"]
-        assert "modules.patroni_debian_day2" in synced["modules"]
+        for name in ("render", "config", "day2"):
+            assert f"modules.patroni_debian_{name}" in synced["modules"], synced
     listing = sandbox.run(
         host, tmp_path / "list", salt_call(launcher, minion_dir, "sys.list_functions", "patroni_debian")
     )

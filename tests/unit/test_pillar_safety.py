@@ -10,6 +10,8 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
 import patroni_debian as pd  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_config as config  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_render as render  # noqa: E402  pylint: disable=wrong-import-position
 
 MARKER = "Mk7-secret-marker"
 
@@ -68,7 +70,7 @@ def test_masked_keeps_shape_under_a_secret_key():
 def test_diff_masks_everything_below_a_secret_key():
     old = {"zookeeper": {"auth_data": [["digest", "u:old"]]}, "x": {"credentials": {"a": "old"}}}
     new = {"zookeeper": {"auth_data": [["digest", f"u:{MARKER}"]]}, "x": {"credentials": {"a": MARKER}}}
-    assert MARKER not in repr(pd._diff(old, new)) and "u:old" not in repr(pd._diff(old, new))
+    assert MARKER not in repr(render._diff(old, new)) and "u:old" not in repr(render._diff(old, new))
 
 
 def test_pillar_secrets_are_masked_wherever_a_message_quotes_them():
@@ -100,24 +102,24 @@ def test_pillar_secrets_are_masked_wherever_a_message_quotes_them():
 )
 def test_role_names_pg_hba_would_read_as_syntax_are_refused(name):
     with pytest.raises(pd.SaltInvocationError, match="authentication:replication:username"):
-        pd._check_authentication({"replication": {"username": name, "password": "x"}})
+        render._check_authentication({"replication": {"username": name, "password": "x"}})
 
 
 @pytest.mark.parametrize("password", [f"{MARKER}\nb", f"{MARKER}\x00b", f"{MARKER}\rb"])
 def test_passwords_no_pgpass_can_hold_are_refused(password):
     with pytest.raises(pd.SaltInvocationError, match="line break, NUL") as error:
-        pd._check_authentication({"replication": {"username": "replicator", "password": password}})
+        render._check_authentication({"replication": {"username": "replicator", "password": password}})
     assert MARKER not in str(error.value)  # the value is never quoted
 
 
 def test_ordinary_role_names_pass():
     for name in ("replicator", "rewind_user", "Rep-1", "svc.repl", "r$1"):
-        pd._check_authentication({"rewind": {"username": name, "password": "x"}})
+        render._check_authentication({"rewind": {"username": name, "password": "x"}})
 
 
 def test_unknown_role_key_is_named_with_the_closest_known():
     with pytest.raises(pd.SaltInvocationError, match=r"unknown key 'pasword' \(did you mean 'password'\?\)"):
-        pd._check_authentication({"replication": {"username": "r", "pasword": "x"}})
+        render._check_authentication({"replication": {"username": "r", "pasword": "x"}})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,19 +138,19 @@ def test_seconds_that_can_never_end_or_begin_are_refused(value):
 )
 def test_orchestration_names_are_taken_exactly_as_given(value):
     with pytest.raises(pd.SaltInvocationError, match="cluster: "):
-        pd._rollout_scopes(value)
+        config._rollout_scopes(value)
 
 
 def test_orchestration_names_accepted():
-    assert pd._rollout_scopes(None) is None
-    assert pd._rollout_scopes("15-main,16-app") == {"15-main", "16-app"}
-    assert pd._rollout_scopes(["9.6-x.y"]) == {"9.6-x.y"}
+    assert config._rollout_scopes(None) is None
+    assert config._rollout_scopes("15-main,16-app") == {"15-main", "16-app"}
+    assert config._rollout_scopes(["9.6-x.y"]) == {"9.6-x.y"}
 
 
 @pytest.mark.parametrize("ttl", [float("inf"), float("nan")])
 def test_a_ttl_that_is_no_number_is_refused(ttl):
     with pytest.raises(pd.SaltInvocationError, match="ttl"):
-        pd._check_timing_rule({"ttl": ttl, "loop_wait": 10, "retry_timeout": 10})
+        render._check_timing_rule({"ttl": ttl, "loop_wait": 10, "retry_timeout": 10})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,12 +168,12 @@ def config_with(data_dir, scope="15-main"):
 )  # fmt: skip
 def test_data_dir_never_a_system_folder(data_dir):
     with pytest.raises(pd.SaltInvocationError, match="postgresql.data_dir"):
-        pd._check_data_dir_path(config_with(data_dir))
+        render._check_data_dir_path(config_with(data_dir))
 
 
 @pytest.mark.parametrize("data_dir", ["/var/lib/postgresql/15/main", "/srv/pg/15/main", "/data/pg", "/home/pg/x"])
 def test_data_dir_of_its_own_passes(data_dir):
-    pd._check_data_dir_path(config_with(data_dir))
+    render._check_data_dir_path(config_with(data_dir))
 
 
 ROWS = [{"version": "15", "cluster": "old", "port": 5433, "datadir": "/var/lib/postgresql/15/old"}]
@@ -189,7 +191,7 @@ OTHER = {"/etc/patroni/16-x.yml": {"postgresql": {"data_dir": "/srv/x/data", "co
 )
 def test_data_dir_overlapping_another_cluster_is_refused(data_dir, words):
     with pytest.raises(pd.SaltInvocationError, match=words):
-        pd._check_claims("15", "main", config_with(data_dir), {}, ROWS, OTHER)
+        render._check_claims("15", "main", config_with(data_dir), {}, ROWS, OTHER)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,17 +202,17 @@ def test_own_ports_must_differ_and_name_a_port():
     config = config_with("/srv/a")
     config["restapi"]["listen"] = "a:5432"
     with pytest.raises(pd.SaltInvocationError, match="both listen on port 5432"):
-        pd._check_own_ports(config)
+        render._check_own_ports(config)
     config["postgresql"]["listen"] = "*"
     with pytest.raises(pd.SaltInvocationError, match="names no port"):
-        pd._check_own_ports(config)
+        render._check_own_ports(config)
 
 
 def test_a_rest_api_port_of_another_config_is_refused_as_postgres_port():
     others = {"/etc/patroni/16-x.yml": {"postgresql": {"listen": "*:5433"}, "restapi": {"listen": "a:5432"}}}
-    claims = pd._port_claims("15", "main", {}, others)
+    claims = render._port_claims("15", "main", {}, others)
     with pytest.raises(pd.SaltInvocationError, match="5432 is already used by the REST API of Patroni config"):
-        pd._check_claims("15", "main", config_with("/srv/a"), claims, [], {})
+        render._check_claims("15", "main", config_with("/srv/a"), claims, [], {})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def test_a_config_too_large_to_read_back_is_never_written():
     config = config_with("/srv/a")
     config["tags"] = {"blob": "x" * pd.READ_LIMIT}
     with pytest.raises(pd.SaltInvocationError, match="bytes"):
-        pd._check_size(config)
+        render._check_size(config)
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once():
@@ -230,15 +232,15 @@ def test_a_yaml_alias_bomb_is_refused_at_once():
     bomb = "\n".join(lines) + "\n"
     assert len(bomb) < 1000
     started = time.monotonic()
-    with pytest.raises(pd._YamlTooLarge):
-        pd._safe_yaml(bomb)
+    with pytest.raises(render._YamlTooLarge):
+        render._safe_yaml(bomb)
     assert time.monotonic() - started < 5  # linear in the text, never the expansion (a hang is the bug)
 
 
 def test_ordinary_anchors_still_load():
     text = "base: &b {a: 1}\nx: *b\ny: [*b, *b]\n"
-    assert pd._safe_yaml(text) == yaml.safe_load(text)
-    assert pd._safe_yaml("") is None
+    assert render._safe_yaml(text) == yaml.safe_load(text)
+    assert render._safe_yaml("") is None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def test_risks_are_named():
     config["restapi"] = {"listen": "0.0.0.0:8008"}
     config["bootstrap"] = {"dcs": {"postgresql": {"pg_hba": ["host all all 0.0.0.0/0 trust"]}}}
     config["postgresql"].update(bin_dir="/opt/evil", callbacks={"on_start": "/bin/x"})
-    risks = "\n".join(pd._risks(config))
+    risks = "\n".join(render._risks(config))
     for words in ("no authentication", "without a password", "admits every address", "postgresql.bin_dir",
                   "postgresql.callbacks"):  # fmt: skip
         assert words in risks, risks

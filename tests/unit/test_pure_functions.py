@@ -13,13 +13,15 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
 import patroni_debian as pd  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_config as config  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_render as render  # noqa: E402  pylint: disable=wrong-import-position
 import patroni_debian_ops as ops  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_deep_merge_merges_mappings_replaces_the_rest_and_leaves_inputs_alone():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": None}
     override = {"a": {"c": [3], "e": {"f": 1}}, "d": {"g": 2}}
-    assert pd._deep_merge(base, override) == {"a": {"b": 1, "c": [3], "e": {"f": 1}}, "d": {"g": 2}}
+    assert render._deep_merge(base, override) == {"a": {"b": 1, "c": [3], "e": {"f": 1}}, "d": {"g": 2}}
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": None}
 
 
@@ -58,13 +60,13 @@ def test_masked_hides_nested_secrets_but_not_absent_ones():
 def test_diff_reports_changed_added_and_removed_keys_masked():
     old = {"a": 1, "auth": {"password": "old"}, "gone": {"token": "x"}}
     new = {"a": 2, "auth": {"password": "new"}, "added": [1]}
-    assert pd._diff(old, new) == {
+    assert render._diff(old, new) == {
         "a": {"old": 1, "new": 2},
         "auth.password": {"old": pd.MASK, "new": pd.MASK},
         "gone": {"old": {"token": pd.MASK}, "new": None},
         "added": {"old": None, "new": [1]},
     }
-    assert pd._diff(new, new) == {}
+    assert render._diff(new, new) == {}
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def test_diff_reports_changed_added_and_removed_keys_masked():
     [("10.0.0.11", "10.0.0.11:8008"), ("fd00::11", "[fd00::11]:8008"), (ipaddress.ip_address("::1"), "[::1]:8008")],
 )
 def test_host_port_brackets_ipv6(host, expected):
-    assert pd._host_port(host, 8008) == expected
+    assert render._host_port(host, 8008) == expected
 
 
 CLUSTERS = {("15", "main"): 5432, ("14", "old"): 5433}
@@ -110,8 +112,8 @@ def configs(**ports):
     ],
 )
 def test_choose_port(version, cluster, requested, clusters, own_config, others, expected):
-    claims = pd._port_claims(version, cluster, clusters, others)
-    assert pd._choose_port(version, cluster, requested, clusters, own_config, claims) == expected
+    claims = render._port_claims(version, cluster, clusters, others)
+    assert render._choose_port(version, cluster, requested, clusters, own_config, claims) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,9 +125,9 @@ def test_choose_port(version, cluster, requested, clusters, own_config, others, 
     ],
 )
 def test_choose_port_refuses_a_taken_port(requested, clusters, others, culprit):
-    claims = pd._port_claims("15", "new", clusters, others)
+    claims = render._port_claims("15", "new", clusters, others)
     with pytest.raises(pd.SaltInvocationError, match=culprit):
-        pd._choose_port("15", "new", requested, clusters, None, claims)
+        render._choose_port("15", "new", requested, clusters, None, claims)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +171,7 @@ def test_data_dir_must_be_absolute(tmp_path, monkeypatch):
     ],
 )
 def test_dcs_endpoints(section, expected):
-    assert pd._dcs_endpoints("etcd", section) == expected
+    assert render._dcs_endpoints("etcd", section) == expected
 
 
 @pytest.mark.parametrize(
@@ -182,13 +184,13 @@ def test_dcs_endpoints(section, expected):
     ],
 )
 def test_endpoints_accepted(value, expected):
-    assert pd._check_endpoints(value) == expected
+    assert render._check_endpoints(value) == expected
 
 
 @pytest.mark.parametrize("value", ["a:1", "http://a", "http://:1", "http://a:99999", "", [], 5, "http://a:1,"])
 def test_endpoints_rejected(value):
     with pytest.raises(pd.SaltInvocationError, match="endpoint"):
-        pd._check_endpoints(value)
+        render._check_endpoints(value)
 
 
 @pytest.mark.parametrize("version,expected", [(15, "15"), ("10", "10"), (9.6, "9.6"), ("9.6", "9.6"), (" 16 ", "16")])
@@ -215,12 +217,12 @@ def test_cluster_names_rejected(name):
 
 @pytest.mark.parametrize("name", ["12345", "yes", "on", "null", "1e3", "0x10", "~", "true"])
 def test_member_name_stays_a_string_in_yaml(name):
-    assert yaml.safe_load(pd._dump_yaml({"name": name}))["name"] == name
+    assert yaml.safe_load(render._dump_yaml({"name": name}))["name"] == name
 
 
 def test_env_file_round_trip_keeps_quotes_backslashes_and_dollars():
     env = {"VIP_IP": "10.0.0.100", "VIP_ETCD_PASSWORD": 'a"b\\c$d e'}
-    text = pd._env_file_text("# header\n", env)
+    text = render._env_file_text("# header\n", env)
     path_env = {}
     for line in text.splitlines()[1:]:
         key, value = line.split("=", 1)
@@ -231,9 +233,9 @@ def test_env_file_round_trip_keeps_quotes_backslashes_and_dollars():
 def test_env_file_parser_reads_what_the_writer_writes(tmp_path):
     env = {"VIP_IP": "10.0.0.100", "VIP_ETCD_PASSWORD": 'a"b\\c$d e'}
     path = tmp_path / "x.vip"
-    path.write_text(pd._env_file_text("# header\n", env) + "# VIP_OTHER=1\nVIP_PLAIN=unquoted\n")
-    assert pd._read_env_file(str(path)) == {**env, "VIP_PLAIN": "unquoted"}
-    assert pd._read_env_file(str(tmp_path / "missing")) is None
+    path.write_text(render._env_file_text("# header\n", env) + "# VIP_OTHER=1\nVIP_PLAIN=unquoted\n")
+    assert render._read_env_file(str(path)) == {**env, "VIP_PLAIN": "unquoted"}
+    assert render._read_env_file(str(tmp_path / "missing")) is None
 
 
 def test_plain_turns_dict_and_list_subclasses_into_plain_data():
@@ -245,14 +247,18 @@ def test_plain_turns_dict_and_list_subclasses_into_plain_data():
 
     value = pd._plain(Masked(a=MaskedList([Masked(b=1)])))
     assert type(value) is dict and type(value["a"]) is list and type(value["a"][0]) is dict
-    assert yaml.safe_load(pd._dump_yaml(value)) == {"a": [{"b": 1}]}
+    assert yaml.safe_load(render._dump_yaml(value)) == {"a": [{"b": 1}]}
 
 
 def _targets_in(folder, monkeypatch):
-    monkeypatch.setattr(pd, "PATRONI_DIR", str(folder))
+    monkeypatch.setattr(config, "PATRONI_DIR", str(folder))  # where _write_all reads it
     return [
-        pd._Target(str(folder / "15-main.yml"), {}, "new: text\n", pd._read_own_yaml, "postgres", "postgres", 0o660),
-        pd._Target(str(folder / "15-main.vip"), {}, 'VIP_IP="10.0.0.100"\n', pd._read_env_file, "root", "root", 0o644),
+        pd._Target(
+            str(folder / "15-main.yml"), {}, "new: text\n", render._read_own_yaml, "postgres", "postgres", 0o660
+        ),
+        pd._Target(
+            str(folder / "15-main.vip"), {}, 'VIP_IP="10.0.0.100"\n', render._read_env_file, "root", "root", 0o644
+        ),
     ]
 
 
@@ -271,7 +277,7 @@ def test_write_all_never_exposes_a_partial_or_readable_file(tmp_path, monkeypatc
         real_replace(source, destination)
 
     monkeypatch.setattr(pd.os, "replace", spying_replace)
-    written = pd._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
+    written = config._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
     assert seen == [
         ("15-main.yml", 0o660, postgres.pw_uid, "new: text\n"),
         ("15-main.vip", 0o644, 0, 'VIP_IP="10.0.0.100"\n'),
@@ -295,7 +301,7 @@ def test_write_all_writes_both_files_or_neither(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.os, "fsync", fsync_failing_the_second_time)
     with pytest.raises(OSError, match="No space"):
-        pd._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
+        config._write_all([(targets[0], {"diff": {}}), (targets[1], {"created": True})])
     assert os.listdir(tmp_path) == ["15-main.yml"] and (tmp_path / "15-main.yml").read_text() == "old\n"
 
 
@@ -501,7 +507,7 @@ def test_cluster_listing_states_of_either_version_count_as_up():
     ],
 )
 def test_each_vip_manager_follows_what_it_can_read(package, major, followable):
-    assert pd._vip_followable(package, major) == followable
+    assert render._vip_followable(package, major) == followable
 
 
 def test_a_vip_pairing_that_cannot_work_is_refused_naming_what_would():
@@ -514,12 +520,18 @@ def test_a_vip_pairing_that_cannot_work_is_refused_naming_what_would():
     }
     addresses = [("eth0", ipaddress.ip_interface("10.0.0.11/24"))]
     with pytest.raises(pd.SaltInvocationError, match="vip-manager2 3.x cannot follow Patroni's etcd DCS.*etcd3:"):
-        pd._vip_environment(config, "etcd", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3))
+        render._vip_environment(
+            config, "etcd", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3)
+        )
     with pytest.raises(pd.SaltInvocationError, match="vip-manager 1.x cannot follow .*etcd3.*install vip-manager2"):
-        pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager", 1))
+        render._vip_environment(
+            config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager", 1)
+        )
     with pytest.raises(pd.CommandExecutionError, match="install vip-manager or vip-manager2"):
-        pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, None)
-    env = pd._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3))
+        render._vip_environment(config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, None)
+    env = render._vip_environment(
+        config, "etcd3", ipaddress.ip_address("10.0.0.100"), None, addresses, ("vip-manager2", 3)
+    )
     # old names for vip-manager 1.x, new ones for 5.x; equal, as 2.x to 4.x require when both are set
     assert (env["VIP_IFACE"], env["VIP_INTERFACE"], env["VIP_TYPE"], env["VIP_DCS_TYPE"]) == (
         "eth0",
@@ -544,10 +556,10 @@ def test_lag_is_read_from_live_wal_positions_before_the_dcs():
     assert day2._lag(view, {"name": "pg3", "role": "replica", "lag": "unknown"}) is None
 
 
-@pytest.mark.parametrize("profile", sorted(pd.TIMING_PROFILES))
+@pytest.mark.parametrize("profile", sorted(render.TIMING_PROFILES))
 def test_every_timing_profile_keeps_patronis_rule(profile):
-    timing = pd.TIMING_PROFILES[profile]
-    pd._check_timing_rule(timing)
+    timing = render.TIMING_PROFILES[profile]
+    render._check_timing_rule(timing)
     assert timing["loop_wait"] + 2 * timing["retry_timeout"] <= timing["ttl"]
 
 
@@ -563,18 +575,18 @@ def test_every_timing_profile_keeps_patronis_rule(profile):
 )
 def test_timing_rule_refusals_name_the_keys(dcs, words):
     with pytest.raises(pd.SaltInvocationError, match=None) as refused:
-        pd._check_timing_rule(dcs)
+        render._check_timing_rule(dcs)
     assert words in str(refused.value)
 
 
 def test_a_timing_at_the_rule_s_edge_is_accepted():
-    pd._check_timing_rule({"ttl": 25, "loop_wait": 5, "retry_timeout": 10})
+    render._check_timing_rule({"ttl": 25, "loop_wait": 5, "retry_timeout": 10})
 
 
 def test_a_dcs_that_refuses_connections_is_named_with_each_endpoint_and_no_secret():
     dcs = {"etcd": {"url": "http://root:S3cret@127.0.0.1:1"}}
     with pytest.raises(pd.CommandExecutionError) as refused:
-        pd._dcs_answers(dcs, "pillar")
+        render._dcs_answers(dcs, "pillar")
     assert "the DCS (etcd) does not answer at 127.0.0.1:1 (Connection refused); nothing was changed" in str(
         refused.value
     )
@@ -587,11 +599,11 @@ def test_a_dcs_answers_at_its_first_endpoint_that_accepts_a_connection():
         listening.listen()
         port = listening.getsockname()[1]
         dcs = {"etcd3": {"hosts": ["127.0.0.1:1", f"127.0.0.1:{port}"]}}
-        assert pd._dcs_answers(dcs, "pillar") == ("etcd3", f"127.0.0.1:{port}")
+        assert render._dcs_answers(dcs, "pillar") == ("etcd3", f"127.0.0.1:{port}")
 
 
 def test_a_dcs_without_host_endpoints_is_not_probed():
-    assert pd._dcs_answers({"kubernetes": {"namespace": "db"}}, "pillar") == ("kubernetes", None)
+    assert render._dcs_answers({"kubernetes": {"namespace": "db"}}, "pillar") == ("kubernetes", None)
 
 
 def test_pg_lsclusters_is_asked_again_while_patroni_rewrites_a_config(tmp_path, monkeypatch):
@@ -613,3 +625,19 @@ def test_pg_lsclusters_is_asked_again_while_patroni_rewrites_a_config(tmp_path, 
     failures.write_text("9")
     with pytest.raises(pd.CommandExecutionError, match="Invalid data directory for cluster 15 main"):
         pd._lsclusters(tries=3, pause=0)
+
+
+@pytest.mark.parametrize(
+    "value,meaning",
+    [(True, True), (False, False), (1, True), (0, False), ("yes", True), (" On ", True), ("1", True)]
+    + [("no", False), ("OFF", False), ("false", False), ("0", False)],
+)
+def test_one_boolean_rule_reads_every_flag(value, meaning):
+    """force, purge, replace_existing, table, pending_only: the same words, so 'no' is never true anywhere."""
+    assert pd._check_boolean("flag", value) is meaning
+
+
+@pytest.mark.parametrize("value", ["maybe", "", 2, None, [], "y"])
+def test_one_boolean_rule_refuses_what_is_not_a_boolean(value):
+    with pytest.raises(pd.SaltInvocationError, match=r"flag: .* is not a boolean; use true or false"):
+        pd._check_boolean("flag", value)
