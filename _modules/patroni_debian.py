@@ -279,21 +279,33 @@ def _host_lock(what):
         handle = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise CommandExecutionError(f"cannot open the lock {LOCK_FILE}: {exc.strerror}") from None
+
+    def take():
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return None
+
     try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise CommandExecutionError(
-                        f"{what}: another run has held {LOCK_FILE} for {LOCK_WAIT} s; try again when it is done"
-                    ) from None
-                time.sleep(0.05)
+        if _poll(take, time.monotonic() + LOCK_WAIT, interval=0.05) is None:
+            raise CommandExecutionError(
+                f"{what}: another run has held {LOCK_FILE} for {LOCK_WAIT} s; try again when it is done"
+            )
         yield
     finally:
         os.close(handle)
+
+
+def _poll(probe, deadline, interval=0.5):
+    """The module's one wait loop: ``probe()`` every ``interval`` s until it answers (anything but None) or the
+    monotonic clock passes ``deadline`` (it is asked once more then); the answer, or None. A probe that knows
+    waiting is pointless raises."""
+    while True:
+        answer = probe()
+        if answer is not None or time.monotonic() >= deadline:
+            return answer
+        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1060,6 +1072,8 @@ def install_program(path=PROGRAM):
 @_host_errors
 def program_installed(path=PROGRAM):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Whether :py:func:`install_program` would change nothing: ``path`` holds this very module file, root's,
     mode 0755.
 

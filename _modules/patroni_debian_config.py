@@ -10,6 +10,7 @@ Joins the execution module ``patroni_debian`` (as Salt's ``deb_postgres`` joins 
 
 import contextlib
 import difflib
+import inspect
 import ipaddress
 import logging
 import json
@@ -279,24 +280,7 @@ def _result(rendered, plans, pillar):
 
 
 @_host_errors
-def render_config(
-    version,
-    cluster,
-    *,
-    force=False,
-    hostip=None,
-    network=None,
-    port=None,
-    vip=None,
-    endpoint=None,
-    dcs=None,
-    authentication=None,
-    timing=None,
-    dynamic=None,
-    config=None,
-    program=None,
-    **kwargs,
-):
+def render_config(version, cluster, *, force=False, **options):
     """
     Compute what :py:func:`createconfig` would write and change, writing nothing.
 
@@ -312,7 +296,7 @@ def render_config(
         salt '*' patroni_debian.render_config 15 main
         salt pg1 patroni_debian.render_config 15 main port=5433 vip=10.0.0.100
     """
-    options, pillar = dict(kwargs, **_named_options(locals())), _minion_pillar()
+    pillar = _minion_pillar()
     rendered = _render(version, cluster, options, pillar)
     plans = [(target, _plan(target, _check_boolean("force", force))) for target in _targets(rendered)]
     result = _result(rendered, plans, pillar)
@@ -419,6 +403,10 @@ def createconfig(
     result = _result(rendered, plans, pillar)
     result["written"] = written
     return result
+
+
+# the same named options as createconfig, for sys.argspec and the docs (its body reads them from ``options``)
+render_config.__signature__ = inspect.signature(createconfig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -619,6 +607,8 @@ def _check_on_this_host(cluster, addresses):
 @_host_errors
 def formula_clusters(only=None):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     The clusters the formula renders states for on this minion, from pillar ``patroni`` once it validates
     (without the host: see :py:func:`check_pillar`), else none. Only names that passed the checks ever reach
     an sls file's text, so a pillar key cannot inject YAML or a state; the formula's state
@@ -655,6 +645,8 @@ def formula_clusters(only=None):
 @_host_errors
 def declared_clusters():
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     The clusters this minion's pillar positively declares, as a sorted list of ``<version>-<cluster>`` names: what
     a member may leave (``leave_undeclared``) is only what a pillar that can be trusted no longer names. Raises,
     naming the problem, when the pillar failed to render, does not validate (a mistyped ``clustres``, a list,

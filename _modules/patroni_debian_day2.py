@@ -40,11 +40,6 @@ def __virtual__():
 # reading the cluster
 
 
-def _base(member):
-    """The REST base URL of a ``/cluster`` member (its ``api_url`` without the ``/patroni`` path)."""
-    return member["api_url"].rsplit("/", 1)[0]
-
-
 def _view(api, settings=False):
     """The cluster as seen now: ``/cluster``, each member's ``/patroni`` (None when it does not answer), the
     leader's ``/patroni``, and with ``settings`` the live dynamic settings (else empty)."""
@@ -54,7 +49,7 @@ def _view(api, settings=False):
     for member in members:
         try:
             statuses[member["name"]] = ops._normalised(
-                api.call("GET", "/patroni", expect=(200, 503), base=_base(member))
+                api.call("GET", "/patroni", expect=(200, 503), base=ops._rest_base(member))
             )
         except (CommandExecutionError, KeyError):
             statuses[member["name"]] = None
@@ -77,7 +72,7 @@ def _lag(view, member):
     """Bytes of WAL ``member`` lacks, from the live positions (the leader's ``xlog.location`` against the
     member's received or replayed one, whichever is further); else as the DCS has it, which lags up to
     ``loop_wait`` and says ``unknown`` for a member that has not reported yet; None when neither knows."""
-    if member.get("role") in ("leader", "standby_leader"):
+    if ops._leads(member):
         return 0
     own = view["statuses"].get(member["name"]) or {}
     leader_location = ((view["leader_status"] or {}).get("xlog") or {}).get("location")
@@ -193,7 +188,7 @@ def _why_not_candidate(name, view):
     member = next((m for m in view["members"] if m["name"] == name), None)
     if member is None:
         return f"{name} is no member of the cluster"
-    if member.get("role") in ("leader", "standby_leader"):
+    if ops._leads(member):
         return f"{name} is the leader already"
     if (member.get("tags") or {}).get("nofailover"):
         return f"{name} is tagged nofailover"
@@ -219,7 +214,7 @@ def _best_candidate(view):
     listing why each member is not eligible."""
     reasons, eligible = [], []
     for member in view["members"]:
-        if member.get("role") in ("leader", "standby_leader"):
+        if ops._leads(member):
             continue
         why = _why_not_candidate(member["name"], view)
         if why is None:
@@ -250,18 +245,25 @@ def _raise_when_failed(scope, what, answer):
 def _wait_for_leader(api, candidate, timeout, started):
     """Poll ``/cluster`` until ``candidate`` leads as a running primary; the new leader's row."""
     seen = "no answer yet"
-    while time.monotonic() - started < timeout:
+
+    def probe():
+        nonlocal seen
         try:
             view = _view(api)
-            leader = view["leader"] or {}
-            own = view["statuses"].get(leader.get("name")) or {}
-            if leader.get("name") == candidate and own.get("role") == "primary" and own.get("state") == "running":
-                return leader
-            seen = f"the leader is {leader.get('name')} ({own.get('role')}, {own.get('state')})"
         except CommandExecutionError as exc:
             seen = str(exc)
-        time.sleep(0.5)
-    raise CommandExecutionError(f"{api.scope}: {candidate} did not lead within {timeout:g} s: {seen}")
+            return None
+        leader = view["leader"] or {}
+        own = view["statuses"].get(leader.get("name")) or {}
+        if leader.get("name") == candidate and own.get("role") == "primary" and own.get("state") == "running":
+            return leader
+        seen = f"the leader is {leader.get('name')} ({own.get('role')}, {own.get('state')})"
+        return None
+
+    leader = debian._poll(probe, started + timeout)
+    if leader is None:
+        raise CommandExecutionError(f"{api.scope}: {candidate} did not lead within {timeout:g} s: {seen}")
+    return leader
 
 
 def _wait_all_streaming(api, timeout, started):
@@ -269,14 +271,16 @@ def _wait_all_streaming(api, timeout, started):
     as the DCS says (a member records its new state there only in its next loop); what is still not so when
     ``timeout`` ends (empty: all is)."""
     pending = ["(not looked yet)"]
-    while time.monotonic() - started < timeout:
+
+    def probe():
+        nonlocal pending
         try:
             pending = [name or problems for name, problems in _unhealthy(_view(api)).items()]
         except CommandExecutionError:
             pending = ["(the cluster does not answer)"]
-        if not pending:
-            return []
-        time.sleep(0.5)
+        return None if pending else []
+
+    debian._poll(probe, started + timeout)
     return pending
 
 
@@ -325,7 +329,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
     if scheduled_at is not None:
         body["scheduled_at"] = str(scheduled_at)
     started = time.monotonic()
-    answer = api.call("POST", "/switchover", body, expect=(200, 202, 503), base=_base(leader), timeout=timeout)
+    answer = api.call("POST", "/switchover", body, expect=(200, 202, 503), base=ops._rest_base(leader), timeout=timeout)
     _raise_when_failed(api.scope, "switchover", answer)
     if scheduled_at is not None:
         return {
@@ -378,7 +382,7 @@ def failover(version, cluster, candidate, force=False, timeout=120):
         raise CommandExecutionError(f"{api.scope}: failover to {candidate} refused: it is tagged nofailover")
     started = time.monotonic()
     answer = api.call(
-        "POST", "/failover", {"candidate": candidate}, expect=(200, 503), base=_base(member), timeout=timeout
+        "POST", "/failover", {"candidate": candidate}, expect=(200, 503), base=ops._rest_base(member), timeout=timeout
     )
     _raise_when_failed(api.scope, "failover", answer)
     new = _wait_for_leader(api, candidate, timeout, started)
@@ -482,15 +486,16 @@ def reinit(version, cluster, timeout=300):
 def _wait_new_postmaster(api, before, timeout, started):
     """Patroni reinitialises in its own loop after answering: wait until this member runs a PostgreSQL
     started after ``before`` (until then it is the old one, healthy as ever)."""
-    while time.monotonic() - started < timeout:
+
+    def probe():
         try:
             now = ops._own_status(api).get("postmaster_start_time")
         except CommandExecutionError:
             now = None  # Patroni busy rebuilding
-        if now and now != before:
-            return
-        time.sleep(0.5)
-    raise CommandExecutionError(f"{api.scope} on {api.name}: reinit did not finish within {timeout:g} s")
+        return True if now and now != before else None
+
+    if debian._poll(probe, started + timeout) is None:
+        raise CommandExecutionError(f"{api.scope} on {api.name}: reinit did not finish within {timeout:g} s")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,7 +564,7 @@ class _RollingRestart:
                 "/restart",
                 {"restart_pending": True},
                 expect=(200, 503),
-                base=_base(member),
+                base=ops._rest_base(member),
                 timeout=self.timeout,
             )
         except CommandExecutionError as exc:
@@ -584,26 +589,28 @@ class _RollingRestart:
 
     def wait_back(self, name, before, started):
         why = {name: "(not looked yet)"}
-        while time.monotonic() - started < self.timeout:
+
+        def probe():
+            nonlocal why
             try:
                 view = _view(self.api)
             except CommandExecutionError as exc:
                 why = {None: str(exc)}
-            else:
-                why = self.unhealthy(view)
-                # while the primary restarts its replicas stop streaming; a member that goes down is another matter
-                others = {
-                    other: reason
-                    for other, reason in why.items()
-                    if other not in (name, None) and (view["statuses"].get(other) or {}).get("state") != "running"
-                }
-                if others:
-                    self.stop(f"while {name} restarted: " + _reasons(others))
-                now = (view["statuses"].get(name) or {}).get("postmaster_start_time")
-                if not why and now and now != before:
-                    return
-            time.sleep(0.5)
-        self.stop(f"{name} was not healthy again within {self.timeout:g} s: " + _reasons(why))
+                return None
+            why = self.unhealthy(view)
+            # while the primary restarts its replicas stop streaming; a member that goes down is another matter
+            others = {
+                other: reason
+                for other, reason in why.items()
+                if other not in (name, None) and (view["statuses"].get(other) or {}).get("state") != "running"
+            }
+            if others:
+                self.stop(f"while {name} restarted: " + _reasons(others))
+            now = (view["statuses"].get(name) or {}).get("postmaster_start_time")
+            return True if not why and now and now != before else None
+
+        if debian._poll(probe, started + self.timeout) is None:
+            self.stop(f"{name} was not healthy again within {self.timeout:g} s: " + _reasons(why))
 
     def run(self):
         started = time.monotonic()
@@ -645,13 +652,16 @@ class _RollingRestart:
     def wait_cleared(self, dynamic):
         """The members still waiting for a restart once their Patroni had a loop to notice the restart (the
         flag is computed in its loop, and the DCS copy lags one more)."""
-        deadline = time.monotonic() + 2 * float(dynamic.get("loop_wait", 10)) + 3
-        while True:
+        left = []
+
+        def probe():
+            nonlocal left
             view = self.healthy_view()
             left = sorted(m["name"] for m in view["members"] if _pending(view, m))
-            if not left or time.monotonic() > deadline:
-                return left
-            time.sleep(0.5)
+            return None if left else []
+
+        debian._poll(probe, time.monotonic() + 2 * float(dynamic.get("loop_wait", 10)) + 3)
+        return left
 
 
 def _reasons(why):

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "patroni_debian"
 
-LEADER_ROLES = ("master", "primary")  # Patroni 3 says master, 4 says primary
+LEADER_ROLES = ("master", "primary")  # /patroni's role of the leader: Patroni 3 says master, 4 says primary
+LEADING_ROLES = ("leader", "standby_leader")  # /cluster's role of the member that holds the leader key
 TIMEOUT = 5  # seconds for one REST call; a member that takes longer is not answering
 PATCH_TRIES = 5  # every member's state may patch at once; Patroni answers 409 to all but one
 # a PATCH /config body that changes nothing (an empty section merged), yet has Patroni read the DCS and wake its loop
@@ -130,11 +131,19 @@ def _normalised(status):
     return status
 
 
+def _leads(member):
+    """Whether a ``/cluster`` member holds the leader key."""
+    return member.get("role") in LEADING_ROLES
+
+
 def _leader_of(cluster):
     """The member that holds the leader key in a ``/cluster`` answer, or None."""
-    return next(
-        (member for member in cluster.get("members", []) if member.get("role") in ("leader", "standby_leader")), None
-    )
+    return next((member for member in cluster.get("members", []) if _leads(member)), None)
+
+
+def _rest_base(member):
+    """The REST base URL of a ``/cluster`` member (its ``api_url`` without the ``/patroni`` path)."""
+    return member["api_url"].rsplit("/", 1)[0]
 
 
 def _health(name, own, leader_status):
@@ -277,7 +286,7 @@ def wait_healthy(version, cluster, timeout=120, interval=0.5):
 
         salt pg2 patroni_debian.wait_healthy 15 main timeout=60
     """
-    return _poll("not healthy", _api(version, cluster), "health", _health_once, timeout, interval)
+    return _poll_member("not healthy", _api(version, cluster), "health", _health_once, timeout, interval)
 
 
 def _health_once(api):
@@ -287,7 +296,7 @@ def _health_once(api):
         leader = _leader_of(api.call("GET", "/cluster"))
         leader_status = None
         if leader and leader.get("api_url"):
-            base = leader["api_url"].rsplit("/", 1)[0]
+            base = _rest_base(leader)
             leader_status = _normalised(api.call("GET", "/patroni", expect=(200, 503), base=base))
     except CommandExecutionError as exc:
         return str(exc), None
@@ -317,7 +326,7 @@ def _wake_leader(api, leader, every=1.0):
     if now - getattr(api, "woken", -every) < every:
         return
     api.woken = now
-    base = leader["api_url"].rsplit("/", 1)[0]
+    base = _rest_base(leader)
     try:
         api.call("PATCH", "/config", NO_CHANGE, expect=(200, 409, 503), base=base)
     except CommandExecutionError as exc:
@@ -384,20 +393,24 @@ def _live_config(api, seconds=15):
     """``GET /config``. Right after a bootstrap Patroni answers 502 until its next loop has read the DCS; then
     a ``PATCH /config`` that changes nothing (as :py:func:`_wake_leader` sends) reads the DCS at once and
     answers with the settings. A Patroni just started has its REST API up within a moment: waited for."""
-    deadline = time.monotonic() + seconds
-    while True:
+    error = None
+
+    def probe():
+        nonlocal error
         try:
-            live = _config_once(api)
-        except CommandExecutionError:
+            live, error = _config_once(api), None
+        except CommandExecutionError as exc:
             # a Patroni started a moment ago opens its REST API within a second
-            if time.monotonic() > deadline or not __salt__["service.status"](f"patroni@{api.scope}"):
+            if not __salt__["service.status"](f"patroni@{api.scope}"):
                 raise
-            live = None
-        if isinstance(live, dict) or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    if not isinstance(live, dict):
-        raise CommandExecutionError(f"{api.scope} on {api.name}: GET /config: the DCS holds no settings for it yet")
+            live, error = None, exc
+        return live if isinstance(live, dict) else None
+
+    live = debian._poll(probe, time.monotonic() + seconds, interval=0.3)
+    if live is None:
+        raise error or CommandExecutionError(
+            f"{api.scope} on {api.name}: GET /config: the DCS holds no settings for it yet"
+        )
     return live
 
 
@@ -436,12 +449,11 @@ def patch_dynamic_config(version, cluster, wait=True):
 
 def _wait_pending_restart(api, seconds):
     """Whether this member reports ``pending_restart`` within ``seconds`` (Patroni applies at its next loop)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if api.call("GET", "/patroni", expect=(200, 503)).get("pending_restart"):
-            return True
-        time.sleep(0.5)
-    return False
+    pending = debian._poll(
+        lambda: True if api.call("GET", "/patroni", expect=(200, 503)).get("pending_restart") else None,
+        time.monotonic() + seconds,
+    )
+    return pending is not None
 
 
 def _units(scope):
@@ -471,7 +483,7 @@ def removal_plan(version, cluster, purge=False):
         if os.path.lexists(path):
             plan[path] = {"old": "present", "new": "absent"}
     if debian._check_boolean("purge", purge):
-        version, cluster = scope.split("-", 1)
+        version, cluster = debian._split_scope(scope)
         table = {(row["version"], row["cluster"]): row for row in debian._pg_cluster_table()}
         if (version, cluster) in table:
             plan[f"cluster {version}/{cluster}"] = {"old": table[(version, cluster)]["datadir"], "new": "dropped"}
@@ -502,7 +514,7 @@ def remove(version, cluster, purge=False):
         if path in plan:
             os.unlink(path)  # the entry itself: a link is removed, never its target
     if purge and any(key.startswith("cluster ") for key in plan):
-        debian._run(["pg_dropcluster", "--stop", *scope.split("-", 1)])
+        debian._run(["pg_dropcluster", "--stop", *debian._split_scope(scope)])
     log.info("patroni_debian: removed %s from this host: %s", scope, ", ".join(plan) or "nothing was left")
     return plan
 
@@ -513,6 +525,8 @@ MEMBER_GRAIN = "patroni_debian_clusters"  # the clusters the formula runs on thi
 @debian._host_errors
 def rollout_arguments(clusters=None, timeout=120):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     The arguments of an orchestration (``orch.patroni``, ``orch.patroni_restart``) checked, the one way both
     take them, before either changes anything: ``clusters`` (pillar ``cluster``) a ``<version>-<cluster>`` name,
     several joined by commas, or a list, each taken exactly as given (a space or a line break is refused, never
@@ -535,6 +549,8 @@ def rollout_arguments(clusters=None, timeout=120):
 @debian._host_errors
 def leave_undeclared(clusters=None, timeout=120):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Take this member out of each cluster the formula runs here (grain ``patroni_debian_clusters``) that this
     minion's pillar no longer declares: ``patroni@`` and ``vip-manager@`` stopped and disabled, config and VIP
     files removed, the data kept (:py:func:`remove`); returns only once the member is gone from the cluster as
@@ -571,7 +587,7 @@ def leave_undeclared(clusters=None, timeout=120):
     result = {}
     for scope, watch in plans.items():
         started = time.monotonic()
-        version, cluster = scope.split("-", 1)
+        version, cluster = debian._split_scope(scope)
         removed = remove(version, cluster)
         members = _wait_gone(watch, timeout) if watch else []
         __salt__["grains.remove"](MEMBER_GRAIN, scope)
@@ -592,16 +608,17 @@ def _leaving_member(scope):
             f"{_minion()}: {scope}: leaving refused: {api.name} leads the cluster; switch over first "
             f"(salt {_minion()} patroni_debian.switchover {scope.replace('-', ' ', 1)}), then run again"
         )
-    others = [m["api_url"].rsplit("/", 1)[0] for m in listing.get("members", []) if m["name"] != api.name]
+    others = [_rest_base(member) for member in listing.get("members", []) if member["name"] != api.name]
     return (api, others) if others else None
 
 
 def _wait_gone(watch, timeout):
     """Poll the other members' ``/cluster`` until this member's name is absent; the names listed then."""
     api, others = watch
-    deadline = time.monotonic() + timeout
     seen = "(not looked yet)"
-    while time.monotonic() < deadline:
+
+    def probe():
+        nonlocal seen
         for base in others:
             try:
                 names = [m["name"] for m in api.call("GET", "/cluster", base=base).get("members", [])]
@@ -611,8 +628,14 @@ def _wait_gone(watch, timeout):
             if api.name not in names:
                 return sorted(names)
             seen = f"{base} still lists {api.name}"
-        time.sleep(0.5)
-    raise CommandExecutionError(f"{_minion()}: {api.scope}: stopped and removed here, yet after {timeout:g} s {seen}")
+        return None
+
+    names = debian._poll(probe, time.monotonic() + timeout)
+    if names is None:
+        raise CommandExecutionError(
+            f"{_minion()}: {api.scope}: stopped and removed here, yet after {timeout:g} s {seen}"
+        )
+    return names
 
 
 @debian._host_errors
@@ -634,7 +657,7 @@ def foreign_cluster(version, cluster):
     scope = _scope(version, cluster)
     if __salt__["service.status"](f"patroni@{scope}"):
         return None
-    version, cluster = scope.split("-", 1)
+    version, cluster = debian._split_scope(scope)
     config_dir = f"{debian.PG_CONF_DIR}/{version}/{cluster}"
     row = next((r for r in debian._pg_cluster_table() if (r["version"], r["cluster"]) == (version, cluster)), None)
     if row is None and not os.path.lexists(config_dir):
@@ -703,7 +726,7 @@ def _pillar_scopes(clusters, pillar):
     declared = debian._pillar_get(pillar, "patroni:clusters")
     scopes = sorted(scope for scope in declared if pillar_rules._is_scope(scope)) if isinstance(declared, dict) else []
     chosen = [scope for scope in scopes if named is None or scope in named]
-    return [(scope, *scope.split("-", 1)) for scope in chosen]
+    return [(scope, *debian._split_scope(scope)) for scope in chosen]
 
 
 def _runs_here(scope):
@@ -728,14 +751,14 @@ while True:
     data = leader.member.data if leader else {}
     view = {"initialized": cluster.initialize is not None, "leader": leader.name if leader else None,
             "role": data.get("role"), "state": data.get("state"), "timeline": data.get("timeline")}
-    ready = leader is not None and view["role"] in ("master", "primary") and view["state"] == "running"
+    ready = leader is not None and view["role"] in LEADER_ROLES and view["state"] == "running"
     dropped = claimed and not view["initialized"]
     claimed = claimed or view["initialized"]
     if ready or dropped or time.monotonic() >= deadline:
         break
     time.sleep(0.1)
 print(json.dumps(view))
-"""
+""".replace("LEADER_ROLES", repr(LEADER_ROLES))
 PATRONI_PYTHON = "/usr/bin/python3"  # the interpreter of Debian's /usr/bin/patroni
 
 
@@ -756,6 +779,8 @@ def _dcs_view(scope, wait=0):
 @debian._host_errors
 def in_dcs(version, cluster):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     The cluster as its DCS holds it, read with Patroni's own DCS client from this member's config, whether or
     not Patroni runs here: ``{initialized, leader, role, state, timeline}`` (``initialized``: a member has
     claimed the cluster's bootstrap; the others describe the leader key's holder, or are None).
@@ -776,6 +801,8 @@ def _leader_ready(view):
 @debian._host_errors
 def clones_when_started(version, cluster):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Whether this member has the replica role (pillar ``patroni:role``, else grain ``patroni_role``) and no data
     for the cluster yet: Patroni started now would clone it from the leader, or, with no leader yet, could
     race the bootstrap member to create the cluster. The ``running`` state then waits for a leader first.
@@ -794,6 +821,8 @@ def clones_when_started(version, cluster):
 @debian._host_errors
 def wait_leader_in_dcs(version, cluster, timeout=120):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Wait until the cluster's DCS shows a leader whose PostgreSQL runs as the primary; read with Patroni's
     client (:py:func:`in_dcs`), so it needs no Patroni running here. A member without data starts only then,
     so it clones and never races the bootstrap member to create the cluster. Fails at once when the claim
@@ -820,6 +849,8 @@ def wait_leader_in_dcs(version, cluster, timeout=120):
 @debian._host_errors
 def wait_claimed(version, cluster, timeout=120, interval=0.2):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Wait until this member's Patroni runs and the cluster is claimed: a leader holds it, or a member's bootstrap
     is under way. The orchestration's first phase returns then, so the other members start converging while
     the first one bootstraps (they start Patroni once :py:func:`wait_leader_in_dcs` sees a leader).
@@ -830,7 +861,7 @@ def wait_claimed(version, cluster, timeout=120, interval=0.2):
 
         salt pg1 patroni_debian.wait_claimed 15 main
     """
-    return _poll("no member claimed it", _api(version, cluster), "claim", _claim_once, timeout, interval)
+    return _poll_member("no member claimed it", _api(version, cluster), "claim", _claim_once, timeout, interval)
 
 
 def _claim_once(api):
@@ -842,6 +873,8 @@ def _claim_once(api):
 @debian._host_errors
 def leads_rollout(version, cluster):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Whether this member goes first when ``<version>-<cluster>`` is rolled out: it leads the running cluster
     now, or it has the bootstrap role (pillar ``patroni:role``, else grain ``patroni_role``) and does not run
     as a replica of it. So a rollout after a failover starts with whoever leads, never moves leadership back,
@@ -869,7 +902,7 @@ def _leads_rollout(scope):
     own = None
     if _runs_here(scope):
         try:
-            own = _own_status(_api(*scope.split("-", 1)))
+            own = _own_status(_api(*debian._split_scope(scope)))
         except CommandExecutionError:
             own = None  # Patroni starting up: not a replica of anyone yet
     if own and own.get("role") == "primary":
@@ -901,19 +934,23 @@ def _member_once(api):
     return seen, result
 
 
-def _poll(what, api, step, once, timeout, interval):
+def _poll_member(what, api, step, once, timeout, interval):
     """Call ``once(api)`` until it gives a result; after ``timeout`` s an error naming minion, step and cause."""
     timeout, interval = debian._check_seconds("timeout", timeout), debian._check_seconds("interval", interval)
-    started = time.monotonic()
-    while True:
+    started, seen = time.monotonic(), None
+
+    def probe():
+        nonlocal seen
         seen, result = once(api)
-        if result is not None:
-            return {**result, "seconds": round(time.monotonic() - started, 1)}
-        if not __salt__["service.status"](f"patroni@{api.scope}"):  # it will not get healthy by waiting
+        if result is None and not __salt__["service.status"](f"patroni@{api.scope}"):
+            # it will not get healthy by waiting
             raise CommandExecutionError(f"{_minion()}: {api.scope}: {step}: {_why_stopped(api.scope)}")
-        if time.monotonic() - started > timeout:
-            raise CommandExecutionError(f"{_minion()}: {api.scope}: {step}: {what} after {timeout:g} s: {seen}")
-        time.sleep(interval)
+        return result
+
+    result = debian._poll(probe, started + timeout, interval)
+    if result is None:
+        raise CommandExecutionError(f"{_minion()}: {api.scope}: {step}: {what} after {timeout:g} s: {seen}")
+    return {**result, "seconds": round(time.monotonic() - started, 1)}
 
 
 def _why_stopped(scope):
@@ -927,6 +964,8 @@ def _why_stopped(scope):
 @debian._host_errors
 def wait_members(clusters=None, timeout=120, interval=0.5):
     """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
     Wait until this member is healthy in each cluster of its pillar (``patroni:clusters``, or only those
     named): the leader, whose PostgreSQL then gives out a transaction id (a write, refused in recovery), or a
     replica streaming from the leader on its timeline (:py:func:`wait_healthy`).
@@ -946,14 +985,14 @@ def wait_members(clusters=None, timeout=120, interval=0.5):
             api = _api(version, cluster)
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"{_minion()}: {scope}: member: {exc}") from None
-        result[scope] = _poll("not healthy", api, "member", _member_once, timeout, interval)
+        result[scope] = _poll_member("not healthy", api, "member", _member_once, timeout, interval)
     return result
 
 
 def _cluster_problems(members, leader):
     """Why a ``/cluster`` answer is not one healthy cluster: no single leader, a member not running, or a
     replica not on the leader's timeline."""
-    leaders = [member["name"] for member in members if member.get("role") in ("leader", "standby_leader")]
+    leaders = [member["name"] for member in members if _leads(member)]
     if len(leaders) != 1:
         return [f"{len(leaders)} members hold the leader key: {', '.join(leaders) or 'none'}"]
     problems = []

@@ -30,7 +30,7 @@ class Replay:
 
     def __init__(self, capture):
         self.capture = capture
-        self.bases = {day2._base(m): m["name"] for m in capture["cluster"]["members"]}
+        self.bases = {ops._rest_base(m): m["name"] for m in capture["cluster"]["members"]}
 
     def call(self, method, path, body=None, expect=(200,), base=None, timeout=None):
         assert method == "GET", (method, path)

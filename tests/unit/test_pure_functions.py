@@ -7,6 +7,7 @@ import pathlib
 import pwd
 import socket
 import sys
+import time
 
 import pytest
 import yaml
@@ -641,3 +642,17 @@ def test_one_boolean_rule_reads_every_flag(value, meaning):
 def test_one_boolean_rule_refuses_what_is_not_a_boolean(value):
     with pytest.raises(pd.SaltInvocationError, match=r"flag: .* is not a boolean; use true or false"):
         pd._check_boolean("flag", value)
+
+
+def test_the_one_wait_loop_answers_asks_once_more_at_the_deadline_and_lets_a_refusal_through():
+    answers = iter([None, None, "ready"])
+    assert pd._poll(lambda: next(answers), time.monotonic() + 60, interval=0) == "ready"
+    asked = []
+    assert pd._poll(lambda: asked.append(1), time.monotonic() - 1, interval=0) is None and asked == [1]
+    assert pd._poll(lambda: [], time.monotonic() + 60, interval=0) == []  # an empty answer is an answer
+
+    def refusing():
+        raise pd.CommandExecutionError("patroni@15-main is not running")
+
+    with pytest.raises(pd.CommandExecutionError, match="not running"):
+        pd._poll(refusing, time.monotonic() + 60, interval=0)
