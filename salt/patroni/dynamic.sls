@@ -1,8 +1,7 @@
-{%- from tpldir ~ "/map.jinja" import clusters, rollout with context %}
+{%- from tpldir ~ "/map.jinja" import clusters with context %}
 include:
   - patroni.service
-{#- not in the orchestration's first phase: a bootstrap is under way, its settings come from this very config #}
-{%- for c in clusters if rollout.get("phase") != "first" %}
+{%- for c in clusters if c.dynamic %}
 
 # bootstrap.dcs applies at the first bootstrap only; later changes in pillar reach the running cluster here.
 The live settings of {{ c.scope }} are as declared:
@@ -10,5 +9,5 @@ The live settings of {{ c.scope }} are as declared:
     - version: {{ c.version | json }}
     - cluster: {{ c.cluster | json }}
     - require:
-      - patroni_debian: Patroni {{ c.scope }} is running and healthy
+      - patroni_debian: {{ c.running }}
 {%- endfor %}

@@ -1,4 +1,4 @@
-{%- from tpldir ~ "/map.jinja" import clusters, patroni, rollout with context %}
+{%- from tpldir ~ "/map.jinja" import clusters, patroni with context %}
 include:
   - patroni.config
 {%- for c in clusters %}
@@ -13,18 +13,12 @@ Patroni {{ c.scope }} has no foreign cluster in its way:
       - patroni_debian: Patroni {{ c.scope }} is configured
 
 # A changed config is reloaded (SIGHUP), never restarted: a restart of the leader's Patroni costs a failover.
-Patroni {{ c.scope }} is running and healthy:
+{{ c.running }}:
   patroni_debian.running:
     - version: {{ c.version | json }}
     - cluster: {{ c.cluster | json }}
     - timeout: {{ patroni.health_timeout }}
-{%- if rollout.get("phase") == "first" %}
-    # the orchestration's first phase: back once the cluster is claimed; the others start meanwhile
-    - ready: claimed
-{%- elif rollout.get("phase") == "all" %}
-    # its second phase: back once started, so this member's clusters clone side by side; its gate waits
-    - ready: started
-{%- endif %}
+    - ready: {{ c.ready | json }}
     - require:
       - patroni_debian: Patroni {{ c.scope }} has no foreign cluster in its way
     - watch:

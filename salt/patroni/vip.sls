@@ -8,5 +8,5 @@ The VIP of {{ c.scope }} follows its leader:
     - version: {{ c.version | json }}
     - cluster: {{ c.cluster | json }}
     - require:
-      - patroni_debian: Patroni {{ c.scope }} is running and healthy
+      - patroni_debian: {{ c.running }}
 {%- endfor %}
