@@ -5,7 +5,7 @@ apt repository (patroni 4.0.7, vip-manager 1.0.2), never installed on the host.
 Each case builds one sandboxed host (tests/sandbox.py), runs the real Debian script and this project's
 function on identical copies of it, and compares the outcomes: the same effective configuration key by key
 (parsed YAML), the same VIP keys and values, the same owner and mode; or both refusing; or a deliberate
-difference (README, "Differences from Debian") checked explicitly. A case whose Debian outcome changed
+difference (docs/differences.md) checked explicitly. A case whose Debian outcome changed
 between releases says so in ``changed``. Acceptance examples of shared/reference/debian-patroni.md §13 are
 tagged A1…A26.
 """
@@ -64,12 +64,12 @@ def assert_same(debian, ours):
 
 
 def debian_vip_equivalent(env):
-    """Debian's VIP file with the new names of the settings beside the old ones (README)."""
+    """Debian's VIP file with the new names of the settings beside the old ones (docs/differences.md)."""
     return {**env, "VIP_INTERFACE": env["VIP_IFACE"], "VIP_DCS_TYPE": env["VIP_TYPE"]}
 
 
 def debian_equivalent(config):
-    """Debian's config with the deliberate differences that hold for every valid input (README)."""
+    """Debian's config with the deliberate differences that hold for every valid input (docs/differences.md)."""
     config["name"] = str(config["name"])  # the member name is always a string
     # what Patroni 4's --validate-config refuses: empty parameters, a superuser password that is no string
     config["bootstrap"]["dcs"]["postgresql"]["parameters"] = (

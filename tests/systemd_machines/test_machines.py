@@ -46,7 +46,7 @@ def test_reset_brings_a_machine_back_to_its_image(lab, timings):
 
 
 # What Patroni 3.0.2's validator says of any config without the two keys its schema requires (Patroni 4 does not;
-# its maintainers advise against bootstrap.pg_hba): README, Differences from Debian
+# its maintainers advise against bootstrap.pg_hba): docs/differences.md
 PATRONI_3_0_2_SCHEMA = "bootstrap.pg_hba  is not defined.\nbootstrap.initdb  is not defined."
 
 

@@ -1,8 +1,10 @@
-"""The README is tested: every command it shows runs, exactly as written and in its order, in the lab it describes.
+"""The README and the docs are tested: every command they show runs, exactly as written and in their order, in
+the lab they describe.
 
-The lab is brought up by the README's own command and gets the members' pillar from the README's own YAML
-block; nothing else is set up. A ``salt …`` command runs with the lab master's ``salt`` program (the master
-listens on the lab's private bridge only, as the README says). The same holds for ``tests/README.md``.
+The pages form one walkthrough (WALKTHROUGH, in that order): the lab is brought up by the first page's own
+command, gets the members' pillar from its own YAML block, and goes down by the last page's; nothing else is set
+up. A ``salt …`` or ``salt-run …`` command runs with the lab master's program (the master listens on the lab's
+private bridge only, as the pages say). ``tests/README.md``'s commands run on their own.
 """
 
 import os
@@ -16,6 +18,15 @@ import netlab
 
 
 REPO = netlab.REPO
+WALKTHROUGH = [
+    REPO / "docs" / "by-hand.md",
+    REPO / "README.md",
+    REPO / "docs" / "functions.md",
+    REPO / "docs" / "orchestration.md",
+    REPO / "docs" / "development.md",
+]
+# Pages with no command of their own to replay; a command on one would fail test_every_page_is_replayed.
+NO_COMMANDS = [REPO / "docs" / "differences.md", REPO / "bench" / "README.md"]
 # The commands not replayed here, and why.
 EXEMPT = {
     "make test": "the command CI runs, of which this test is a part",
@@ -51,6 +62,8 @@ def run(command):
     argv = shlex.split(command, comments=True)
     if argv[0] == "salt":
         argv = machines.salt_cli(PEOPLE.switch, lab_master_config()) + argv[1:]
+    elif argv[0] == "salt-run":
+        argv = machines.salt_run_cli(PEOPLE.switch, lab_master_config()) + argv[1:]
     else:
         argv = ["bash", "-c", command]
     # a pytest it starts is a run of its own, not a worker of this one's
@@ -81,10 +94,10 @@ def wait_healthy(timeout=180):
     return netlab.wait_until("15-main healthy", lambda: netlab.health(members, 8008), timeout)
 
 
-def test_every_readme_command_runs_as_written(timings):
-    shown = [command for command in commands(REPO / "README.md") if command not in EXEMPT]
-    assert shown[0] == UP and shown[-1] == DOWN, "the README brings its lab up first and down last"
-    pillar = next(block for block in blocks(REPO / "README.md", "yaml") if block.startswith("# the lab's pillar"))
+def test_every_command_of_the_walkthrough_runs_as_written(timings):
+    shown = [command for page in WALKTHROUGH for command in commands(page) if command not in EXEMPT]
+    assert shown[0] == UP and shown[-1] == DOWN, "the walkthrough brings its lab up first and down last"
+    pillar = next(block for block in blocks(WALKTHROUGH[0], "yaml") if block.startswith("# the lab's pillar"))
     assert "patroni:" in pillar and "15-main" in pillar and PEOPLE.etcd in pillar
     replayed = []
     try:
@@ -113,9 +126,21 @@ def test_every_command_of_the_labs_readme_runs_as_written():
         netlab.remove_stale(PEOPLE)
 
 
+def test_every_page_is_replayed():
+    """Every Markdown page of the repository is in the walkthrough, is tests/README.md, or shows no command."""
+    pages = {path for path in REPO.glob("**/*.md") if not {".venv", ".git", "build", ".pytest_cache"} & set(path.parts)}
+    pages = {path for path in pages if "egg-info" not in str(path)}
+    assert pages == set(WALKTHROUGH) | set(NO_COMMANDS) | {REPO / "tests" / "README.md"}, sorted(map(str, pages))
+    for page in NO_COMMANDS:
+        assert not commands(page), page
+
+
 def test_every_command_is_replayed_or_exempt_with_a_reason():
-    """A new kind of command in the README must be replayable here, or be named in EXEMPT with its reason."""
-    for command in commands(REPO / "README.md") + commands(REPO / "tests" / "README.md"):
+    """A new kind of command on a page must be replayable here, or be named in EXEMPT with its reason."""
+    for command in [command for page in WALKTHROUGH for command in commands(page)] + commands(
+        REPO / "tests" / "README.md"
+    ):
         words = [word for word in shlex.split(command) if not re.match(r"^[A-Z_]+=", word)]  # after VAR=value
-        replayable = words[0] in ("salt", ".venv/bin/python", ".venv/bin/pytest") or words[:2] == ["make", "test"]
+        replayable = words[0] in ("salt", "salt-run", ".venv/bin/python", ".venv/bin/pytest")
+        replayable = replayable or words[:2] == ["make", "test"]
         assert command in EXEMPT or replayable, command

@@ -2,6 +2,7 @@
 the program door importing nothing but the standard library (and Salt's exceptions when Salt loads it)."""
 
 import ast
+import re
 import pathlib
 import subprocess
 import sys
@@ -60,3 +61,23 @@ def test_createconfig_names_its_options_for_sys_argspec():
         parameters = inspect.signature(function).parameters
         for option in patroni_debian_config.OPTIONS + ("force",):
             assert parameters[option].kind is inspect.Parameter.KEYWORD_ONLY, option
+
+
+PLUMBING_MARK = "Plumbing: the formula and the orchestrations call it"
+
+
+def test_the_readme_and_sys_doc_tell_the_two_groups_apart():
+    """Every public execution function is in the README: in the table for people, or in the plumbing list, as
+    its docstring (what sys.doc shows) says; none in both, none missing."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Execution functions", 1)[1].split("\n## ", 1)[0]
+    table, plumbing_text = section.split("Plumbing, called by", 1)
+    functions = {}
+    for path in FILES:
+        if path.parent.name == "_modules":
+            functions.update(public_functions(path))
+    plumbing = {name for name, doc in functions.items() if doc.startswith(PLUMBING_MARK)}
+    listed_plumbing = set(re.findall(r"`([a-z_]+)`", plumbing_text.split("```", 1)[0]))
+    assert listed_plumbing == plumbing, listed_plumbing ^ plumbing
+    in_table = {name for name in functions if re.search(rf"`{name}\b", table)}
+    assert in_table == set(functions) - plumbing, sorted(set(functions) - plumbing - in_table)
