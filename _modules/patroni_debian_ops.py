@@ -224,7 +224,7 @@ def _patch_body(changes):
 
 
 # --------------------------------------------------------------------------------------------------
-# public functions
+# reading the cluster: the host's clusters, the members, a member's health
 
 
 @debian._host_errors
@@ -331,6 +331,10 @@ def _wake_leader(api, leader, every=1.0):
         api.call("PATCH", "/config", NO_CHANGE, expect=(200, 409, 503), base=base)
     except CommandExecutionError as exc:
         log.debug("patroni_debian: could not wake the leader of %s: %s", api.scope, exc)
+
+
+# --------------------------------------------------------------------------------------------------
+# the live DCS settings: read, compared with the config, patched
 
 
 @debian._host_errors
@@ -456,6 +460,10 @@ def _wait_pending_restart(api, seconds):
     return pending is not None
 
 
+# --------------------------------------------------------------------------------------------------
+# removal: a member taken out, and leaving the clusters its pillar no longer declares
+
+
 def _units(scope):
     return (f"patroni@{scope}", f"vip-manager@{scope}")
 
@@ -520,30 +528,6 @@ def remove(version, cluster, purge=False):
 
 
 MEMBER_GRAIN = "patroni_debian_clusters"  # the clusters the formula runs on this minion (salt/patroni/config.sls)
-
-
-@debian._host_errors
-def rollout_arguments(clusters=None, timeout=120):
-    """
-    Plumbing: the formula and the orchestrations call it; people rarely need to.
-
-    The arguments of an orchestration (``orch.patroni``, ``orch.patroni_restart``) checked, the one way both
-    take them, before either changes anything: ``clusters`` (pillar ``cluster``) a ``<version>-<cluster>`` name,
-    several joined by commas, or a list, each taken exactly as given (a space or a line break is refused, never
-    trimmed; an empty list names nothing and is refused, never read as "all"); ``timeout`` a finite number of
-    seconds. Returns ``{"clusters": [...] or None, "timeout": seconds}``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt pg1 patroni_debian.rollout_arguments clusters=15-main timeout=60
-    """
-    named = pillar_rules._rollout_scopes(clusters)
-    return {
-        "clusters": sorted(named) if named is not None else None,
-        "timeout": debian._check_seconds("timeout", timeout),
-    }
 
 
 @debian._host_errors
@@ -638,6 +622,10 @@ def _wait_gone(watch, timeout):
     return names
 
 
+# --------------------------------------------------------------------------------------------------
+# a pg-common cluster outside Patroni in the way
+
+
 @debian._host_errors
 def foreign_cluster(version, cluster):
     """
@@ -702,6 +690,30 @@ def drop_foreign_cluster(version, cluster):
 # --------------------------------------------------------------------------------------------------
 # the rollout's questions and gates (salt/orch/patroni.sls): asked on each member at run time, because an
 # orchestration's Jinja is rendered before its first step and cannot know who leads by then
+
+
+@debian._host_errors
+def rollout_arguments(clusters=None, timeout=120):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    The arguments of an orchestration (``orch.patroni``, ``orch.patroni_restart``) checked, the one way both
+    take them, before either changes anything: ``clusters`` (pillar ``cluster``) a ``<version>-<cluster>`` name,
+    several joined by commas, or a list, each taken exactly as given (a space or a line break is refused, never
+    trimmed; an empty list names nothing and is refused, never read as "all"); ``timeout`` a finite number of
+    seconds. Returns ``{"clusters": [...] or None, "timeout": seconds}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.rollout_arguments clusters=15-main timeout=60
+    """
+    named = pillar_rules._rollout_scopes(clusters)
+    return {
+        "clusters": sorted(named) if named is not None else None,
+        "timeout": debian._check_seconds("timeout", timeout),
+    }
 
 
 def _minion_pillar():
