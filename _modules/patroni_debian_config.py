@@ -384,7 +384,8 @@ def createconfig(
 
     Every argument but ``force`` defaults to the same key in pillar ``patroni:clusters:<version>-<cluster>``.
 
-    Returns the files, the ports, the changes (secrets masked) and warnings.
+    Returns the files, the ports, the changes (secrets masked), warnings, the files ``written`` and those that
+    ``still_differ`` from the plan when read back (another writer in between).
 
     CLI Example:
 
@@ -400,8 +401,10 @@ def createconfig(
         rendered = _render(version, cluster, options, pillar)
         plans = [(target, _plan(target, force)) for target in _targets(rendered)]
         written = _write_all(plans)
+        # read back, not rendered again: each file as planned (content, owner, mode) or named here
+        still_differ = [target.path for target, _ in plans if _plan(target, force=True)]
     result = _result(rendered, plans, pillar)
-    result["written"] = written
+    result["written"], result["still_differ"] = written, still_differ
     return result
 
 

@@ -158,21 +158,29 @@ def configured(name, version, cluster, replace=False):
         if not plan["changes"]:
             ret["comment"] = f"{name}: the config files are as declared" + _warned(plan["warnings"])
             return ret
-        if not (replace or plan["managed"]):
-            __salt__["patroni_debian.render_config"](version, cluster)  # raises, naming the differing keys
+        if not (replace or plan["managed"]) and any("diff" in change for change in plan["changes"].values()):
+            raise CommandExecutionError(_not_ours(plan["changes"]))  # a new file, or owner and mode, are ours to fix
         ret["changes"] = plan["changes"]
         files = ", ".join(plan["changes"])
         if __opts__["test"]:
             ret.update(result=None, comment=f"{name}: {files} would be written")
             return ret
-        __salt__["patroni_debian.createconfig"](version, cluster, force=True)
-        left = __salt__["patroni_debian.render_config"](version, cluster, force=True)["changes"]
+        # the plan's render, and createconfig's, which reads each file back: no third render to re-check
+        left = __salt__["patroni_debian.createconfig"](version, cluster, force=True)["still_differ"]
         ret["comment"] = f"{name}: {files} written" + _warned(plan["warnings"])
         if left:
             ret.update(result=False, comment=f"{name}: written, yet {', '.join(left)} still differ")
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     return ret
+
+
+def _not_ours(changes):
+    """Why a config this module did not write is left alone: the keys it differs in (values masked upstream)."""
+    differing = [
+        f"{path} ({', '.join(change['diff']) or 'its content'})" for path, change in changes.items() if "diff" in change
+    ]
+    return f"{', '.join(differing)} already exists with other content, not written by this module; set replace: True"
 
 
 def _warned(warnings):

@@ -205,3 +205,34 @@ def test_configured_through_salt_factories_loaders(minion_dir, tmp_path, testmod
     assert rest and all(run["result"] is True and run["changes"] == {} for run in rest), rest
     assert set(outcome.files) == {"15-main.yml"} and outcome.files["15-main.yml"][1:] == ("postgres", "postgres", 0o660)
     assert "S3cret-from-pillar" not in outcome.stdout
+
+
+FOREIGN_SCRIPT = """
+import json, sys
+import salt.config
+from saltfactories.utils.functional import Loaders
+
+loaders = Loaders(salt.config.minion_config(sys.argv[1]))
+runs = []
+for replace in (False, True, False):
+    ret = loaders.states.patroni_debian.configured(name="15-main", version="15", cluster="main", replace=replace)
+    runs.append({"result": ret.result, "changes": ret.changes, "comment": ret.comment})
+print(json.dumps(runs))
+"""
+
+
+def test_configured_leaves_a_config_it_did_not_write_until_told_to_replace_it(minion_dir, tmp_path):
+    """A config of someone else's at the path: refused, naming the file and what differs, the file untouched;
+    with replace it is written (and read back as planned); the next run changes nothing."""
+    host = sandbox.Host(dcs_yml=None, files={"15-main.yml": "scope: theirs\n"})
+    argv = [sys.executable, "-c", FOREIGN_SCRIPT, str(minion_dir / "minion")]
+    outcome = sandbox.run(host, tmp_path, argv)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    refused, replaced, again = json.loads(outcome.stdout.splitlines()[-1])
+    assert refused["result"] is False and refused["changes"] == {}, refused
+    comment = refused["comment"]
+    assert "15-main.yml (" in comment and "scope" in comment and "replace: True" in comment, comment
+    assert replaced["result"] is True and "/etc/patroni/15-main.yml" in replaced["changes"], replaced
+    assert again["result"] is True and again["changes"] == {}, again
+    assert outcome.files["15-main.yml"][1:] == ("postgres", "postgres", 0o660)
+    assert "S3cret-from-pillar" not in outcome.stdout
