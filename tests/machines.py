@@ -17,13 +17,11 @@ import os
 import pathlib
 import re
 import secrets
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import netlab
@@ -457,7 +455,7 @@ class MachineLab(netlab.Lab):
         self.release = release or host_release()
         self.version = RELEASES[self.release]["postgresql"]  # the release's PostgreSQL major version
         self.master = None
-        self._salt_client, self._salt_lock = None, threading.Lock()
+        self._salt_client = None
         self.pillar = pathlib.Path(pillar).resolve() if pillar else None  # the master's pillar root, if given
 
     def up(self):
@@ -519,42 +517,16 @@ class MachineLab(netlab.Lab):
         --out=json`` prints it (a minion that did not return is left out). After ``timeout`` s the master asks the
         minions still silent whether they run the job, and waits ``gather_job_timeout`` s for their answer."""
         options = {"tgt_type": tgt_type or "glob", "timeout": timeout, "gather_job_timeout": gather_job_timeout}
-        request = json.dumps([target, function, list(args), options]) + "\n"
-        with self._salt_lock:
-            client = self._salt_client_process()
-            client.stdin.write(request)
-            client.stdin.flush()
-            ready, _, _ = select.select([client.stdout], [], [], timeout + gather_job_timeout + 60)
-            reply = client.stdout.readline() if ready else ""
-            if not reply:
-                self._stop_salt_client()  # a client that hung or died: the next call starts another
-        if not reply:
+        with self._helpers_lock:
+            if self._salt_client is None:
+                config, log = str(self.salt_config / "master"), self.salt_config / "client.log"
+                self._salt_client = netlab.Helper(self.switch, SALT_CLIENT, [config], log)
+        answer = self._salt_client.ask([target, function, list(args), options], timeout + gather_job_timeout + 60)
+        if answer is None:
             raise AssertionError(f"salt {target} {function}: no answer; see {self.salt_config / 'client.log'}")
-        answer = json.loads(reply)
         if "error" in answer:
             raise AssertionError(f"salt {target} {function}: {answer['error']}")
         return answer["return"]
-
-    def _salt_client_process(self):
-        if self._salt_client is None or self._salt_client.poll() is not None:
-            log = open(self.salt_config / "client.log", "a")  # noqa: SIM115 - the process's own from here
-            with log:
-                self._salt_client = subprocess.Popen(
-                    ["ip", "netns", "exec", self.switch, sys.executable, "-u", "-c", SALT_CLIENT]
-                    + [str(self.salt_config / "master")],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    text=True,
-                    start_new_session=True,
-                )
-        return self._salt_client
-
-    def _stop_salt_client(self):
-        if self._salt_client is not None:
-            self._salt_client.kill()
-            self._salt_client.wait()
-            self._salt_client = None
 
     def set_pillar(self, pillar, target="'pg*'"):
         """``pillar`` (a mapping) for the minions ``target`` matches, and nothing else (other files a test wrote
@@ -617,7 +589,8 @@ class MachineLab(netlab.Lab):
         )
 
     def down(self):
-        self._stop_salt_client()
+        if self._salt_client is not None:
+            self._salt_client.stop()
         if self.master is not None:
             self.master.kill()
             self.master.wait()

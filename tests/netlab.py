@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -175,6 +176,59 @@ for line in sys.stdin:
         answer = {"error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(answer), flush=True)
 """
+
+
+class Helper:
+    """A Python program of the lab's in its switch namespace (where the lab's addresses are), asked one JSON line
+    at a time and answering one: one process for every call, where a Python started per call cost a core's tenth
+    or more on a 2-core machine. Thread-safe; started on the first call, again after it died or hung."""
+
+    def __init__(self, switch, code, args=(), log=None):
+        self.argv = ["ip", "netns", "exec", switch, sys.executable, "-u", "-c", code, *args]
+        self.log = log  # a file for its stderr, or None
+        self._process, self._lock = None, threading.Lock()
+
+    def ask(self, request, timeout):
+        """The program's answer to ``request``; None when it gives none within ``timeout`` s (it is then stopped)."""
+        with self._lock:
+            try:
+                process = self._running()
+                process.stdin.write(json.dumps(request) + "\n")
+                process.stdin.flush()
+                ready, _, _ = select.select([process.stdout], [], [], timeout)
+                reply = process.stdout.readline() if ready else ""
+            except OSError:  # it died between two calls: the pipe is broken
+                reply = ""
+            if not reply:
+                self._stop()
+        return json.loads(reply) if reply else None
+
+    def stop(self):
+        with self._lock:
+            self._stop()
+
+    def _running(self):
+        if self._process is None or self._process.poll() is not None:
+            stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child's from here
+            try:
+                self._process = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                    start_new_session=True,
+                )
+            finally:
+                if self.log:
+                    stderr.close()
+        return self._process
+
+    def _stop(self):
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
 
 
 def wait_until(what, probe, timeout, interval=0.5):
@@ -412,7 +466,7 @@ class Lab:
         self.nodes = []
         self.count = nodes
         self.etcd = None
-        self._fetcher, self._fetch_lock = None, threading.Lock()
+        self._fetcher, self._helpers_lock = None, threading.Lock()  # helpers made on first use, once
 
     def __enter__(self):
         self.up()
@@ -544,30 +598,19 @@ class Lab:
         """GET ``url`` from inside the switch namespace (where the lab's clients are); the body as text, also of
         an HTTP error. Not answering raises ConnectionError. One fetcher process in the switch serves every call:
         the health probes poll often, and a Python started per call cost a core's tenth on a 2-core machine."""
-        with self._fetch_lock:
-            if self._fetcher is None or self._fetcher.poll() is not None:
-                self._fetcher = subprocess.Popen(
-                    ["ip", "netns", "exec", self.switch, sys.executable, "-u", "-c", FETCHER],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    start_new_session=True,
-                )
-            self._fetcher.stdin.write(json.dumps([url, timeout]) + "\n")
-            self._fetcher.stdin.flush()
-            reply = self._fetcher.stdout.readline()
-        if not reply:
-            raise ConnectionError(f"GET {url}: the lab's fetcher is gone")
-        answer = json.loads(reply)
+        with self._helpers_lock:
+            if self._fetcher is None:
+                self._fetcher = Helper(self.switch, FETCHER)
+        answer = self._fetcher.ask([url, timeout], timeout + 10)
+        if answer is None:
+            raise ConnectionError(f"GET {url}: the lab's fetcher gave no answer")
         if "error" in answer:
             raise ConnectionError(f"GET {url}: {answer['error']}")
         return answer["body"]
 
     def _stop_fetcher(self):
         if self._fetcher is not None:
-            self._fetcher.kill()
-            self._fetcher.wait()
-            self._fetcher = None
+            self._fetcher.stop()
 
     def down(self):
         self._stop_fetcher()
