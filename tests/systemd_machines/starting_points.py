@@ -37,7 +37,7 @@ def starting_point(name, make, check, bare=False, provision=True, adopts=()):
         if lab.starting_point in adopts and check(lab):
             lab.starting_point, lab.checked = name, check(lab)
         if lab.starting_point != name or not _still(lab, check):
-            if _fresh_still(lab) and provision and not bare:
+            if provision and not bare and _fresh_still(lab):  # the probe is a Salt call: only where it can help
                 lab.starting_point, lab.converged = None, None
                 lab.clear_dcs()  # the one part of a clean slate that ``untouched`` does not look at
             else:
