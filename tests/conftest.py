@@ -27,6 +27,7 @@ TIERS = {  # folder → (marker, what it needs)
 }
 _TIMINGS = {}
 _SPANS = {}  # label → [first start, last stop, tests passed, tests failed, the xdist workers that ran them]
+_FILES = {}  # label → {test file → seconds in setup, call and teardown}: where a tier's wall time goes
 
 
 def _interrupt(signum, frame):
@@ -115,6 +116,9 @@ def pytest_runtest_logreport(report):
     if not label:
         return
     span = _SPANS.setdefault(label, [report.start, report.stop, 0, 0, set()])
+    files = _FILES.setdefault(label, {})
+    test_file = report.nodeid.split("::")[0]
+    files[test_file] = files.get(test_file, 0) + report.duration
     span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
     node = getattr(report, "node", None)
     span[4].add(node.gateway.id if node is not None else "this process")
@@ -175,6 +179,10 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(
                 f"{(stop - start) / 60:6.1f} min  {label:32} {counts}  (on {', '.join(sorted(workers))})"
             )
+            heaviest = sorted(_FILES.get(label, {}).items(), key=lambda kv: -kv[1])[:6]
+            heaviest = [f"{pathlib.Path(f).stem} {s / 60:.1f}" for f, s in heaviest if s >= 30]
+            if heaviest:
+                terminalreporter.write_line(f"{'':12}min per file: {', '.join(heaviest)}")
     sampler = getattr(config, "_cpu", None)
     if sampler is not None and sampler.samples:
         terminalreporter.write_line(f"CPU ({os.cpu_count()} cores): {sampler.summary()}")
