@@ -46,25 +46,18 @@ class DataSafetyError(CommandExecutionError):
 
 log = logging.getLogger(__name__)
 
-
 __virtualname__ = "patroni_debian"
-
 
 CREATECLUSTER_CONF = "/etc/postgresql-common/createcluster.conf"
 
-
 PG_LIB_DIR = "/usr/lib/postgresql"
 
-
 PG_HOME = "/var/lib/postgresql"
-
 
 # Where the formula installs this very file for Patroni to run (createconfig's ``program`` overrides it).
 PROGRAM = "/usr/share/patroni-debian/patroni_debian.py"
 
-
 PG_CONF_DIR = "/etc/postgresql"
-
 
 # Files Patroni leaves in a pg-common config folder; pg_dropcluster does not know them, so the folder would
 # survive the drop and block pg_createcluster ("configuration already exists").
@@ -76,35 +69,26 @@ PATRONI_CONFIG_LEFTOVERS = (
     "pg_ident.conf.backup",
 )
 
-
 DEBIAN_REPLICATION = {"username": "replicator", "password": "rep-pass"}
 
-
-CONFIG_OWNER, CONFIG_MODE = "postgres", 0o660
-
+CONFIG_OWNER = "postgres"
 
 # Major versions as pg-common names them: 9.x before PostgreSQL 10, one number since (15, never 15.0).
 VERSION_RE = re.compile(r"(?:9\.\d|[1-9]\d+)", re.ASCII)
 
-
 # pg_createcluster accepts [-.\w]+; a leading dash would read as an option, a leading dot as a path trick.
 CLUSTER_RE = re.compile(r"\w[-.\w]*", re.ASCII)
 
-
 # NAMEDATALEN - 1, PostgreSQL's own limit for names: file, unit and DCS key names built from it stay short.
 CLUSTER_MAX = 63
-
 
 # A key whose value is a secret wherever it appears (``sslpassword``, ``standby_cluster.password``, zookeeper's
 # ``auth_data``, ``ssl_passphrase_command``, which holds one inside a command): one rule for every output.
 SECRET_KEY_RE = re.compile(r"(?i)passw(?:or)?d|passphrase|token|secret|auth_data|credential|private_key")
 
-
 NOT_SECRET_KEYS = ("password_encryption",)  # names a hash method, and DBAs read it in diffs
 
-
 MASK = "********"
-
 
 # Secrets inside values: ``password=…`` in a libpq key=value string or a URI query, and a URL's userinfo.
 # A ``key=value`` or ``key: value`` pair (libpq, a URI query, an environment assignment, YAML, a message) masks
@@ -115,32 +99,24 @@ SECRET_PAIR_RE = re.compile(
     r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?<=_command: )[^\n]+|(?<=_command=)[^\n]+|[^\s&'\"#]+)"
 )
 
-
 # A URL's password runs to the line's last ``@``: a ``/``, ``@``, space or quote typed into it (unencoded) must not
 # cut the mask short. Masking a little too much of a message is harmless; leaving a tail of a password is not.
 URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@]*):([^\n]*)@")
 
-
 SHORTEST_LITERAL_SECRET = 4  # shorter pillar secrets are masked only where a key or a URL shows them
-
 
 # Serialises the runs on one host that decide from its state (ports, data directories). flock: a killed
 # run cannot leave it held. /run/postgresql belongs to postgres, so only root and postgres can take it.
 LOCK_DIR = "/run/postgresql"
 
-
 LOCK_FILE = "/run/postgresql/patroni-debian.lock"
 
-
 LOCK_WAIT = 120
-
 
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 MAX_WAIT = 86400  # seconds: the longest wait any timeout may ask for
 
-
 READ_LIMIT = 1 << 20  # no config, DCS fragment or env file is near this; a larger one is not one of them
-
 
 SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 

@@ -9,6 +9,7 @@ Joins the execution module ``patroni_debian`` (as Salt's ``deb_postgres`` joins 
 """
 
 import contextlib
+import copy
 import difflib
 import inspect
 import ipaddress
@@ -23,7 +24,6 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from patroni_debian import (
     _check_boolean,
     CLUSTER_MAX,
-    CONFIG_MODE,
     CONFIG_OWNER,
     _Target,
     _account,
@@ -83,6 +83,8 @@ def __virtual__():
 
 
 HEADER_MARK = ", written by Salt's patroni_debian.createconfig."
+
+CONFIG_MODE = 0o660  # the config holds passwords: readable by postgres (owner and group) only
 
 
 def _written_here(path):
@@ -153,6 +155,26 @@ def _plan(target, force):
     if status.st_mode & 0o7777 != target.mode:
         changes["mode"] = {"old": f"{status.st_mode & 0o7777:04o}", "new": f"{target.mode:04o}"}
     return changes
+
+
+def _plans(rendered, force, declared):
+    """Each file of ``rendered`` with what writing it would change (see ``_plan``). ``declared``: the formula's
+    rules, checked on this very render, so that a state run renders a cluster once (see ``createconfig``)."""
+    if not declared:
+        return [(target, _plan(target, force)) for target in _targets(rendered)]
+    if rendered["defaults"]:
+        raise SaltInvocationError(
+            f"pillar {', '.join(rendered['defaults'])} is required: the states never use Debian's well-known default"
+        )
+    plans = [(target, _plan(target, force=True)) for target in _targets(rendered)]
+    foreign = [(target.path, changes["diff"]) for target, changes in plans if "diff" in changes]
+    if foreign and not force and not _written_here(rendered["config_file"]):
+        differing = ", ".join(f"{path} ({', '.join(diff) or 'its content'})" for path, diff in foreign)
+        raise CommandExecutionError(
+            f"{differing} already exists with other content, not written by this module; "
+            "replace it with force=True (the state's replace: True)"
+        )
+    return plans
 
 
 def _make_patroni_dir():
@@ -296,9 +318,10 @@ def render_config(version, cluster, *, force=False, **options):
         salt '*' patroni_debian.render_config 15 main
         salt pg1 patroni_debian.render_config 15 main port=5433 vip=10.0.0.100
     """
+    declared = _check_boolean("declared", options.pop("declared", False))
     pillar = _minion_pillar()
     rendered = _render(version, cluster, options, pillar)
-    plans = [(target, _plan(target, _check_boolean("force", force))) for target in _targets(rendered)]
+    plans = _plans(rendered, _check_boolean("force", force), declared)
     result = _result(rendered, plans, pillar)
     result["managed"] = _written_here(rendered["config_file"])
     result["defaults"] = rendered["defaults"]
@@ -324,6 +347,7 @@ def createconfig(
     dynamic=None,
     config=None,
     program=None,
+    declared=False,
     **kwargs,
 ):
     """
@@ -382,7 +406,13 @@ def createconfig(
     config
         Deep-merged over the whole generated configuration: any Patroni key.
 
-    Every argument but ``force`` defaults to the same key in pillar ``patroni:clusters:<version>-<cluster>``.
+    declared
+        Plumbing, the formula's rules: pillar must give every secret (Debian's well-known defaults are refused),
+        and a config this module wrote is always brought back to the declared content, while another file at
+        that path is replaced only with ``force=True``. Default ``False``.
+
+    Every argument but ``force`` and ``declared`` defaults to the same key in pillar
+    ``patroni:clusters:<version>-<cluster>``.
 
     Returns the files, the ports, the changes (secrets masked), warnings, the files ``written`` and those that
     ``still_differ`` from the plan when read back (another writer in between).
@@ -395,11 +425,11 @@ def createconfig(
         salt pg1 patroni_debian.createconfig 15 main port=5433 network=10.0.0.0/24 force=True
         salt pg1 patroni_debian.createconfig 15 main vip=10.0.0.100 dcs='{etcd: {host: 10.0.0.5:2379}}'
     """
-    force = _check_boolean("force", force)
+    force, declared = _check_boolean("force", force), _check_boolean("declared", declared)
     options, pillar = dict(kwargs, **_named_options(locals())), _minion_pillar()
     with _host_lock(f"createconfig {version} {cluster}"):
         rendered = _render(version, cluster, options, pillar)
-        plans = [(target, _plan(target, force)) for target in _targets(rendered)]
+        plans = _plans(rendered, force, declared)
         written = _write_all(plans)
         # read back, not rendered again: each file as planned (content, owner, mode) or named here
         still_differ = [target.path for target, _ in plans if _plan(target, force=True)]
@@ -629,6 +659,12 @@ def formula_clusters(only=None):
 
         salt '*' patroni_debian.formula_clusters
     """
+    # every sls file of the formula imports map.jinja, which asks again: the pillar is checked once per job
+    jid = (globals().get("__opts__") or {}).get("jid")
+    return _per_job(globals().get("__context__"), jid, "formula_clusters", repr(only), _formula_clusters, only)
+
+
+def _formula_clusters(only):
     pillar = _minion_pillar()
     try:
         checked = _checked_pillar(_pillar_get(pillar, "patroni"))
@@ -643,6 +679,17 @@ def formula_clusters(only=None):
         if named is None or scope in named
     ]
     return {"valid": True, "clusters": clusters, "lookup": _pillar_get(pillar, "patroni:lookup") or {}}
+
+
+def _per_job(context, jid, name, key, compute, *args):
+    """``compute(*args)`` once per Salt job and ``key``, kept in the job's ``context`` (``__context__``), handed
+    out as a copy (the formula's Jinja updates what it gets). Outside a job (no jid) it is computed every time."""
+    if context is None or not jid:
+        return compute(*args)
+    known = context.setdefault(f"patroni_debian.{name}", {})
+    if (jid, key) not in known:
+        known[(jid, key)] = compute(*args)
+    return copy.deepcopy(known[(jid, key)])
 
 
 @_host_errors

@@ -903,11 +903,7 @@ def leads_rollout(version, cluster):
     """
     scope = _scope(version, cluster)
     # each sls of the formula imports map.jinja, which asks: once per job is enough
-    key = (__opts__.get("jid"), scope)
-    known = __context__.setdefault("patroni_debian.leads_rollout", {})
-    if key not in known:
-        known[key] = _leads_rollout(scope)
-    return known[key]
+    return pillar_rules._per_job(__context__, __opts__.get("jid"), "leads_rollout", scope, _leads_rollout, scope)
 
 
 def _leads_rollout(scope):

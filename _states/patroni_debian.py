@@ -148,39 +148,26 @@ def configured(name, version, cluster, replace=False):
         ret.update(result=None, comment=f"{name}: would be written once {package} is installed")
         return ret
     try:
-        plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
+        # One render: in a dry run the plan, else createconfig, which plans under the host lock, writes only
+        # what the plan changes and reads each file back; the formula's rules (declared) hold for both.
+        function = "render_config" if __opts__["test"] else "createconfig"
+        plan = __salt__[f"patroni_debian.{function}"](version, cluster, force=replace, declared=True)
         if plan["warnings"]:
             ret["warnings"] = plan["warnings"]
-        if plan["defaults"]:
-            raise SaltInvocationError(
-                f"pillar {', '.join(plan['defaults'])} is required: the states never use Debian's well-known default"
-            )
         if not plan["changes"]:
             ret["comment"] = f"{name}: the config files are as declared" + _warned(plan["warnings"])
             return ret
-        if not (replace or plan["managed"]) and any("diff" in change for change in plan["changes"].values()):
-            raise CommandExecutionError(_not_ours(plan["changes"]))  # a new file, or owner and mode, are ours to fix
         ret["changes"] = plan["changes"]
         files = ", ".join(plan["changes"])
         if __opts__["test"]:
             ret.update(result=None, comment=f"{name}: {files} would be written")
             return ret
-        # the plan's render, and createconfig's, which reads each file back: no third render to re-check
-        left = __salt__["patroni_debian.createconfig"](version, cluster, force=True)["still_differ"]
         ret["comment"] = f"{name}: {files} written" + _warned(plan["warnings"])
-        if left:
-            ret.update(result=False, comment=f"{name}: written, yet {', '.join(left)} still differ")
+        if plan["still_differ"]:
+            ret.update(result=False, comment=f"{name}: written, yet {', '.join(plan['still_differ'])} still differ")
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     return ret
-
-
-def _not_ours(changes):
-    """Why a config this module did not write is left alone: the keys it differs in (values masked upstream)."""
-    differing = [
-        f"{path} ({', '.join(change['diff']) or 'its content'})" for path, change in changes.items() if "diff" in change
-    ]
-    return f"{', '.join(differing)} already exists with other content, not written by this module; set replace: True"
 
 
 def _warned(warnings):
@@ -360,8 +347,11 @@ def vip_running(name, version, cluster):
     ret = _ret(name)
     unit = f"vip-manager@{version}-{cluster}"
     try:
-        plan = __salt__["patroni_debian.render_config"](version, cluster, force=True)
-        if not plan["vip_file"]:
+        # what pillar declares, as the formula read it for this job: no second render of the config
+        declared = __salt__["patroni_debian.formula_clusters"]()
+        if not declared["valid"]:
+            raise SaltInvocationError("pillar patroni does not validate; patroni_debian.check_pillar says why")
+        if not any(c["scope"] == f"{version}-{cluster}" and c["vip"] for c in declared["clusters"]):
             ret["comment"] = f"{name}: no VIP declared"
             return ret
         before = _unit_state(unit)

@@ -181,11 +181,25 @@ import salt.config
 from saltfactories.utils.functional import Loaders
 
 loaders = Loaders(salt.config.minion_config(sys.argv[1]))
+calls = {}
+
+
+def count(frame, event, arg):  # an observer of the real calls, not a stand-in for any
+    if event == "call" and frame.f_code.co_name in ("_render", "_checked_pillar"):
+        calls[frame.f_code.co_name] = calls.get(frame.f_code.co_name, 0) + 1
+
+
+sys.setprofile(count)
 runs = []
 for test in json.loads(sys.argv[2]):
+    calls.clear()
     ret = loaders.states.patroni_debian.configured(name="15-main", version="15", cluster="main", test=test)
-    runs.append({"result": ret.result, "changes": ret.changes, "comment": ret.comment})
-print(json.dumps(runs))
+    runs.append({"result": ret.result, "changes": ret.changes, "comment": ret.comment, "renders": calls.get("_render")})
+calls.clear()
+loaders.opts["jid"] = "20261202221500000000"  # as in a state run: what map.jinja asks is checked once per job
+asked = [loaders.modules.patroni_debian.formula_clusters() for sls_file in range(3)]
+sys.setprofile(None)
+print(json.dumps({"runs": runs, "pillar_checks": calls.get("_checked_pillar"), "asked": asked}))
 """
 
 
@@ -197,7 +211,11 @@ def test_configured_through_salt_factories_loaders(minion_dir, tmp_path, testmod
     argv = [sys.executable, "-c", LOADERS_SCRIPT, str(minion_dir / "minion"), json.dumps(runs)]
     outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, argv)
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
-    first, *rest = json.loads(outcome.stdout.splitlines()[-1])
+    answer = json.loads(outcome.stdout.splitlines()[-1])
+    first, *rest = answer["runs"]
+    assert all(run["renders"] == 1 for run in answer["runs"]), answer["runs"]  # one render per cluster per run
+    assert answer["pillar_checks"] == 1 and answer["asked"][0]["valid"], answer  # once per job, however often asked
+    assert answer["asked"][0] == answer["asked"][2] and answer["asked"][0]["clusters"][0]["scope"] == "15-main"
     assert (first["result"] is None) is testmode and first["changes"] == {"/etc/patroni/15-main.yml": {"created": True}}
     if testmode:
         acted, *rest = rest
