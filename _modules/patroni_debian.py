@@ -1088,7 +1088,6 @@ USAGE = (
     "Other --key=value options (Patroni passes --role and, from Patroni 4, its method settings) are ignored."
 )
 
-
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 
 

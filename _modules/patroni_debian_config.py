@@ -441,27 +441,20 @@ def createconfig(
 # the same named options as createconfig, for sys.argspec and the docs (its body reads them from ``options``)
 render_config.__signature__ = inspect.signature(createconfig)
 
-
 # --------------------------------------------------------------------------------------------------
 # the pillar the formula renders from
 
-
 PILLAR_CLUSTER_KEYS = OPTIONS + ("purge", "replace_existing")
-
 
 PILLAR_KEYS = ("clusters", "dcs", "role", "lookup")
 
-
 LOOKUP_KEYS = ("packages", "dcs_packages", "vip_packages", "health_timeout")
 
-
 ROLES = ("bootstrap", "replica")
-
 
 # What check_pillar composes a config with where a host fact is not in pillar: an address of the documentation
 # range (RFC 5737), never reached; the facts themselves are checked at render time.
 STAND_IN_HOST = ipaddress.ip_interface("192.0.2.1/24")
-
 
 SCOPE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*", re.ASCII)
 

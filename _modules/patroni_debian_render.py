@@ -63,44 +63,32 @@ def __virtual__():
 
 PATRONI_DIR = "/etc/patroni"
 
-
 DCS_FILE = "/etc/patroni/dcs.yml"
-
 
 NAMESPACE = "/postgresql-common/"
 
-
 DEFAULT_PORT = 5432
-
 
 RESTAPI_PORT_OFFSET = 2576  # Debian's rule: REST API 8008 for PostgreSQL 5432
 
-
 MAX_PORT = 65535
-
 
 PYTHON = "/usr/bin/python3"
 
-
 VIP_OWNER = "root"
 
-
 DCS_TYPES = ("etcd", "etcd3", "consul", "zookeeper", "kubernetes", "raft", "exhibitor")
-
 
 # Top-level Patroni keys that may travel with the DCS section: Debian pastes dcs.yml in at top level,
 # which is the documented way to add them.
 FRAGMENT_EXTRA_KEYS = ("tags", "log", "watchdog", "ctl", "citus")
 
-
 # Keys the generated config owns; Debian lets its template win over a dcs.yml repeating them.
 TEMPLATE_KEYS = ("scope", "namespace", "name", "restapi", "bootstrap", "postgresql")
-
 
 # vip-manager's Debian packages: vip-manager is 1.0.2 on bookworm and trixie (upstream's own .deb of 2.x and
 # later has the same name); trixie's vip-manager2 (3.x) replaces it.
 VIP_MANAGER_PACKAGES = ("vip-manager", "vip-manager2")
-
 
 OPTIONS = (
     "hostip",
@@ -116,14 +104,11 @@ OPTIONS = (
     "program",
 )
 
-
 # Options whose pillar value an argument deep-merges into rather than replaces: a replication password given
 # on the command line must not drop the superuser's from pillar.
 MERGED_OPTIONS = ("authentication", "dynamic", "config")
 
-
 AUTHENTICATION_ROLES = ("replication", "superuser", "rewind")
-
 
 # what Patroni takes for each role: the name, the password and libpq's TLS settings
 AUTHENTICATION_KEYS = (
@@ -141,12 +126,9 @@ AUTHENTICATION_KEYS = (
     "channel_binding",
 )
 
-
 ROLE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.$-]*", re.ASCII)
 
-
 PG_HBA_KEYWORDS = ("all", "sameuser", "samerole", "samegroup", "replication", "public", "none")
-
 
 # How fast a cluster notices a lost leader, as bootstrap.dcs's timing keys. debian: Patroni's and Debian's
 # defaults, a failover within ttl + loop_wait = 40 s; fast: within 25 s, at twice the DCS writes. Both keep
@@ -156,12 +138,9 @@ TIMING_PROFILES = {
     "fast": {"ttl": 20, "loop_wait": 5, "retry_timeout": 5},
 }
 
-
 TIMING_MINIMUMS = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
 
-
 SCOPE_FILE_RE = re.compile(r"(?:9\.\d|[1-9]\d+)-\w[-.\w]*\.yml", re.ASCII)
-
 
 # Folders a data directory may neither be, contain, nor (but for DATA_PARENTS) lie in.
 SYSTEM_FOLDERS = (
@@ -192,7 +171,6 @@ SYSTEM_FOLDERS = (
     "/var/tmp",
     PG_HOME,
 )
-
 
 DATA_PARENTS = ("/", "/home", "/opt", "/srv", "/var", "/var/lib", PG_HOME)  # a data directory may lie below these
 
@@ -852,7 +830,6 @@ def _dcs_endpoints(dcs_type, settings):
 # DCS types whose section names host endpoints a TCP connection can try; the others (kubernetes, raft, exhibitor)
 # find their peers themselves
 DCS_WITH_HOSTS = ("etcd", "etcd3", "consul", "zookeeper")
-
 
 DCS_CONNECT_TIMEOUT = 2.0  # seconds per endpoint: a DCS slower than that to accept a connection is not answering
 
