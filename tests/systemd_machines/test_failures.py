@@ -61,9 +61,12 @@ def kill_leader_under_load(lab, table, timings, label):
     killed = time.monotonic()
     others = [node for node in lab.nodes if node is not old]
     new = netlab.wait_until("a new leader", lambda: netlab.leader_among(others, API_PORT), 120)
-    stored = netlab.wait_until(
-        "the new leader accepts writes", lambda: _stored_after_write(machine(lab, new), table), 60, interval=0.3
-    )
+    try:
+        stored = netlab.wait_until(
+            "the new leader accepts writes", lambda: _stored_after_write(machine(lab, new), table), 60, interval=0.3
+        )
+    except TimeoutError as exc:  # what Patroni says then, for whoever reads the failure
+        raise TimeoutError(f"{exc}\nthe members then: {netlab.member_statuses(others, API_PORT)}") from None
     timings[f"failures: leader killed → new leader writes, {label} ({lab.release})"] = time.monotonic() - killed
     acknowledged = acknowledged_on_disk(old)
     booted = time.monotonic()
@@ -77,11 +80,10 @@ def kill_leader_under_load(lab, table, timings, label):
 
 
 def _stored_after_write(node, table):
-    try:
-        sql(node, f"INSERT INTO {table} VALUES (-1)")
-        return {int(n) for n in sql(node, f"SELECT n FROM {table} WHERE n > 0")}
-    except AssertionError:
-        return None  # still in recovery, or not answering yet
+    """The rows ``node`` holds once it accepted a write; psql's refusal (still in recovery, not answering yet)
+    is raised, and ``wait_until`` shows the last one should the wait run out."""
+    sql(node, f"INSERT INTO {table} VALUES (-1)")
+    return {int(n) for n in sql(node, f"SELECT n FROM {table} WHERE n > 0")}
 
 
 @pytest.fixture
