@@ -263,3 +263,61 @@ def test_good_pillar_is_accepted(tmp_path):
     outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path, sandbox.module_argv("check_pillar", pillar=pillar))
     assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     assert '"15-main": {"version": "15", "cluster": "main", "port": null, "vip": "10.0.0.100"}' in outcome.stdout
+
+
+DECLARED_EVERY_PILLAR = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import patroni_debian as module
+import patroni_debian_config as config
+said = []
+for pillar in json.loads(sys.argv[2]):
+    config.__pillar__ = pillar  # as Salt's loader gives it to the file of this function
+    try:
+        said.append(["declares", config.declared_clusters()])
+    except (module.CommandExecutionError, module.SaltInvocationError) as exc:
+        said.append(["refused", str(exc)])
+print(json.dumps(said))
+"""
+
+# What a member may leave is only what a pillar that can be trusted no longer names (issue 18, class 1): the
+# shapes an operator in a hurry breaks it into, each refused naming the problem (the lab's test_membership runs
+# the first and the render error through the orchestration); and the pillars that do declare, none or some.
+DECLARED = [
+    ("a typo in clusters", {"patroni": {**GOOD["patroni"], "clustres": {}}}, "refused", "did you mean 'clusters'"),
+    ("clusters a list", {"patroni": {**GOOD["patroni"], "clusters": ["15-main"]}}, "refused", "clusters must map"),
+    ("a trailing space", bad(clusters={"15-main ": GOOD_CLUSTER}), "refused", "'main '"),
+    ("a typo in patroni", {"patrnoi": GOOD["patroni"]}, "refused", "spelled close to it"),
+    ("a render error", {"_errors": [f"Rendering SLS 'patroni' failed: {MARKER}"]}, "refused", "failed to render"),
+    ("no patroni at all", {"other": {"x": 1}}, "declares", []),
+    ("no cluster", {"patroni": {"clusters": {}}}, "declares", []),
+    (
+        "two clusters",
+        bad(clusters={"15-main": GOOD_CLUSTER, "16-app": GOOD_CLUSTER}),
+        "declares",
+        ["15-main", "16-app"],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def declared(tmp_path_factory):
+    """declared_clusters' answer to every pillar of DECLARED, asked in one sandboxed process."""
+    pillars = [row[1] for row in DECLARED]
+    argv = [sandbox.sys.executable, "-c", DECLARED_EVERY_PILLAR, str(sandbox.REPO / "_modules"), json.dumps(pillars)]
+    outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path_factory.mktemp("declared"), argv)
+    assert outcome.returncode == 0 and "Traceback" not in outcome.stderr, outcome.stdout + outcome.stderr
+    assert outcome.files == {}
+    return dict(zip([row[0] for row in DECLARED], json.loads(outcome.stdout)))
+
+
+@pytest.mark.parametrize(
+    "way,outcome,words", [(row[0], *row[2:]) for row in DECLARED], ids=[row[0] for row in DECLARED]
+)
+def test_only_a_pillar_that_can_be_trusted_declares_what_a_member_runs(declared, way, outcome, words):
+    said, answer = declared[way]
+    assert said == outcome, answer
+    if outcome == "refused":
+        assert words in answer and MARKER[:7] not in answer and "a-long-secret" not in answer, answer
+    else:
+        assert answer == words

@@ -166,10 +166,10 @@ def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_
 def test_the_leader_killed_while_replicas_clone_fails_the_run_clearly(fresh_machines):
     lab = fresh_machines
     bounded = pillar(lab)
-    bounded["patroni"]["lookup"] = {"health_timeout": 40}  # the states' wait, as the gates' below
+    bounded["patroni"]["lookup"] = {"health_timeout": 20}  # the states' wait, as the gates' below
     lab.set_pillar(bounded)
     argv = machines.salt_run_cli(lab.switch, lab.salt_config) + ["state.orchestrate", "orch.patroni"]
-    argv.append('pillar={"timeout": 40}')
+    argv.append('pillar={"timeout": 20}')
     run = subprocess.Popen(argv + ["--out=json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pg1 = lab.nodes[0]
     netlab.wait_until("pg1 leads", lambda: netlab.leader_among([pg1], API_PORT), 120, interval=0.1)
