@@ -37,11 +37,7 @@ def starting_point(name, make, check, bare=False, provision=True, adopts=()):
         if lab.starting_point in adopts and check(lab):
             lab.starting_point, lab.checked = name, check(lab)
         if lab.starting_point != name or not _still(lab, check):
-            if provision and not bare and _fresh_still(lab):  # the probe is a Salt call: only where it can help
-                lab.starting_point, lab.converged = None, None
-                lab.clear_dcs()  # the one part of a clean slate that ``untouched`` does not look at
-            else:
-                clean_slate(lab, timings, bare=bare, provision=provision)
+            clean_slate(lab, timings, bare=bare, provision=provision)
             started = time.monotonic()
             lab.made = make(lab)
             lab.starting_point, lab.checked = name, check(lab)
@@ -78,12 +74,6 @@ def _still(lab, check):
         return check(lab) == lab.checked
     except Exception:  # noqa: BLE001 - a check that cannot run says the starting point is gone
         return False
-
-
-def _fresh_still(lab):
-    """Whether the lab is still as ``fresh_machines`` left it: a clean slate but for etcd, which costs a reset
-    of three machines less."""
-    return lab.starting_point == "fresh_machines" and _still(lab, untouched)
 
 
 def pillar_files(lab):
