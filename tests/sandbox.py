@@ -223,3 +223,38 @@ def module_argv(function, *args, pillar=None, **kwargs):
         """
     )
     return [sys.executable, "-c", code, json.dumps([list(args), kwargs, pillar])]
+
+
+def module_calls_argv(calls):
+    """argv that makes every call of ``calls`` (``[function, args, kwargs, pillar]`` as module_argv takes them)
+    one after another in one process, on one host, and prints a JSON list with, for each: ``said`` (what
+    module_argv's process would print), ``returncode`` (what it would exit with), ``traceback`` (an exception
+    other than Salt's two came out) and ``changed`` (the entries of /etc/patroni the call created or changed).
+
+    For tables of refusals: one interpreter and one host for the whole table instead of one per row.
+    """
+    code = textwrap.dedent(
+        f"""
+        import importlib, json, pathlib, sys, traceback
+        sys.path[:0] = [{str(REPO / "_modules")!r}, {str(REPO / "tests")!r}]
+        import sandbox
+        modules = [importlib.import_module(name) for name in ("patroni_debian", "patroni_debian_config")]
+        records = []
+        for function, args, kwargs, pillar in json.loads(sys.argv[1]):
+            module = next(m for m in modules if getattr(getattr(m, function, None), "__module__", None) == m.__name__)
+            module.__pillar__ = pillar  # what Salt's loader gives the function's own file, None outside Salt
+            before = sandbox._snapshot(pathlib.Path("/etc/patroni"))
+            record = {{"returncode": 0, "traceback": False}}
+            try:
+                record["said"] = json.dumps(getattr(module, function)(*args, **kwargs))
+            except (module.CommandExecutionError, module.SaltInvocationError) as exc:
+                record.update(said=f"Error: {{exc}}", returncode=1)
+            except Exception:
+                record.update(said=traceback.format_exc(), returncode=1, traceback=True)
+            after = sandbox._snapshot(pathlib.Path("/etc/patroni"))
+            record["changed"] = sorted(name for name, state in after.items() if before.get(name) != state)
+            records.append(record)
+        print(json.dumps(records))
+        """
+    )
+    return [sys.executable, "-c", code, json.dumps(calls)]

@@ -4,6 +4,8 @@ Runs on sandboxed hosts (tests/sandbox.py) that also hold an existing config of 
 must come through every refusal byte for byte.
 """
 
+import json
+
 import pytest
 import sandbox
 
@@ -368,14 +370,37 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(
-    "args,kwargs,case_host,words", [row[1:] for row in BAD_INPUT], ids=[row[0] for row in BAD_INPUT]
-)
-@pytest.mark.parametrize("function", ["createconfig", "render_config"])
-def test_bad_input_is_refused_and_writes_nothing(function, args, kwargs, case_host, words, tmp_path):
-    outcome = sandbox.run(case_host, tmp_path, sandbox.module_argv(function, *args, **kwargs))
-    assert outcome.returncode == 1, outcome.stdout + outcome.stderr
-    assert outcome.stdout.startswith("Error: ") and "Traceback" not in outcome.stderr, outcome.stdout + outcome.stderr
+FUNCTIONS = ("createconfig", "render_config")
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory):
+    """Every row of BAD_INPUT through both functions: one sandboxed process per distinct host, the calls in
+    table order, each with what it said and which files it changed."""
+    hosts = {}
+    for name, args, kwargs, case_host, _ in BAD_INPUT:
+        hosts.setdefault(repr(case_host), (case_host, []))[1].append((name, args, kwargs))
+    found = {}
+    for case_host, rows in hosts.values():
+        calls, names = [], []
+        for name, args, kwargs in rows:
+            arguments = {key: value for key, value in kwargs.items() if key != "pillar"}
+            for function in FUNCTIONS:
+                calls.append([function, list(args), arguments, kwargs.get("pillar")])
+                names.append((function, name))
+        outcome = sandbox.run(case_host, tmp_path_factory.mktemp("bad-input"), sandbox.module_calls_argv(calls))
+        assert outcome.returncode == 0 and "Traceback" not in outcome.stderr, outcome.stdout + outcome.stderr
+        assert outcome.files == {}, "a refused call changed files"
+        found.update(zip(names, json.loads(outcome.stdout)))
+    return found
+
+
+@pytest.mark.parametrize("name,words", [(row[0], row[4]) for row in BAD_INPUT], ids=[row[0] for row in BAD_INPUT])
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_bad_input_is_refused_and_writes_nothing(answers, function, name, words):
+    answer = answers[(function, name)]
+    said = answer["said"]
+    assert answer["returncode"] == 1 and said.startswith("Error: ") and not answer["traceback"], said
     for word in words:
-        assert word in outcome.stdout
-    assert outcome.files == {}, "a refused call changed files"
+        assert word in said
+    assert answer["changed"] == [], "a refused call changed files"
