@@ -490,6 +490,8 @@ def removal_plan(version, cluster, purge=False):
     for path in (f"{render.PATRONI_DIR}/{scope}.yml", f"{render.PATRONI_DIR}/{scope}.vip"):
         if os.path.lexists(path):
             plan[path] = {"old": "present", "new": "absent"}
+    if __salt__["service.masked"](f"postgresql@{scope}"):  # masked by the running state: pg-common's again
+        plan[f"postgresql@{scope}"] = {"old": "masked", "new": "unmasked"}
     if debian._check_boolean("purge", purge):
         version, cluster = debian._split_scope(scope)
         table = {(row["version"], row["cluster"]): row for row in debian._pg_cluster_table()}
@@ -502,8 +504,9 @@ def removal_plan(version, cluster, purge=False):
 def remove(version, cluster, purge=False):
     """
     Take this member out: ``patroni@`` and ``vip-manager@`` stopped and disabled, its config and VIP files
-    removed. Its pg-common cluster and data are kept, unless ``purge=True`` drops them (``pg_dropcluster
-    --stop``): the one way this project removes data, and only when asked by name.
+    removed, ``postgresql@`` unmasked (the cluster is pg-common's again). Its pg-common cluster and data are
+    kept, unless ``purge=True`` drops them (``pg_dropcluster --stop``): the one way this project removes data,
+    and only when asked by name.
 
     CLI Example:
 
@@ -523,6 +526,8 @@ def remove(version, cluster, purge=False):
             os.unlink(path)  # the entry itself: a link is removed, never its target
     if purge and any(key.startswith("cluster ") for key in plan):
         debian._run(["pg_dropcluster", "--stop", *debian._split_scope(scope)])
+    if f"postgresql@{scope}" in plan:
+        __salt__["service.unmask"](f"postgresql@{scope}")
     log.info("patroni_debian: removed %s from this host: %s", scope, ", ".join(plan) or "nothing was left")
     return plan
 

@@ -176,6 +176,14 @@ def _warned(warnings):
     return "".join(f"\nwarning: {warning}" for warning in warnings)
 
 
+def _pg_common_unit(unit):
+    """What pg-common's ``postgresql@<version>-<cluster>`` may do: ``masked`` (nothing starts it), ``enabled``
+    or ``disabled``."""
+    if __salt__["service.masked"](unit):
+        return "masked"
+    return "enabled" if __salt__["service.enabled"](unit) else "disabled"
+
+
 def _unit_state(unit):
     return {
         "enabled": __salt__["service.enabled"](unit),
@@ -228,8 +236,13 @@ READY = ("healthy", "claimed", "started")  # what running waits for after starti
 def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     """
     ``patroni@<version>-<cluster>`` is enabled and running, ``postgresql@<version>-<cluster>`` stays out of
-    its way (disabled: Patroni starts PostgreSQL itself), and the member is healthy within ``timeout`` seconds:
-    the leader, or a replica streaming from the leader on its timeline.
+    its way, and the member is healthy within ``timeout`` seconds: the leader, or a replica streaming from the
+    leader on its timeline.
+
+    pg-common's unit is masked, not only disabled: root's ``pg_ctlcluster <version> <cluster> start`` goes
+    through ``systemctl start postgresql@…``, which would start the cluster's PostgreSQL behind Patroni's back
+    (a second primary when Patroni is stopped on a replica). ``pg_ctlcluster … reload`` and ``pg_lsclusters``
+    work as before; :py:func:`absent` unmasks it when the cluster goes back to pg-common.
 
     A member with the replica role and no data yet starts only once the DCS shows a leader running as the
     primary, so it clones and never races the bootstrap member to create the cluster. A member with data
@@ -256,11 +269,10 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
     if ready not in READY:
         return _failed(ret, SaltInvocationError(f"ready: {ready!r} is not one of {', '.join(READY)}"))
     try:
-        before = _unit_state(unit)
-        plain_enabled = __salt__["service.enabled"](plain)
+        before, plain_state = _unit_state(unit), _pg_common_unit(plain)
         changes = {}
-        if plain_enabled:
-            changes[plain] = {"old": "enabled", "new": "disabled"}
+        if plain_state != "masked":
+            changes[plain] = {"old": plain_state, "new": "masked"}
         if not before["enabled"]:
             changes[f"{unit} enabled"] = {"old": False, "new": True}
         if not before["running"]:
@@ -271,8 +283,10 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
             else:
                 ret["comment"] = f"{name}: {unit} is enabled and running"
             return ret
-        if plain_enabled:
+        if plain_state == "enabled":
             __salt__["service.disable"](plain)
+        if plain_state != "masked":
+            __salt__["service.mask"](plain)
         if not before["enabled"]:
             __salt__["service.enable"](unit)
         if not before["running"]:
@@ -296,6 +310,8 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
                 f"{unit} is {'enabled' if after['enabled'] else 'disabled'} "
                 f"and {'running' if after['running'] else 'stopped'} after starting it"
             )
+        if _pg_common_unit(plain) != "masked":
+            raise CommandExecutionError(f"{plain} is not masked after systemctl mask")
         ret["changes"] = changes
         ret["comment"] = f"{name}: {health['member']} is {health['role']} on timeline {health['timeline']}" + (
             "" if health["role"] == "primary" else f", streaming from {health['leader']}"
@@ -424,7 +440,8 @@ def dynamic_configured(name, version, cluster):
 def absent(name, version, cluster, purge=False):
     """
     The member is gone from this host: ``patroni@`` and ``vip-manager@`` stopped and disabled, the config and VIP
-    files removed. The pg-common cluster and its data are kept unless ``purge: True`` (then ``pg_dropcluster``).
+    files removed, ``postgresql@`` unmasked. The pg-common cluster and its data are kept, pg-common's again,
+    unless ``purge: True`` (then ``pg_dropcluster``).
 
     .. code-block:: yaml
 
@@ -434,9 +451,7 @@ def absent(name, version, cluster, purge=False):
             - cluster: old
     """
     ret = _ret(name)
-    if not isinstance(purge, bool):
-        return _failed(ret, f"purge: {purge!r} is not a boolean; use true or false")
-    try:
+    try:  # purge is read by the module's one boolean rule ('maybe' refused, naming it)
         planned = __salt__["patroni_debian.removal_plan"](version, cluster, purge=purge)
         if not planned:
             ret["comment"] = f"{name}: nothing of {version}-{cluster} is left"

@@ -145,6 +145,31 @@ def test_a_killed_leader_loses_at_most_the_unreplicated_tail_in_asynchronous_mod
     assert all(n > max(stored) for n in lost), lost
 
 
+def test_a_replica_s_postgresql_starts_only_through_patroni(lab):
+    """Issue 21, behaviour 5: the formula masks pg-common's unit. With Patroni stopped on a replica, neither
+    ``systemctl start postgresql`` nor root's ``pg_ctlcluster <v> main start`` (which goes through
+    ``systemctl start postgresql@<v>-main``) starts its PostgreSQL; ``pg_ctlcluster reload`` and ``pg_lsclusters``
+    work; Patroni started again rejoins."""
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    replica = machine(lab, sorted(node.name for node in lab.nodes if node.name != leader)[0])
+    version, scope = lab.version, f"{lab.version}-main"
+    assert replica.run(["systemctl", "is-enabled", f"postgresql@{scope}"], check=False).stdout.strip() == "masked"
+    replica.run(["pg_ctlcluster", version, "main", "reload"])
+    replica.run(["systemctl", "stop", f"patroni@{scope}"])
+    try:
+        replica.run(["systemctl", "start", "postgresql"])  # pg-common's umbrella unit: starts no cluster of ours
+        by_hand = replica.run(["pg_ctlcluster", version, "main", "start"], check=False)
+        by_unit = replica.run(["systemctl", "start", f"postgresql@{scope}"], check=False)
+        assert by_hand.returncode != 0 and by_unit.returncode != 0, (by_hand, by_unit)
+        assert "masked" in by_unit.stderr, by_unit.stderr
+        listed = replica.run(["pg_lsclusters", "-h", version, "main"]).stdout.split()
+        assert listed[3] == "down", listed
+        assert replica.run(["pgrep", "-u", "postgres", "-x", "postgres"], check=False).returncode == 1
+    finally:
+        replica.run(["systemctl", "start", f"patroni@{scope}"])
+    netlab.wait_until("the replica streaming again", lambda: netlab.health(lab.nodes, API_PORT), 120)
+
+
 @pytest.mark.spoils
 def test_a_killed_leader_loses_nothing_in_synchronous_mode(lab, timings):
     lab.set_pillar(pillar(lab, dynamic={"synchronous_mode": True}))

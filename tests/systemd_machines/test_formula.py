@@ -309,6 +309,7 @@ def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     (predicted,) = lab.salt("pg3", "state.single", *absent, "test=True")["pg3"].values()
     assert predicted["result"] is None and set(predicted["changes"]) == {
         f"patroni@{old}",
+        f"postgresql@{old}",
         f"/etc/patroni/{old}.yml",
     }, predicted
     assert fingerprint(lab) == before
@@ -318,11 +319,12 @@ def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
         [
             "sh",
             "-c",
-            f"systemctl is-enabled patroni@{old}; systemctl is-active patroni@{old}",
+            f"systemctl is-enabled patroni@{old}; systemctl is-active patroni@{old}; "
+            f"systemctl is-enabled postgresql@{old}",
         ],
         check=False,
     )
-    assert state.stdout.split() == ["disabled", "inactive"]
+    assert state.stdout.split() == ["disabled", "inactive", "disabled"]  # pg-common's unit no longer masked
     assert lab.nodes[2].run(["test", "-e", f"/etc/patroni/{old}.yml"], check=False).returncode == 1
     assert (
         lab.nodes[2].run(["test", "-f", f"/var/lib/postgresql/{lab.version}/old/PG_VERSION"]).returncode == 0
