@@ -9,6 +9,7 @@ no link to anything).
 
 import dataclasses
 import grp
+import importlib
 import json
 import os
 import pathlib
@@ -163,9 +164,12 @@ def run(host, root, argv, env=None):
         timeout=120,
         check=False,
     )
-    after = _snapshot(folder)
-    changed = {name: state for name, state in after.items() if before.get(name) != state}
-    return Outcome(proc.returncode, proc.stdout, proc.stderr, changed)
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, _changed(before, _snapshot(folder)))
+
+
+def _changed(before, after):
+    """The entries of ``after`` (a ``_snapshot``) that are new or differ from ``before``."""
+    return {name: state for name, state in after.items() if before.get(name) != state}
 
 
 def _snapshot(folder):
@@ -196,6 +200,16 @@ def run_plain(argv):
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
 
 
+def defining_module(function):
+    """The module file of this checkout that defines ``patroni_debian.<function>``, imported (in a case's own
+    process, with ``_modules`` on its path): Salt joins the files under one name, a test calls the file itself."""
+    for name in ("patroni_debian", "patroni_debian_config"):
+        module = importlib.import_module(name)
+        if getattr(getattr(module, function, None), "__module__", None) == name:
+            break
+    return module
+
+
 def module_argv(function, *args, pillar=None, **kwargs):
     """argv that calls ``patroni_debian.<function>`` from this checkout and prints its JSON result.
 
@@ -205,12 +219,10 @@ def module_argv(function, *args, pillar=None, **kwargs):
     """
     code = textwrap.dedent(
         f"""
-        import importlib, json, sys
-        sys.path.insert(0, {str(REPO / "_modules")!r})
-        for name in ("patroni_debian", "patroni_debian_config"):
-            module = importlib.import_module(name)
-            if getattr(getattr(module, {function!r}, None), "__module__", None) == name:
-                break
+        import json, sys
+        sys.path[:0] = [{str(REPO / "_modules")!r}, {str(REPO / "tests")!r}]
+        import sandbox
+        module = sandbox.defining_module({function!r})
         args, kwargs, pillar = json.loads(sys.argv[1])
         if pillar is not None:
             module.__pillar__ = pillar
@@ -235,13 +247,12 @@ def module_calls_argv(calls):
     """
     code = textwrap.dedent(
         f"""
-        import importlib, json, pathlib, sys, traceback
+        import json, pathlib, sys, traceback
         sys.path[:0] = [{str(REPO / "_modules")!r}, {str(REPO / "tests")!r}]
         import sandbox
-        modules = [importlib.import_module(name) for name in ("patroni_debian", "patroni_debian_config")]
         records = []
         for function, args, kwargs, pillar in json.loads(sys.argv[1]):
-            module = next(m for m in modules if getattr(getattr(m, function, None), "__module__", None) == m.__name__)
+            module = sandbox.defining_module(function)
             module.__pillar__ = pillar  # what Salt's loader gives the function's own file, None outside Salt
             before = sandbox._snapshot(pathlib.Path("/etc/patroni"))
             record = {{"returncode": 0, "traceback": False}}
@@ -251,8 +262,7 @@ def module_calls_argv(calls):
                 record.update(said=f"Error: {{exc}}", returncode=1)
             except Exception:
                 record.update(said=traceback.format_exc(), returncode=1, traceback=True)
-            after = sandbox._snapshot(pathlib.Path("/etc/patroni"))
-            record["changed"] = sorted(name for name, state in after.items() if before.get(name) != state)
+            record["changed"] = sorted(sandbox._changed(before, sandbox._snapshot(pathlib.Path("/etc/patroni"))))
             records.append(record)
         print(json.dumps(records))
         """
