@@ -287,6 +287,8 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
             __salt__["service.disable"](plain)
         if plain_state != "masked":
             __salt__["service.mask"](plain)
+        if _pg_common_unit(plain) != "masked":  # re-checked here: the orchestration's phases return early below
+            raise CommandExecutionError(f"{plain} is not masked after systemctl mask")
         if not before["enabled"]:
             __salt__["service.enable"](unit)
         if not before["running"]:
@@ -310,8 +312,6 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
                 f"{unit} is {'enabled' if after['enabled'] else 'disabled'} "
                 f"and {'running' if after['running'] else 'stopped'} after starting it"
             )
-        if _pg_common_unit(plain) != "masked":
-            raise CommandExecutionError(f"{plain} is not masked after systemctl mask")
         ret["changes"] = changes
         ret["comment"] = f"{name}: {health['member']} is {health['role']} on timeline {health['timeline']}" + (
             "" if health["role"] == "primary" else f", streaming from {health['leader']}"
