@@ -441,8 +441,10 @@ def createconfig(
 # the same named options as createconfig, for sys.argspec and the docs (its body reads them from ``options``)
 render_config.__signature__ = inspect.signature(createconfig)
 
+
 # --------------------------------------------------------------------------------------------------
 # the pillar the formula renders from
+
 
 PILLAR_CLUSTER_KEYS = OPTIONS + ("purge", "replace_existing")
 
