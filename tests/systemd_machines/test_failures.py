@@ -149,12 +149,14 @@ def test_a_replica_s_postgresql_starts_only_through_patroni(lab):
     """Issue 21, behaviour 5: the formula masks pg-common's unit. With Patroni stopped on a replica, neither
     ``systemctl start postgresql`` nor root's ``pg_ctlcluster <v> main start`` (which goes through
     ``systemctl start postgresql@<v>-main``) starts its PostgreSQL; ``pg_ctlcluster reload`` and ``pg_lsclusters``
-    work; Patroni started again rejoins."""
+    work, as does ``patronictl`` with the member's config; Patroni started again rejoins."""
     leader, _ = netlab.health(lab.nodes, API_PORT)
     replica = machine(lab, sorted(node.name for node in lab.nodes if node.name != leader)[0])
     version, scope = lab.version, f"{lab.version}-main"
     assert replica.run(["systemctl", "is-enabled", f"postgresql@{scope}"], check=False).stdout.strip() == "masked"
     replica.run(["pg_ctlcluster", version, "main", "reload"])
+    listed = json.loads(replica.run(["patronictl", "-c", f"/etc/patroni/{scope}.yml", "list", "-f", "json"]).stdout)
+    assert sorted(member["Member"] for member in listed) == sorted(node.name for node in lab.nodes), listed
     replica.run(["systemctl", "stop", f"patroni@{scope}"])
     try:
         replica.run(["systemctl", "start", "postgresql"])  # pg-common's umbrella unit: starts no cluster of ours
