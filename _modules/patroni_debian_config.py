@@ -17,6 +17,7 @@ import logging
 import json
 import os
 import re
+import socket
 import stat
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -51,6 +52,7 @@ from patroni_debian_render import (
     VIP_OWNER,
     _addresses,
     _check_known_keys,
+    _check_tls,
     _composed,
     _dcs_answers,
     _debian_defaults,
@@ -347,6 +349,7 @@ def createconfig(
     dynamic=None,
     config=None,
     program=None,
+    tls=None,
     declared=False,
     **kwargs,
 ):
@@ -393,7 +396,8 @@ def createconfig(
 
     authentication
         Merged over ``postgresql.authentication``, e.g. ``{"replication": {"password": "…"}}``. Without a
-        replication password, Debian's default credentials are kept and a warning says so.
+        replication password, Debian's default credentials are kept and a warning says so. A ``restapi`` role
+        (``username``, ``password``) becomes the REST API's Basic authentication (``restapi.authentication``).
 
     timing
         ``debian`` (the default: ttl 30, loop_wait 10, retry_timeout 10; a failover within 40 s) or ``fast``
@@ -406,12 +410,19 @@ def createconfig(
     config
         Deep-merged over the whole generated configuration: any Patroni key.
 
+    tls
+        TLS for the REST API, PostgreSQL, replication and pg_rewind, and Basic authentication of the REST API's
+        unsafe endpoints when ``authentication`` has a ``restapi`` role: ``{"ca_server": "<minion id>"}``
+        (certificates the formula has Salt issue, in ``/etc/patroni/tls``) or ``{"ca_file": …, "cert_file": …,
+        "key_file": …}`` (your own PKI); optional ``sslmode`` (``verify-full``, the default, or ``verify-ca``).
+        Default: pillar ``patroni:tls`` (for every cluster of the host). See the README's section Security.
+
     declared
         Plumbing, the formula's rules: pillar must give every secret (Debian's well-known defaults are refused),
         and a config this module wrote is always brought back to the declared content, while another file at
         that path is replaced only with ``force=True``. Default ``False``.
 
-    Every argument but ``force`` and ``declared`` defaults to the same key in pillar
+    Every argument but ``force``, ``declared`` and ``tls`` defaults to the same key in pillar
     ``patroni:clusters:<version>-<cluster>``.
 
     Returns the files, the ports, the changes (secrets masked), warnings, the files ``written`` and those that
@@ -446,9 +457,10 @@ render_config.__signature__ = inspect.signature(createconfig)
 # the pillar the formula renders from
 
 
-PILLAR_CLUSTER_KEYS = OPTIONS + ("purge", "replace_existing")
+# tls is pillar patroni:tls alone: one certificate per host serves all its clusters
+PILLAR_CLUSTER_KEYS = tuple(key for key in OPTIONS if key != "tls") + ("purge", "replace_existing")
 
-PILLAR_KEYS = ("clusters", "dcs", "role", "lookup")
+PILLAR_KEYS = ("clusters", "dcs", "role", "lookup", "tls")
 
 LOOKUP_KEYS = ("packages", "dcs_packages", "vip_packages", "health_timeout")
 
@@ -505,6 +517,10 @@ def _checked_pillar(patroni, empty=False):
     if role is not None and role not in ROLES:
         raise SaltInvocationError(f"pillar patroni:role: {_scrub(repr(role))} is not one role of {', '.join(ROLES)}")
     _check_lookup(patroni.get("lookup"))
+    try:
+        _check_tls(patroni.get("tls"))
+    except SaltInvocationError as exc:
+        raise SaltInvocationError(f"pillar patroni:{exc}") from None
     clusters = patroni.get("clusters")
     if clusters is None and empty:
         clusters = {}
@@ -666,14 +682,42 @@ def _formula_clusters(only):
         named = _rollout_scopes(only)
     except (CommandExecutionError, SaltInvocationError) as exc:
         log.debug("patroni_debian: the formula renders no cluster: %s", _scrub(str(exc), _pillar_secrets(pillar)))
-        return {"valid": False, "clusters": [], "lookup": {}}
+        return {"valid": False, "clusters": [], "lookup": {}, "tls": {}}
     keys = ("version", "cluster", "vip", "dcs_type", "replace_existing", "purge")
     clusters = [
         dict({key: cluster[key] for key in keys}, scope=scope)
         for scope, cluster in sorted(checked.items())
         if named is None or scope in named
     ]
-    return {"valid": True, "clusters": clusters, "lookup": _pillar_get(pillar, "patroni:lookup") or {}}
+    return {
+        "valid": True,
+        "clusters": clusters,
+        "lookup": _pillar_get(pillar, "patroni:lookup") or {},
+        # the host's certificate names every cluster's VIP, whichever clusters a rollout narrows to
+        "tls": _tls_certificate(_check_tls(_pillar_get(pillar, "patroni:tls")), checked.values()),
+    }
+
+
+def _tls_certificate(tls, clusters):
+    """What salt/patroni/tls.sls manages for pillar ``tls`` (checked), or ``{}`` without it: the settings, and the
+    member certificate's names (host name, FQDN, the host's addresses and every declared VIP, in a stable order:
+    a VIP that moves to this host or away must not change the certificate).
+
+    Also ``localhost`` and the loopback addresses: Patroni reads a replica's own timeline over a replication
+    connection to ``localhost`` with the replication role's settings, which verify-full checks like any other."""
+    if not tls:
+        return {}
+    hostname, fqdn = _hostname(), socket.getfqdn()
+    vips = {ipaddress.ip_address(cluster["vip"]) for cluster in clusters if cluster["vip"]}
+    own = {
+        interface.ip
+        for _, interface in (_addresses() if _which("ip") else [])
+        if not (interface.ip.is_loopback or interface.ip.is_link_local)
+    }
+    loopback = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    names = [f"DNS:{name}" for name in dict.fromkeys((hostname, fqdn, "localhost"))]
+    names += [f"IP:{address}" for address in sorted(own | vips | loopback, key=lambda a: (a.version, a))]
+    return dict(tls, CN=fqdn, subjectAltName=", ".join(names))
 
 
 def _per_job(context, jid, name, key, compute, *args):

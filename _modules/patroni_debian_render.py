@@ -102,13 +102,17 @@ OPTIONS = (
     "dynamic",
     "config",
     "program",
+    "tls",
 )
 
 # Options whose pillar value an argument deep-merges into rather than replaces: a replication password given
 # on the command line must not drop the superuser's from pillar.
 MERGED_OPTIONS = ("authentication", "dynamic", "config")
 
-AUTHENTICATION_ROLES = ("replication", "superuser", "rewind")
+AUTHENTICATION_ROLES = ("replication", "superuser", "rewind", "restapi")
+
+# the REST API's role is no PostgreSQL role: Patroni asks its name and password of callers of the unsafe endpoints
+RESTAPI_ROLE_KEYS = ("username", "password")
 
 # what Patroni takes for each role: the name, the password and libpq's TLS settings
 AUTHENTICATION_KEYS = (
@@ -173,6 +177,28 @@ SYSTEM_FOLDERS = (
 )
 
 DATA_PARENTS = ("/", "/home", "/opt", "/srv", "/var", "/var/lib", PG_HOME)  # a data directory may lie below these
+
+TLS_DIR = "/etc/patroni/tls"
+
+# Where the formula puts what a ca_server issues (salt/patroni/tls.sls): the cluster's CA, the member's certificate
+# and its key, root:postgres 0640 (PostgreSQL accepts a root-owned key its group may read; Patroni runs as postgres)
+TLS_ISSUED = {"ca_file": f"{TLS_DIR}/ca.crt", "cert_file": f"{TLS_DIR}/member.crt", "key_file": f"{TLS_DIR}/member.key"}
+
+TLS_FILE_KEYS = tuple(TLS_ISSUED)
+
+TLS_KEYS = ("ca_server", *TLS_FILE_KEYS, "days_valid", "days_remaining", "sslmode")
+
+# verify-full checks the leader's name (its connect address) against its certificate; verify-ca only the CA, for a
+# PKI whose certificates cannot name the members' addresses
+TLS_SSLMODES = ("verify-full", "verify-ca")
+
+TLS_DEFAULTS = {"days_valid": 365, "days_remaining": 30, "sslmode": "verify-full"}
+
+# From PostgreSQL 14 on, passwords are stored as SCRAM by default; an older cluster's roles may hold md5 hashes,
+# which a scram-sha-256 rule would lock out, so those keep md5 (which also accepts SCRAM-hashed passwords).
+SCRAM_SINCE = 14
+
+MINION_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,11 +374,15 @@ def _check_authentication(authentication):
                 f"authentication:{role}: expected a mapping such as {{username: replicator, password: …}}, "
                 f"got {type(credentials).__name__}"
             )
-        _check_known_keys(f"authentication:{role}", credentials, AUTHENTICATION_KEYS)
+        _check_known_keys(
+            f"authentication:{role}", credentials, RESTAPI_ROLE_KEYS if role == "restapi" else AUTHENTICATION_KEYS
+        )
         for key, value in credentials.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
                 raise SaltInvocationError(f"authentication:{role}:{key} must be a string, got {type(value).__name__}")
-        if "username" in credentials:
+        if role == "restapi":
+            _check_restapi_role(credentials)
+        elif "username" in credentials:
             _check_role_name(f"authentication:{role}:username", credentials["username"])
         password = credentials.get("password")
         if password is not None and _has_control_character(str(password)):
@@ -361,6 +391,72 @@ def _check_authentication(authentication):
                 "pgpass file can hold"
             )
     return authentication
+
+
+def _check_restapi_role(credentials):
+    """The REST API's Basic authentication: a name without ``:`` (which ends the name in Basic's encoding) and a
+    password, both given or neither."""
+    username, password = credentials.get("username"), credentials.get("password")
+    if not username or password is None or str(password) == "":
+        raise SaltInvocationError(
+            "authentication:restapi: give both username and password (Basic authentication of the REST API's unsafe "
+            "endpoints), or leave the role out"
+        )
+    if ":" in str(username) or _has_control_character(str(username)) or str(username) != str(username).strip():
+        raise SaltInvocationError(
+            f"authentication:restapi:username: {_scrub(str(username))!r} cannot hold ':', surrounding spaces or a "
+            "control character (HTTP Basic authentication ends the name at the first ':')"
+        )
+
+
+def _check_tls(tls):
+    """Pillar ``patroni:tls`` (or the ``tls`` argument) completed with its defaults, or None without TLS: either
+    ``ca_server`` (certificates issued by Salt, in TLS_ISSUED's files) or all of ``ca_file``, ``cert_file`` and
+    ``key_file`` (the user's own PKI, used as they are)."""
+    if tls is None:
+        return None
+    if not isinstance(tls, dict):
+        raise SaltInvocationError(
+            f"tls: expected a mapping such as {{ca_server: pg1}} or {{ca_file: …, cert_file: …, key_file: …}}, got "
+            f"{type(tls).__name__}"
+        )
+    _check_known_keys("tls", tls, TLS_KEYS)
+    files = [key for key in TLS_FILE_KEYS if tls.get(key) is not None]
+    if tls.get("ca_server") is not None:
+        if files:
+            raise SaltInvocationError(
+                f"tls: ca_server issues the certificates, so {', '.join(files)} cannot be given too; choose "
+                "ca_server or your own ca_file, cert_file and key_file"
+            )
+        server = tls["ca_server"]
+        if not isinstance(server, str) or not MINION_ID_RE.fullmatch(server):
+            raise SaltInvocationError(f"tls:ca_server: {_scrub(repr(server))} is not a minion id")
+    elif len(files) != len(TLS_FILE_KEYS):
+        missing = ", ".join(key for key in TLS_FILE_KEYS if key not in files)
+        raise SaltInvocationError(
+            f"tls: needs ca_server: <minion id> (certificates issued by Salt), or all of ca_file, cert_file and "
+            f"key_file (your own PKI); missing: {missing}"
+        )
+    for key in files:
+        path = tls[key]
+        if not isinstance(path, str) or not os.path.isabs(path) or _has_control_character(path):
+            raise SaltInvocationError(f"tls:{key}: {_scrub(repr(path))} must be an absolute path")
+    settings = {**TLS_DEFAULTS, **(TLS_ISSUED if not files else {}), **{k: v for k, v in tls.items() if v is not None}}
+    for key in ("days_valid", "days_remaining"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SaltInvocationError(f"tls:{key}: {_scrub(repr(value))} must be a whole number of days, at least 1")
+    if settings["days_remaining"] >= settings["days_valid"]:
+        raise SaltInvocationError(
+            f"tls: days_remaining {settings['days_remaining']} must be less than days_valid {settings['days_valid']}, "
+            "or every run would renew the certificate"
+        )
+    if settings["sslmode"] not in TLS_SSLMODES:
+        raise SaltInvocationError(
+            f"tls:sslmode: {_scrub(repr(settings['sslmode']))} is not one of {', '.join(TLS_SSLMODES)} (a connection "
+            "that does not verify the server is not TLS worth the name)"
+        )
+    return settings
 
 
 def _check_role_name(name, value):
@@ -706,24 +802,58 @@ def _hba_line(kind, database, user, address, method):
     return f"{kind:<7} {database:<15} {user:<15} {address:<23} {method}"
 
 
-def _pg_hba(network, rewind_user=None):
-    """Debian's pg_hba entries, plus pg_rewind's way in from the network when there is a rewind user."""
+def _pg_hba(network, rewind_user=None, tls=False, method="md5"):
+    """Debian's pg_hba entries, plus pg_rewind's way in from the network when there is a rewind user. With ``tls``,
+    the network's rules take TLS connections only (``hostssl``): with no rule for the others, they are refused."""
+    network_kind = "hostssl" if tls else "host"
     entries = [
         _hba_line("local", "all", "all", "", "peer"),
-        _hba_line("host", "all", "all", "127.0.0.1/32", "md5"),
-        _hba_line("host", "all", "all", "::1/128", "md5"),
+        _hba_line("host", "all", "all", "127.0.0.1/32", method),
+        _hba_line("host", "all", "all", "::1/128", method),
     ]
     if rewind_user:
         # pg_rewind reads the new leader's files through database postgres; nothing else is opened
-        entries.append(_hba_line("host", "postgres", rewind_user, str(network), "md5"))
-    return entries + [
+        entries.append(_hba_line(network_kind, "postgres", rewind_user, str(network), method))
+    entries += [
         _hba_line("local", "replication", "all", "", "peer"),
-        _hba_line("host", "replication", "all", "127.0.0.1/32", "md5"),
-        _hba_line("host", "replication", "all", "::1/128", "md5"),
-        # Debian's template pads this line for a 9-character placeholder; the same spacing keeps a diff against
-        # a config made by pg_createconfig_patroni down to the differences that matter.
-        f"host    replication     all             {network}               md5",
+        _hba_line("host", "replication", "all", "127.0.0.1/32", method),
+        _hba_line("host", "replication", "all", "::1/128", method),
     ]
+    if tls:
+        return entries + [_hba_line(network_kind, "replication", "all", str(network), method)]
+    # Debian's template pads this line for a 9-character placeholder; the same spacing keeps a diff against a
+    # config made by pg_createconfig_patroni down to the differences that matter.
+    return entries + [f"host    replication     all             {network}               md5"]
+
+
+def _major(version):
+    return int(str(version).split(".")[0])
+
+
+def _with_tls(config, version, tls, restapi_role, network, rewind_user):
+    """``config`` (Debian's, as data) encrypted and authenticated as pillar ``tls`` says: the REST API over https
+    with Basic authentication of its unsafe endpoints, patronictl trusting the CA, PostgreSQL serving TLS, the
+    network's pg_hba rules TLS only (SCRAM from SCRAM_SINCE on), and replication and pg_rewind verifying the
+    leader against the CA."""
+    if restapi_role:
+        config["restapi"]["authentication"] = dict(restapi_role)
+    if not tls:
+        return config
+    ca, cert, key = tls["ca_file"], tls["cert_file"], tls["key_file"]
+    config["restapi"].update(certfile=cert, keyfile=key, cafile=ca)
+    config["ctl"] = {**(config.get("ctl") or {}), "cacert": ca}
+    method = "scram-sha-256" if _major(version) >= SCRAM_SINCE else "md5"
+    dynamic = config["bootstrap"]["dcs"]["postgresql"]
+    dynamic["pg_hba"] = _pg_hba(network, rewind_user, True, method)
+    if method == "scram-sha-256":
+        dynamic["parameters"]["password_encryption"] = method
+    config["postgresql"]["parameters"].update(ssl="on", ssl_cert_file=cert, ssl_key_file=key, ssl_ca_file=ca)
+    for role in ("replication", "rewind"):
+        credentials = config["postgresql"]["authentication"].get(role)
+        if credentials:
+            credentials.setdefault("sslmode", tls["sslmode"])
+            credentials.setdefault("sslrootcert", ca)
+    return config
 
 
 def _with_rewind_credentials(authentication):
@@ -752,13 +882,16 @@ def _program_command(program, action):
     return f"{PYTHON} {shlex.quote(program)} {action}"
 
 
-def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication, program):
-    """The configuration Debian's template yields, as data, with this project's methods and rejoin settings.
+def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, authentication, program, tls=None):
+    """The configuration Debian's template yields, as data, with this project's methods and rejoin settings, and
+    TLS and the REST API's authentication when pillar gives them (``_with_tls``).
 
     An ex-leader that crashed must rejoin unattended: it rewinds as the rewind role (see
     ``_with_rewind_credentials``), and is re-cloned when rewinding fails.
     """
     api = _host_port(hostip, port + RESTAPI_PORT_OFFSET)
+    authentication = dict(authentication)
+    restapi_role = authentication.pop("restapi", None)
     # Debian's superuser has an empty password; Patroni 4's --validate-config refuses one that is not a string,
     # and an absent one means the same to Patroni (peer authentication over the socket).
     authentication = _with_rewind_credentials(
@@ -803,7 +936,7 @@ def _base_config(version, cluster, name, hostip, network, port, data_dir, dcs, a
             "log_filename": f"postgresql-{version}-{cluster}.log",
         },
     }
-    return config
+    return _with_tls(config, version, tls, restapi_role, network, rewind_user)
 
 
 def _dcs_endpoints(dcs_type, settings):
@@ -1020,6 +1153,8 @@ def _arguments_over_pillar(version, cluster, kwargs, pillar):
         else:
             settings[key] = given if given is not None else declared
     settings["dcs"], settings["dcs_source"] = _dcs_source(kwargs.get("dcs"), cluster_pillar, pillar)
+    # one certificate per host serves every cluster on it: TLS is pillar patroni:tls, for all of them
+    settings["tls"] = kwargs.get("tls") if kwargs.get("tls") is not None else _pillar_get(pillar, "patroni:tls")
     return settings
 
 
@@ -1090,6 +1225,7 @@ def _validated(version, cluster, kwargs, pillar):
         "dcs": settings["dcs"],
         "dcs_type": _check_dcs(settings["dcs"], settings["dcs_source"]),
         "program": program,
+        "tls": _check_tls(settings["tls"]),
     }
 
 
@@ -1109,6 +1245,7 @@ def _composed(checked, name, hostip, network, port, data_dir):
         checked["dcs"],
         checked["authentication"],
         checked["program"],
+        checked["tls"],
     )
     config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
     _check_override("dynamic", config["bootstrap"]["dcs"], checked["dynamic"])
@@ -1234,12 +1371,17 @@ def _risks(config):
     """What the config lets in that a reviewer should see: said in every run's warnings, never refused (pillar
     is the master's word, and each has its uses)."""
     risks = []
-    restapi_host = str((config.get("restapi") or {}).get("listen", "")).rpartition(":")[0].strip("[]")
-    if restapi_host in ("", "*", "0.0.0.0", "::") and not (config.get("restapi") or {}).get("authentication"):
+    restapi = config.get("restapi") or {}
+    restapi_host = str(restapi.get("listen", "")).rpartition(":")[0].strip("[]")
+    if not restapi.get("authentication"):
+        where = "every address" if restapi_host in ("", "*", "0.0.0.0", "::") else restapi.get("listen")
         risks.append(
-            "restapi.listen accepts connections on every address and the REST API has no authentication: anyone "
-            "who reaches the port can restart, switch over or reinitialise members"
+            f"the REST API ({where}) has no authentication: anyone who reaches it can switch over, restart or "
+            "reinitialise members and change the cluster's settings; set pillar "
+            f"patroni:clusters:{config.get('scope')}:authentication:restapi and patroni:tls"
         )
+    elif not restapi.get("certfile"):
+        risks.append("the REST API's password crosses the network in clear (no certfile); set pillar patroni:tls")
     hba = (((config.get("bootstrap") or {}).get("dcs") or {}).get("postgresql") or {}).get("pg_hba") or []
     for line in hba:
         words = str(line).split()

@@ -209,6 +209,21 @@ BAD_PILLAR = [
         bad(cluster=with_auth("replication", pasword="x")),
         [WHERE, "did you mean 'password'?"],
     ),
+    # issue 21: TLS and the REST API's role
+    ("tls a string", bad(tls="pg1"), ["pillar patroni:tls", "expected a mapping"]),
+    ("tls key mistyped", bad(tls={"ca_sever": "pg1"}), ["pillar patroni:tls", "did you mean 'ca_server'?"]),
+    ("tls with half a PKI", bad(tls={"ca_file": "/etc/ssl/ca.pem"}), ["pillar patroni:tls", "missing: cert_file"]),
+    ("tls per cluster", bad(cluster={"tls": {"ca_server": "pg1"}}), [WHERE, "unknown key 'tls'"]),
+    (
+        "REST API role without a password",
+        bad(cluster=with_auth("restapi", username="patroni")),
+        [WHERE, "authentication:restapi: give both username and password"],
+    ),
+    (
+        "REST API name with a colon",
+        bad(cluster=with_auth("restapi", username="pat:roni", password=f"Api-{MARKER}")),
+        [WHERE, "cannot hold ':'"],
+    ),
 ]
 
 

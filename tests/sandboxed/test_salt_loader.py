@@ -72,7 +72,9 @@ def test_entry_point_way(minion_dir, tmp_path):
     assert (
         result["written"] == ["/etc/patroni/15-main.yml"] and result["port"] == 5432 and result["restapi_port"] == 8008
     )
-    assert result["warnings"] == []
+    # the one thing a pillar without patroni:tls and a REST API role is told
+    assert len(result["warnings"]) == 1 and "the REST API (" in result["warnings"][0], result["warnings"]
+    assert "has no authentication" in result["warnings"][0]
     assert "S3cret-from-pillar" not in outcome.stdout + outcome.stderr
     assert "Rew1nd-from-pillar" not in outcome.stdout + outcome.stderr
 
