@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+import warnings
 
 import patroni_debian as debian  # the siblings, for their pure helpers (no dunders there)
 import patroni_debian_config as pillar_rules  # its checks of pillar and orchestration arguments
@@ -261,6 +262,40 @@ def members(version, cluster):
         salt pg1 patroni_debian.members 15 main
     """
     return _api(version, cluster).call("GET", "/cluster").get("members", [])
+
+
+@debian._host_errors
+def serves_its_config(version, cluster):
+    """
+    Plumbing: the formula and the orchestrations call it (the ``running`` state); people rarely need to.
+
+    Whether the member's Patroni serves its REST API the way its config file says (https with a ``certfile``,
+    else http). False when the file changed scheme (TLS turned on or off) and Patroni has not read it yet: the
+    configured scheme gets no answer while the other one does. Asked before a member's health, which the
+    project's client reads as the file says. Only GET ``/liveness``, without credentials.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.serves_its_config 15 main
+    """
+    api = _api(version, cluster)
+    try:
+        requests.get(api.base + "/liveness", verify=api.verify, timeout=TIMEOUT)
+        return True
+    except requests.RequestException:
+        pass
+    scheme, _, address = api.base.partition("://")
+    other = ("http" if scheme == "https" else "https") + "://" + address
+    try:
+        # which scheme answers, not what it says: nothing is read from this answer, so it need not be verified
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            requests.get(other + "/liveness", verify=False, timeout=TIMEOUT)
+    except requests.RequestException:
+        return True  # no answer either way: not a matter of scheme, the health wait says what is wrong
+    return False
 
 
 @debian._host_errors

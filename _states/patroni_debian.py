@@ -125,6 +125,30 @@ def program_installed(name):
     return ret
 
 
+def ca_certificate_present(name, ca_server, signing_policy="patroni_debian", **file_args):
+    """
+    The certificate of the cluster's CA, as the CA server ``ca_server`` has it, is in file ``name``: fetched through
+    Salt's x509 module (the signing policy's ``signing_cert``, a peer call to the CA server) and written as
+    ``x509.pem_managed`` writes it (``file_args``: mode, makedirs, …). A CA server that does not answer, or has no
+    CA yet, fails this state with its reason (the formula retries: the CA may be being made in the same run).
+
+    .. code-block:: yaml
+
+        The cluster CA's certificate is here:
+          patroni_debian.ca_certificate_present:
+            - name: /etc/patroni/tls/ca.crt
+            - ca_server: pg1
+    """
+    ret = _ret(name)
+    try:
+        policy = __salt__["x509.get_signing_policy"](signing_policy, ca_server=ca_server)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, f"the CA server {ca_server} gave no CA certificate: {exc}")
+    if not (policy or {}).get("signing_cert"):
+        return _failed(ret, f"the CA server {ca_server} has no signing_cert in its signing policy {signing_policy}")
+    return __states__["x509.pem_managed"](name, text=policy["signing_cert"], **file_args)
+
+
 def configured(name, version, cluster, replace=False):
     """
     ``/etc/patroni/<version>-<cluster>.yml`` (and the ``.vip`` file when pillar sets ``vip``) hold what pillar
@@ -291,6 +315,11 @@ def running(name, version, cluster, timeout=HEALTH_TIMEOUT, ready="healthy"):
             raise CommandExecutionError(f"{plain} is not masked after systemctl mask")
         if not before["enabled"]:
             __salt__["service.enable"](unit)
+        if before["running"] and not __salt__["patroni_debian.serves_its_config"](version, cluster):
+            # TLS turned on or off in the file: its health is asked as the file says, so Patroni reads it first
+            # (mod_watch would, but only after the health wait)
+            __salt__["service.reload"](unit)
+            changes[f"{unit} reloaded"] = "its REST API changed scheme"
         if not before["running"]:
             if __salt__["patroni_debian.clones_when_started"](version, cluster):
                 __salt__["patroni_debian.wait_leader_in_dcs"](version, cluster, timeout=timeout)

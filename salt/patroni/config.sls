@@ -2,6 +2,7 @@
 include:
   - patroni.package
   - patroni.program
+  - patroni.tls
 {%- for c in clusters %}
 
 Patroni {{ c.scope }} is configured:
@@ -11,6 +12,7 @@ Patroni {{ c.scope }} is configured:
     - require:
       - sls: patroni.package
       - sls: patroni.program
+      - sls: patroni.tls
 {%- endfor %}
 {%- for c in clusters %}
 

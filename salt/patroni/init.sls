@@ -3,6 +3,7 @@ include:
   - patroni.validate
   - patroni.package
   - patroni.program
+  - patroni.tls
   - patroni.config
   - patroni.service
   - patroni.vip

@@ -23,4 +23,6 @@ Patroni {{ c.scope }} has no foreign cluster in its way:
       - patroni_debian: Patroni {{ c.scope }} has no foreign cluster in its way
     - watch:
       - patroni_debian: Patroni {{ c.scope }} is configured
+      # a renewed certificate is read on reload: Patroni's REST API when its serial changed, PostgreSQL on SIGHUP
+      - sls: patroni.tls
 {%- endfor %}
