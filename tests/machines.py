@@ -409,11 +409,14 @@ class Machine:
         children = subprocess.run(["pgrep", "-P", str(self.nspawn.pid)], capture_output=True, text=True).stdout.split()
         return int(children[0]) if children else None
 
-    def run(self, argv, check=True, timeout=120):
+    def run(self, argv, check=True, timeout=120, env=None):
+        """``argv`` run as root on the machine; ``env`` added to the environment (a secret goes there, never into
+        the arguments)."""
         pid = self.init_pid()
         if pid is None:
             raise AssertionError(f"{self.name} is not running")
-        return netlab.run_inside(self.name, ["nsenter", "-t", str(pid), "-a", "--"], argv, check, timeout)
+        enter = ["nsenter", "-t", str(pid), "-a", "--"]
+        return netlab.run_inside(self.name, enter, argv, check, timeout, env={**os.environ, **(env or {})})
 
     def power_cut(self):
         """SIGKILL of the machine's systemd: everything in it dies at once, its disk stays as it was."""
@@ -491,6 +494,8 @@ class MachineLab(netlab.Lab):
             "log_file": str(config / "master.log"),
             "log_level_logfile": "info",
             "timeout": 30,
+            # the members' certificates are signed by the CA server through Salt's x509 module (README, Security)
+            "peer": {".*": ["x509.sign_remote_certificate"]},
         }
         (config / "master").write_text(json.dumps(master))
         self.salt_config = config

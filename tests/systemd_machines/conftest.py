@@ -13,7 +13,7 @@ import time
 
 import machines
 import pytest
-from starting_points import bare_machines, fresh_machines, orchestrated  # noqa: F401 - fixtures for every module
+from starting_points import bare_machines, fresh_machines, orchestrated, tls_cluster  # noqa: F401 - for every module
 
 
 @pytest.fixture(scope="session", params=machines.releases())
@@ -44,6 +44,7 @@ ORDER = (
     "restartable",
     "fresh_machines spoils",
     "bare_machines",
+    "tls_cluster",
     "formula_cluster",
     "formula_cluster spoils",
     "debian_way",

@@ -6,21 +6,44 @@ import json
 import netlab
 
 PASSWORD = "Formula-Repl-5e2b"
+RESTAPI_PASSWORD = "Formula-Api-9c4d"
 API_PORT = 8008
+CA_FILE = "/etc/patroni/tls/ca.crt"
+
+# the CA server's signing policy, as the README's Security section shows it
+SIGNING_POLICY = {
+    "patroni_debian": [
+        {"minions": "pg*"},
+        {"signing_private_key": "/etc/patroni/tls/ca.key"},
+        {"signing_cert": CA_FILE},
+        {"basicConstraints": "critical, CA:false"},
+        {"keyUsage": "critical, digitalSignature, keyEncipherment"},
+        {"extendedKeyUsage": "serverAuth, clientAuth"},
+        {"subjectKeyIdentifier": "hash"},
+        {"authorityKeyIdentifier": "keyid:always"},
+    ]
+}
 
 
 def config_path(version):
     return f"/etc/patroni/{version}-main.yml"
 
 
-def pillar(lab, dynamic=None, password=PASSWORD, more=()):
-    """<version>-main (and the clusters named in ``more``) with the fast timing profile, on the lab's etcd."""
+def pillar(lab, dynamic=None, password=PASSWORD, more=(), tls=None):
+    """<version>-main (and the clusters named in ``more``) with the fast timing profile, on the lab's etcd. With
+    ``tls`` (pillar patroni:tls, e.g. ``{"ca_server": "pg1"}``), the REST API's role too, and the CA server's
+    signing policy."""
     clusters = {}
     for scope in (f"{lab.version}-main", *more):
         clusters[scope] = {"timing": "fast", **({"dynamic": dynamic} if dynamic else {})}
         if password:
             clusters[scope]["authentication"] = {"replication": {"password": password}}
-    return {"patroni": {"dcs": lab.dcs(), "clusters": clusters}}
+        if tls:
+            restapi = {"username": "patroni", "password": RESTAPI_PASSWORD}
+            clusters[scope].setdefault("authentication", {})["restapi"] = restapi
+    if not tls:
+        return {"patroni": {"dcs": lab.dcs(), "clusters": clusters}}
+    return {"patroni": {"dcs": lab.dcs(), "clusters": clusters, "tls": tls}, "x509_signing_policies": SIGNING_POLICY}
 
 
 def start_times(lab, names=None):

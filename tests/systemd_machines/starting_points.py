@@ -128,3 +128,29 @@ def make_orchestrated(lab):
 
 
 orchestrated = starting_point("orchestrated", make_orchestrated, streaming)
+
+
+def tls_streaming(lab):
+    """Every member healthy as the project's own client sees it over https, verified against the cluster's CA
+    (``patroni_debian.status`` on pg1: one leader, no problem), with the same pillar."""
+    answer = lab.salt("pg1", "patroni_debian.status", lab.version, "main").get("pg1")
+    if not isinstance(answer, dict) or answer.get("problems") or not answer.get("leader"):
+        return None
+    return sorted(answer["members"]), pillar_files(lab)
+
+
+def make_tls_cluster(lab):
+    """Machines of the bare image given pillar patroni:tls (pg1 the CA server) and the REST API's role, then one
+    highstate on all three at once: a cluster whose REST API, replication and pg_rewind use TLS. Returns the
+    highstate's returns."""
+    import highstate
+
+    lab.set_pillar(highstate.pillar(lab, tls={"ca_server": "pg1"}))
+    returns = highstate.highstate(lab)
+    failed, _, _ = highstate.outcomes(returns)
+    assert not failed, failed
+    netlab.wait_until("every member healthy over https", lambda: tls_streaming(lab), 120)
+    return returns
+
+
+tls_cluster = starting_point("tls_cluster", make_tls_cluster, tls_streaming, bare=True)

@@ -7,9 +7,9 @@ on each release of $PATRONI_DEBIAN_RELEASES. Each test starts from the session's
 
 import time
 
-import netlab
 import pytest
-from highstate import API_PORT, highstate, outcomes, pillar
+from highstate import highstate, outcomes, pillar
+from starting_points import arrived, make_tls_cluster, tls_streaming
 
 
 def packages(lab):
@@ -55,23 +55,24 @@ def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare
     assert fingerprint(lab) == before
 
 
-def test_one_highstate_takes_bare_machines_to_a_healthy_cluster(bare_lab, timings):
+def test_one_highstate_takes_bare_machines_to_a_healthy_cluster_with_tls(bare_lab, timings):
+    """From the bare image to a healthy cluster by one highstate on all three machines at once, with pillar
+    patroni:tls: pg1 makes the cluster's CA while the others wait for it to sign their certificates. The lab is then
+    where ``tls_cluster`` starts (test_tls.py checks the TLS)."""
     lab = bare_lab
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
-    lab.set_pillar(pillar(lab))
     started = time.monotonic()
-    returns = highstate(lab)
-    timings[f"formula: bare machines → healthy cluster (packages installed by highstate) ({lab.release})"] = (
+    returns = make_tls_cluster(lab)
+    timings[f"formula: bare machines → healthy cluster with TLS (packages installed by highstate) ({lab.release})"] = (
         time.monotonic() - started
     )
-    failed, changed, _ = outcomes(returns)
-    assert not failed, failed
+    _, changed, _ = outcomes(returns)
     assert all(
         f"{name}: PostgreSQL, Patroni and the DCS client are installed" in changed for name in ("pg1", "pg2", "pg3")
     )
     assert installed(lab) == {name: packages(lab) for name in ("pg1", "pg2", "pg3")}
-    leader, timeline = netlab.health(lab.nodes, API_PORT)
-    assert timeline == 1
+    status = lab.salt("pg1", "patroni_debian.status", lab.version, "main")["pg1"]
+    assert status["timeline"] == 1 and not status["problems"], status
     # the only cluster is Patroni's: Debian created none of its own
     listings = lab.salt("*", "cmd.run", "pg_lsclusters -h")
     assert all(
@@ -79,3 +80,4 @@ def test_one_highstate_takes_bare_machines_to_a_healthy_cluster(bare_lab, timing
     )
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
+    arrived(lab, "tls_cluster", tls_streaming)
