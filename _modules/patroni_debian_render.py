@@ -826,6 +826,13 @@ def _pg_hba(network, rewind_user=None, tls=False, method="md5"):
     return entries + [f"host    replication     all             {network}               md5"]
 
 
+def _dcs_uses_https(settings):
+    """Whether an etcd section reaches etcd over https (``protocol: https``, or https URLs)."""
+    hosts = settings.get("hosts") or settings.get("host") or []
+    urls = [settings.get("url") or "", *(hosts.split(",") if isinstance(hosts, str) else hosts)]
+    return settings.get("protocol") == "https" or any(str(url).strip().startswith("https://") for url in urls)
+
+
 def _major(version):
     return int(str(version).split(".")[0])
 
@@ -833,13 +840,19 @@ def _major(version):
 def _with_tls(config, version, tls, restapi_role, network, rewind_user):
     """``config`` (Debian's, as data) encrypted and authenticated as pillar ``tls`` says: the REST API over https
     with Basic authentication of its unsafe endpoints, patronictl trusting the CA, PostgreSQL serving TLS, the
-    network's pg_hba rules TLS only (SCRAM from SCRAM_SINCE on), and replication and pg_rewind verifying the
-    leader against the CA."""
+    network's pg_hba rules TLS only (SCRAM from SCRAM_SINCE on), replication and pg_rewind verifying the leader
+    against the CA, and an etcd reached over https with the CA and the member's certificate (vip-manager takes
+    them from the same section)."""
     if restapi_role:
         config["restapi"]["authentication"] = dict(restapi_role)
     if not tls:
         return config
     ca, cert, key = tls["ca_file"], tls["cert_file"], tls["key_file"]
+    for dcs_type in ("etcd", "etcd3"):
+        if isinstance(config.get(dcs_type), dict) and _dcs_uses_https(config[dcs_type]):
+            # the DCS section's own files win; else the member's, which etcd's client-cert-auth also accepts
+            for name, value in (("cacert", ca), ("cert", cert), ("key", key)):
+                config[dcs_type].setdefault(name, value)
     config["restapi"].update(certfile=cert, keyfile=key, cafile=ca)
     config["ctl"] = {**(config.get("ctl") or {}), "cacert": ca}
     method = "scram-sha-256" if _major(version) >= SCRAM_SINCE else "md5"

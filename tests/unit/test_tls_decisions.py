@@ -14,7 +14,7 @@ import patroni_debian_render as render  # noqa: E402  pylint: disable=wrong-impo
 MARKER = "Tls-secret-marker"
 
 
-def config(version="15", tls=None, authentication=None):
+def config(version="15", tls=None, authentication=None, etcd=None):
     return render._base_config(
         version,
         "main",
@@ -23,7 +23,7 @@ def config(version="15", tls=None, authentication=None):
         ipaddress.ip_interface("10.0.0.11/24"),
         5432,
         f"/var/lib/postgresql/{version}/main",
-        {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
+        {"etcd3": etcd or {"hosts": ["10.0.0.5:2379"]}},
         authentication or {"replication": {"password": MARKER}},
         "/usr/share/patroni-debian/patroni_debian.py",
         render._check_tls(tls),
@@ -149,3 +149,29 @@ def test_a_rest_api_role_that_cannot_authenticate_is_refused_and_its_password_ne
     with pytest.raises(SaltInvocationError) as raised:
         render._check_authentication({"restapi": credentials})
     assert says in str(raised.value) and MARKER not in str(raised.value), raised.value
+
+
+@pytest.mark.parametrize(
+    "etcd",
+    [
+        {"hosts": ["10.0.0.5:2379"], "protocol": "https"},
+        {"hosts": "https://10.0.0.5:2379,https://10.0.0.6:2379"},
+        {"url": "https://10.0.0.5:2379"},
+    ],
+)
+def test_an_etcd_reached_over_https_gets_the_ca_and_the_member_s_certificate(etcd):
+    secured = config(tls={"ca_server": "pg1"}, etcd=dict(etcd))
+    files = {key: secured["etcd3"][key] for key in ("cacert", "cert", "key")}
+    assert files == {
+        "cacert": "/etc/patroni/tls/ca.crt",
+        "cert": "/etc/patroni/tls/member.crt",
+        "key": "/etc/patroni/tls/member.key",
+    }
+
+
+def test_an_etcd_over_http_or_with_its_own_files_is_left_as_it_is():
+    own = {"hosts": ["10.0.0.5:2379"], "protocol": "https", "cacert": "/etc/etcd/ca.pem"}
+    for etcd in ({"hosts": ["10.0.0.5:2379"]}, own):
+        secured = config(tls={"ca_server": "pg1"}, etcd=dict(etcd))
+        assert {key: secured["etcd3"][key] for key in etcd} == etcd
+        assert ("cert" in secured["etcd3"]) == (etcd is own)
