@@ -466,6 +466,7 @@ class Lab:
         self.nodes = []
         self.count = nodes
         self.etcd = None
+        self.tls_etcd = None  # a second etcd, served over TLS with client certificates (start_tls_etcd)
         self._fetcher, self._helpers_lock = None, threading.Lock()  # helpers made on first use, once
 
     def __enter__(self):
@@ -551,6 +552,39 @@ class Lab:
             )
         wait_until("etcd healthy", lambda: '"health":"true"' in self.http(f"{client}/health"), timeout=30)
 
+    def start_tls_etcd(self, ca, cert, key):
+        """A second etcd beside the lab's, at the gateway's port 2381, served over https with ``cert`` and ``key``
+        and taking only clients whose certificate ``ca`` signed (--client-cert-auth); its data in the lab's folder.
+        Returns its ``host:port``. Stopped with the lab, or by :py:meth:`stop_tls_etcd`."""
+        endpoint = f"{self.slot.gateway}:2381"
+        client, peer = f"https://{endpoint}", f"http://{self.slot.gateway}:2382"
+        tls = ["--cert-file", str(cert), "--key-file", str(key), "--trusted-ca-file", str(ca), "--client-cert-auth"]
+        with open(self.root / "etcd-tls.log", "ab") as log:
+            self.tls_etcd = subprocess.Popen(
+                ["ip", "netns", "exec", self.switch, "etcd", "--name", "tls", "--data-dir", str(self.root / "etcd-tls")]
+                + ["--listen-client-urls", client, "--advertise-client-urls", client]
+                + [
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    f"tls={peer}",
+                ]
+                + tls,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return endpoint
+
+    def stop_tls_etcd(self):
+        if self.tls_etcd is not None:
+            self.tls_etcd.kill()
+            self.tls_etcd.wait()
+            self.tls_etcd = None
+            shutil.rmtree(self.root / "etcd-tls", ignore_errors=True)
+
     def stop_etcd(self):
         """The DCS gone: etcd killed (connections refused), its data kept for :py:meth:`start_etcd`."""
         self.etcd.kill()
@@ -620,6 +654,7 @@ class Lab:
         if self.etcd is not None:
             self.etcd.kill()
             self.etcd.wait()
+        self.stop_tls_etcd()
         if self.slot is not None:
             remove_stale(self.slot)
             self.slot.release()

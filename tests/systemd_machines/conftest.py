@@ -45,6 +45,7 @@ ORDER = (
     "fresh_machines spoils",
     "bare_machines",
     "tls_cluster",
+    "tls_cluster spoils",
     "formula_cluster",
     "formula_cluster spoils",
     "debian_way",

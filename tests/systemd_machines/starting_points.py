@@ -139,13 +139,24 @@ def tls_streaming(lab):
     return sorted(answer["members"]), pillar_files(lab)
 
 
-def make_tls_cluster(lab):
-    """Machines of the bare image given pillar patroni:tls (pg1 the CA server) and the REST API's role, then one
-    highstate on all three at once: a cluster whose REST API, replication and pg_rewind use TLS. Returns the
-    highstate's returns."""
+def tls_pillar(lab, more=()):
+    """The formula's pillar with patroni:tls (pg1 the CA server) and the REST API's role, and a VIP for
+    <version>-main, which every member's certificate names (vip-manager 1.0.2 on bookworm follows etcd's v2 API,
+    vip-manager2 on trixie etcd3)."""
     import highstate
 
-    lab.set_pillar(highstate.pillar(lab, tls={"ca_server": "pg1"}))
+    wanted = highstate.pillar(lab, tls={"ca_server": "pg1"}, more=more)
+    dcs = lab.dcs("etcd3" if lab.release == "trixie" else "etcd")
+    wanted["patroni"]["clusters"][f"{lab.version}-main"].update(vip=lab.slot.vip, dcs=dcs)
+    return wanted
+
+
+def make_tls_cluster(lab):
+    """Machines of the bare image given ``tls_pillar``, then one highstate on all three at once: a cluster whose
+    REST API, replication and pg_rewind use TLS, with a VIP. Returns the highstate's returns."""
+    import highstate
+
+    lab.set_pillar(tls_pillar(lab))
     returns = highstate.highstate(lab)
     failed, _, _ = highstate.outcomes(returns)
     assert not failed, failed

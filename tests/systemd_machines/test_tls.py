@@ -8,11 +8,14 @@ move of a cluster to TLS and back, which starts from the rollout's cluster witho
 """
 
 import json
+import shutil
+import subprocess
 
 import highstate as formula
 import netlab
+import pytest
 from highstate import CA_FILE, PASSWORD, RESTAPI_PASSWORD, failures, highstate, outcomes, pillar
-from starting_points import streaming
+from starting_points import streaming, tls_pillar
 
 API_PORT = 8008
 
@@ -133,6 +136,16 @@ def test_replication_is_tls_verified_and_a_network_login_without_tls_is_refused(
     query = ["psql", "-X", "-A", "-t", "-q", "-c", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"]
     verified = client.run(["psql", f"{target} sslmode=verify-full", *query[1:]], env=env)
     assert verified.stdout.strip() == "t", verified
+    # by the VIP too, which the leader holds and every member's certificate names
+    by_vip = target.replace(f"host={primary.address}", f"host={lab.slot.vip}")
+    netlab.wait_until(
+        "the VIP answers with a certificate it names",
+        lambda: (
+            client.run(["psql", f"{by_vip} sslmode=verify-full", *query[1:]], env=env, check=False).stdout.strip()
+            == "t"
+        ),
+        30,
+    )
     plain = client.run(["psql", f"{target} sslmode=disable", *query[1:]], env=env, check=False)
     assert plain.returncode != 0 and "no pg_hba.conf entry" in plain.stderr and "no encryption" in plain.stderr, plain
 
@@ -305,7 +318,10 @@ def test_a_running_cluster_moves_to_tls_and_back_by_pillar_and_orchestration_wit
         netlab.wait_until("every member streaming over http", lambda: netlab.health(lab.nodes, API_PORT), 60)
         assert netlab.health(lab.nodes, API_PORT)[0] == leader
         assert "hostssl" not in sql(primary, "SELECT string_agg(DISTINCT type, ',') FROM pg_hba_file_rules")
-        unset = {"postgresql": {"parameters": {"password_encryption": None}}}
+        # each member renders the network's rules with its own address (10.0.0.12/24 for 10.0.0.0/24, as Debian
+        # does): the same rules to PostgreSQL, another text to the starting point's check, which the rollout's made
+        made = lab.checked[0]["postgresql"]["pg_hba"]
+        unset = {"postgresql": {"parameters": {"password_encryption": None}, "pg_hba": made}}
         status, body = call(primary, f"http://{primary.address}:{API_PORT}/config", "PATCH", body=unset)
         assert status == 200, (status, body)
     finally:
@@ -313,4 +329,73 @@ def test_a_running_cluster_moves_to_tls_and_back_by_pillar_and_orchestration_wit
     assert len(acknowledged) > 50 and acknowledged <= stored, sorted(acknowledged - stored)[:10]
     assert postmasters(lab) == before
     # the starting point kept for the next test, once every member's view of the DCS has the patch
-    netlab.wait_until("the rollout's cluster as it was", lambda: streaming(lab) == lab.checked, 30)
+    try:
+        netlab.wait_until("the rollout's cluster as it was", lambda: streaming(lab) == lab.checked, 30)
+    except TimeoutError:
+        now = streaming(lab)
+        live, made = (now or [{}])[0], lab.checked[0]
+        differ = {
+            key: (made.get(key), live.get(key)) for key in set(live) | set(made) if live.get(key) != made.get(key)
+        }
+        raise AssertionError(f"the live settings differ from the rollout's: {differ}") from None
+
+
+def etcdctl(lab, endpoint, files, *args, certificate=True):
+    """``etcdctl`` from the lab's switch against the etcd at ``endpoint``, trusting the cluster's CA; with
+    ``certificate``, as pg1 (its member certificate and key)."""
+    argv = ["ip", "netns", "exec", lab.switch, "etcdctl", f"--endpoints=https://{endpoint}", f"--cacert={files}/ca.crt"]
+    if certificate:
+        argv += [f"--cert={files}/member.crt", f"--key={files}/member.key"]
+    return subprocess.run(argv + ["--dial-timeout=3s", *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.spoils
+def test_a_cluster_on_an_etcd_that_takes_only_certificates_runs_on_the_members_own(tls_cluster):
+    """Issue 21, the DCS client: a second cluster whose pillar DCS is an etcd served over https that takes only
+    clients with a certificate of the cluster's CA (--client-cert-auth). With pillar patroni:tls, each member's
+    etcd3 section gets the CA and its own certificate and key: the cluster bootstraps and streams, its leader key
+    is in that etcd, and a client without a certificate is refused."""
+    lab = tls_cluster
+    ca_server = machine(lab, "pg1")
+    files = lab.root / "etcd-tls-files"
+    files.mkdir(exist_ok=True)
+    key, cert = "/root/etcd-server.key", "/root/etcd-server.crt"
+    lab.salt("pg1", "x509.create_private_key", f"path={key}", "algo=ec", "keysize=256")
+    issued = lab.salt(
+        "pg1",
+        "x509.create_certificate",
+        "signing_private_key=/etc/patroni/tls/ca.key",
+        f"signing_cert={CA_FILE}",
+        f"private_key={key}",
+        "CN=etcd",
+        f"subjectAltName=IP:{lab.slot.gateway}",
+        "extendedKeyUsage=serverAuth, clientAuth",  # etcd calls itself with it (its gateway)
+        "days_valid=2",
+        f"path={cert}",
+    )
+    assert "written" in str(issued["pg1"]), issued
+    for source, name in ((key, "etcd.key"), (cert, "etcd.crt"), (CA_FILE, "ca.crt")):
+        shutil.copy(ca_server.merged / source.lstrip("/"), files / name)
+    for name in ("member.crt", "member.key"):
+        shutil.copy(ca_server.merged / "etc/patroni/tls" / name, files / name)
+    endpoint = lab.start_tls_etcd(files / "ca.crt", files / "etcd.crt", files / "etcd.key")
+    try:
+        netlab.wait_until(
+            "the TLS etcd healthy", lambda: etcdctl(lab, endpoint, files, "endpoint", "health").returncode == 0, 30
+        )
+        secure = f"{lab.version}-secure"
+        wanted = tls_pillar(lab, more=(secure,))
+        wanted["patroni"]["clusters"][secure].update(
+            port=5433, dcs={"etcd3": {"hosts": [endpoint], "protocol": "https"}}
+        )
+        lab.set_pillar(wanted)
+        failed, _, _ = outcomes(highstate(lab))
+        assert not failed, failed
+        status = lab.salt("pg1", "patroni_debian.status", lab.version, "secure")["pg1"]
+        assert status["leader"] and not status["problems"] and len(status["members"]) == 3, status
+        leader = etcdctl(lab, endpoint, files, "get", "--print-value-only", f"/postgresql-common/{secure}/leader")
+        assert leader.stdout.strip() == status["leader"], leader
+        refused = etcdctl(lab, endpoint, files, "get", f"/postgresql-common/{secure}/leader", certificate=False)
+        assert refused.returncode != 0, refused
+    finally:
+        lab.stop_tls_etcd()
