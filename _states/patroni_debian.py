@@ -130,7 +130,8 @@ def ca_certificate_present(name, ca_server, signing_policy="patroni_debian", **f
     The certificate of the cluster's CA, as the CA server ``ca_server`` has it, is in file ``name``: fetched through
     Salt's x509 module (the signing policy's ``signing_cert``, a peer call to the CA server) and written as
     ``x509.pem_managed`` writes it (``file_args``: mode, makedirs, …). A CA server that does not answer, or has no
-    CA yet, fails this state with its reason (the formula retries: the CA may be being made in the same run).
+    CA yet, fails this state with its reason (the formula retries: the CA may be being made in the same run); in
+    test mode that is a predicted change, with what the CA server said.
 
     .. code-block:: yaml
 
@@ -143,6 +144,14 @@ def ca_certificate_present(name, ca_server, signing_policy="patroni_debian", **f
     try:
         policy = __salt__["x509.get_signing_policy"](signing_policy, ca_server=ca_server)
     except (CommandExecutionError, SaltInvocationError) as exc:
+        if __opts__["test"]:
+            # a dry run before the CA server has run the formula: its CA is made by the same run, not yet there
+            ret.update(
+                result=None,
+                changes={name: f"the CA certificate of {ca_server}"},
+                comment=f"{name}: would be fetched from {ca_server} once it has made its CA (now it says: {exc})",
+            )
+            return ret
         return _failed(ret, f"the CA server {ca_server} gave no CA certificate: {exc}")
     if not (policy or {}).get("signing_cert"):
         return _failed(ret, f"the CA server {ca_server} has no signing_cert in its signing policy {signing_policy}")
