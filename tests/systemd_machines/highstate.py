@@ -46,6 +46,11 @@ def pillar(lab, dynamic=None, password=PASSWORD, more=(), tls=None):
     return {"patroni": {"dcs": lab.dcs(), "clusters": clusters, "tls": tls}, "x509_signing_policies": SIGNING_POLICY}
 
 
+def machine(lab, name):
+    """The lab machine named ``name`` (pg1, pg2, …)."""
+    return next(node for node in lab.nodes if node.name == name)
+
+
 def start_times(lab, names=None):
     """Each member's postmaster start time (of ``names`` only, when given): a restart would change it. Every member
     asked for must answer."""

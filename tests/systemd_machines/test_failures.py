@@ -11,7 +11,7 @@ import time
 import highstate
 import netlab
 import pytest
-from highstate import API_PORT, failures, outcomes, pillar
+from highstate import API_PORT, failures, machine, outcomes, pillar
 
 
 ACKNOWLEDGED = "/var/tmp/acknowledged"  # on the machine's disk: a power cut keeps it (its /tmp is a tmpfs)
@@ -21,10 +21,6 @@ def rollout(lab):
     code, steps, _ = highstate.orchestrate(lab, "orch.patroni")
     assert code == 0, failures(steps)
     return netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 120)
-
-
-def machine(lab, name):
-    return next(node for node in lab.nodes if node.name == name)
 
 
 def sql(node, statement):

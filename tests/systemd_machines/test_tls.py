@@ -14,7 +14,7 @@ import subprocess
 import highstate as formula
 import netlab
 import pytest
-from highstate import CA_FILE, PASSWORD, RESTAPI_PASSWORD, failures, highstate, outcomes, pillar
+from highstate import CA_FILE, PASSWORD, RESTAPI_PASSWORD, failures, highstate, machine, outcomes, pillar
 from starting_points import streaming, tls_pillar
 
 API_PORT = 8008
@@ -37,10 +37,6 @@ except urllib.error.HTTPError as error:
 except Exception as error:
     print(json.dumps([None, f"{type(error).__name__}: {error}"]))
 """
-
-
-def machine(lab, name):
-    return next(node for node in lab.nodes if node.name == name)
 
 
 def call(client, url, method="GET", auth=None, body=None):
@@ -102,8 +98,8 @@ def _led_by(lab, name):
         return False
 
 
-def sql(node, statement, user="postgres"):
-    argv = ["runuser", "-u", user, "--", "psql", "-X", "-A", "-t", "-q", "-c", statement]
+def sql(node, statement):
+    argv = ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-c", statement]
     return node.run(argv).stdout.strip()
 
 
