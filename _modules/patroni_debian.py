@@ -113,6 +113,9 @@ LOCK_FILE = "/run/postgresql/patroni-debian.lock"
 
 LOCK_WAIT = 120
 
+# The same for an etcd member's configuration, on hosts that may have no PostgreSQL (so no postgres account)
+ETCD_LOCK_FILE = "/run/lock/patroni-debian-etcd.lock"
+
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 MAX_WAIT = 86400  # seconds: the longest wait any timeout may ask for
 
@@ -240,21 +243,22 @@ def _file_kind(mode):
 
 
 @contextlib.contextmanager
-def _host_lock(what):
+def _host_lock(what, lock_file=LOCK_FILE):
     """Hold the host's lock while ``what`` decides from the host's state and acts on it.
 
     Two runs at once would otherwise both see a port or a data directory free and both take it. Waits up to
-    LOCK_WAIT seconds for another run, then says which lock is held.
+    LOCK_WAIT seconds for another run, then says which lock is held. ``lock_file``: another lock than
+    PostgreSQL's (in a folder that exists).
     """
-    if not os.path.isdir(LOCK_DIR):
+    if lock_file == LOCK_FILE and not os.path.isdir(LOCK_DIR):
         uid, gid = _account(CONFIG_OWNER)
         os.makedirs(LOCK_DIR, mode=0o2775, exist_ok=True)  # as postgresql-common's tmpfiles.d makes it
         os.chown(LOCK_DIR, uid, gid)
         os.chmod(LOCK_DIR, 0o2775)
     try:
-        handle = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        handle = os.open(lock_file, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise CommandExecutionError(f"cannot open the lock {LOCK_FILE}: {exc.strerror}") from None
+        raise CommandExecutionError(f"cannot open the lock {lock_file}: {exc.strerror}") from None
 
     def take():
         try:
@@ -266,7 +270,7 @@ def _host_lock(what):
     try:
         if _poll(take, time.monotonic() + LOCK_WAIT, interval=0.05) is None:
             raise CommandExecutionError(
-                f"{what}: another run has held {LOCK_FILE} for {LOCK_WAIT} s; try again when it is done"
+                f"{what}: another run has held {lock_file} for {LOCK_WAIT} s; try again when it is done"
             )
         yield
     finally:
@@ -431,6 +435,14 @@ def _check_seconds(name, value):
     if not 0 < seconds <= MAX_WAIT:
         raise SaltInvocationError(f"{name}: {value!r} must be more than 0 and at most {MAX_WAIT} seconds")
     return seconds
+
+
+def _text_table(title, columns, rows):
+    """``title``, then ``rows`` (tuples of text) under ``columns``, each column as wide as its widest cell."""
+    cells = [tuple(columns)] + [tuple(row) for row in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    return "\n".join([title] + lines)
 
 
 def _has_control_character(text):

@@ -52,6 +52,7 @@ from patroni_debian_render import (
     VIP_OWNER,
     _addresses,
     _check_known_keys,
+    _check_etcd,
     _check_tls,
     _composed,
     _dcs_answers,
@@ -492,7 +493,8 @@ def check_pillar():
 
         salt '*' patroni_debian.check_pillar
     """
-    checked = _checked_pillar(_pillar_get(_minion_pillar(), "patroni"))
+    pillar = _minion_pillar()
+    checked = _checked_pillar(_pillar_get(pillar, "patroni"), etcd=_pillar_get(pillar, "etcd"))
     addresses = _addresses() if _which("ip") else []
     for scope, cluster in checked.items():
         try:
@@ -503,9 +505,10 @@ def check_pillar():
     return {scope: {key: cluster[key] for key in keys} for scope, cluster in checked.items()}
 
 
-def _checked_pillar(patroni, empty=False):
+def _checked_pillar(patroni, empty=False, etcd=None):
     """Pillar ``patroni`` checked without the host (but for its DCS fragment file): ``{scope: facts}``. With
-    ``empty``, a pillar that declares no cluster at all (no ``clusters``, or ``{}``) is valid."""
+    ``empty``, a pillar that declares no cluster at all (no ``clusters``, or ``{}``) is valid. ``etcd``: pillar
+    ``etcd``, checked too, the clusters' DCS when ``patroni:dcs`` names none."""
     if not isinstance(patroni, dict):
         raise SaltInvocationError(
             "pillar patroni "
@@ -521,6 +524,10 @@ def _checked_pillar(patroni, empty=False):
         _check_tls(patroni.get("tls"))
     except SaltInvocationError as exc:
         raise SaltInvocationError(f"pillar patroni:{exc}") from None
+    try:
+        _check_etcd(etcd)
+    except SaltInvocationError as exc:
+        raise SaltInvocationError(f"pillar {exc}") from None
     clusters = patroni.get("clusters")
     if clusters is None and empty:
         clusters = {}
@@ -530,7 +537,7 @@ def _checked_pillar(patroni, empty=False):
     for scope, settings in clusters.items():
         where = f"pillar patroni:clusters:{scope}" if _is_scope(scope) else "pillar patroni:clusters"
         try:
-            cluster = _checked_pillar_cluster(scope, settings, {"patroni": patroni})
+            cluster = _checked_pillar_cluster(scope, settings, {"patroni": patroni, "etcd": etcd})
             for what, port in cluster["claims"].items():
                 if port in claims:
                     raise SaltInvocationError(f"{what}: {port} is also {claims[port]}")
@@ -678,7 +685,7 @@ def formula_clusters(only=None):
 def _formula_clusters(only):
     pillar = _minion_pillar()
     try:
-        checked = _checked_pillar(_pillar_get(pillar, "patroni"))
+        checked = _checked_pillar(_pillar_get(pillar, "patroni"), etcd=_pillar_get(pillar, "etcd"))
         named = _rollout_scopes(only)
     except (CommandExecutionError, SaltInvocationError) as exc:
         log.debug("patroni_debian: the formula renders no cluster: %s", _scrub(str(exc), _pillar_secrets(pillar)))
@@ -764,7 +771,7 @@ def declared_clusters():
                 "declare no cluster"
             )
         return []
-    return sorted(_checked_pillar(patroni, empty=True))
+    return sorted(_checked_pillar(patroni, empty=True, etcd=_pillar_get(pillar, "etcd")))
 
 
 def _rollout_scopes(clusters):

@@ -124,8 +124,8 @@ def _unhealthy(view):
     return why
 
 
-def _table(scope, rows):
-    cells = [TABLE_COLUMNS] + [
+def _table(scope, members):
+    rows = [
         (
             name,
             f"{row['host']}:{row['port']}",
@@ -136,11 +136,9 @@ def _table(scope, rows):
             "yes" if row["pending_restart"] else "",
             ",".join(f"{key}={value}" for key, value in sorted(row["tags"].items())),
         )
-        for name, row in rows.items()
+        for name, row in members.items()
     ]
-    widths = [max(len(line[column]) for line in cells) for column in range(len(TABLE_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
-    return "\n".join([f"Cluster {scope}:"] + lines)
+    return debian._text_table(f"Cluster {scope}:", TABLE_COLUMNS, rows)
 
 
 @debian._host_errors

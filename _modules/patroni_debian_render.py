@@ -200,6 +200,16 @@ SCRAM_SINCE = 14
 
 MINION_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
 
+# pillar etcd: the DCS deployed by the formula (salt/etcd), one etcd cluster per pillar
+ETCD_KEYS = ("cluster", "members", "v2")
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+ETCD_DATA_ROOT = "/var/lib/etcd"
+# the cluster's name is its data directory's and its initial-cluster token: a plain file name, never the package's
+# own default member's directory
+ETCD_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
+ETCD_PACKAGE_DEFAULT = "default"
+
 
 # --------------------------------------------------------------------------------------------------
 # small helpers
@@ -457,6 +467,53 @@ def _check_tls(tls):
             "that does not verify the server is not TLS worth the name)"
         )
     return settings
+
+
+def _check_etcd(etcd):
+    """Pillar ``etcd`` checked: ``{"cluster": name, "members": {minion id: address}, "v2": bool}``, or None when
+    the pillar declares no etcd. Members are minion ids with the address their peers and clients reach them on."""
+    if etcd is None:
+        return None
+    if not isinstance(etcd, dict):
+        raise SaltInvocationError(
+            f"etcd: expected a mapping such as {{cluster: patroni, members: {{pg1: 10.0.0.11}}}}, got "
+            f"{type(etcd).__name__}"
+        )
+    _check_known_keys("etcd", etcd, ETCD_KEYS)
+    cluster = etcd.get("cluster")
+    if not isinstance(cluster, str) or not ETCD_CLUSTER_RE.fullmatch(cluster) or cluster == ETCD_PACKAGE_DEFAULT:
+        raise SaltInvocationError(
+            f"etcd:cluster: {_scrub(repr(cluster))} is not a name for the etcd cluster (its data directory "
+            f"{ETCD_DATA_ROOT}/<cluster> and its token): letters, digits, '_', '.' and '-', up to 63, and not "
+            f"{ETCD_PACKAGE_DEFAULT!r}, the directory of the package's own one-member cluster"
+        )
+    members = etcd.get("members")
+    if not isinstance(members, dict) or not members:
+        raise SaltInvocationError("etcd:members: must map each member's minion id to its address, e.g. pg1: 10.0.0.11")
+    checked, seen = {}, {}
+    for name, address in members.items():
+        if not isinstance(name, str) or not MINION_ID_RE.fullmatch(name):
+            raise SaltInvocationError(f"etcd:members: {_scrub(repr(name))} is not a minion id")
+        address = _check_address(f"etcd:members:{name}", address)
+        if address in seen:
+            raise SaltInvocationError(f"etcd:members: {name} and {seen[address]} have the same address {address}")
+        seen[address] = name
+        checked[name] = str(address)
+    v2 = etcd.get("v2", False)
+    if not isinstance(v2, bool):
+        raise SaltInvocationError(f"etcd:v2: {_scrub(repr(v2))} must be true or false")
+    return {"cluster": cluster, "members": checked, "v2": v2}
+
+
+def _etcd_url(address, port):
+    return f"http://{_host_port(address, port)}"
+
+
+def _etcd_dcs(etcd):
+    """Patroni's DCS section for a checked pillar ``etcd``: etcd's v3 API, or its v2 API when ``v2`` asks for it
+    (vip-manager 1.x follows only that one)."""
+    hosts = [_host_port(address, ETCD_CLIENT_PORT) for address in etcd["members"].values()]
+    return {"etcd" if etcd["v2"] else "etcd3": {"hosts": hosts}}
 
 
 def _check_role_name(name, value):
@@ -1127,7 +1184,8 @@ def _read_env_file(path):
 
 
 def _dcs_source(dcs, cluster_pillar, pillar):
-    """The DCS section and where it came from: argument, cluster pillar, pillar patroni:dcs, dcs.yml."""
+    """The DCS section and where it came from: argument, cluster pillar, pillar patroni:dcs, pillar etcd (the etcd
+    salt/etcd deploys), dcs.yml."""
     if dcs is not None:
         return dcs, "the dcs argument"
     if cluster_pillar.get("dcs") is not None:
@@ -1135,6 +1193,9 @@ def _dcs_source(dcs, cluster_pillar, pillar):
     pillar_dcs = _pillar_get(pillar, "patroni:dcs")
     if pillar_dcs is not None:
         return pillar_dcs, "pillar patroni:dcs"
+    etcd = _check_etcd(_pillar_get(pillar, "etcd"))
+    if etcd:
+        return _etcd_dcs(etcd), "pillar etcd"
     if not os.path.exists(DCS_FILE):
         raise SaltInvocationError(f"dcs: DCS not configured: give dcs=, set pillar patroni:dcs, or write {DCS_FILE}")
     return _read_yaml(DCS_FILE), DCS_FILE

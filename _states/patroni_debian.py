@@ -99,6 +99,92 @@ def packages_installed(name, pkgs):
     return ret
 
 
+def etcd_pillar_valid(name):
+    """
+    This minion's pillar ``etcd`` is valid and its etcd member can be what pillar says, checked before anything is
+    installed or changed: an invalid pillar, a renamed cluster, a member this minion runs that pillar no longer
+    declares, or a running cluster that does not list it fail here with the reason (the etcd formula's other
+    states require this one). A minion pillar declares no member on passes. Never changes anything.
+
+    .. code-block:: yaml
+
+        Pillar etcd is valid:
+          patroni_debian.etcd_pillar_valid: []
+    """
+    ret = _ret(name)
+    try:
+        plan = __salt__["patroni_debian.etcd_member_plan"]()
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    if plan.get("error"):
+        return _failed(ret, plan["error"])
+    if not plan["member"]:
+        ret["comment"] = f"{name}: pillar etcd declares no etcd member on this minion"
+    else:
+        start = "runs" if plan["has_data"] else f"starts as a {plan['start_as']} member"
+        ret["comment"] = f"{name}: member of etcd cluster {plan['cluster']}; {start}"
+    return ret
+
+
+def _etcd_changes(plan, active, enabled):
+    changes = {}
+    if plan["changes"]:
+        changes["/etc/default/etcd"] = {"keys": plan["changes"]}
+    if plan["changes"] or not active:
+        what = "restarted" if active else "started"
+        changes["etcd"] = what if plan["has_data"] else f"{what} as a {plan['start_as']} member"
+    if not enabled:
+        changes["enabled"] = True
+    return changes
+
+
+def etcd_member_running(name, timeout=HEALTH_TIMEOUT):
+    """
+    This minion's etcd member runs as pillar ``etcd`` declares it: ``/etc/default/etcd`` written whole (never
+    the package's one-member localhost cluster), ``etcd.service`` enabled and started without waiting for it
+    (Debian's unit is ``Type=notify``: a member of a new cluster is ready only once a quorum runs, so members
+    started one after another would time out), then the cluster whole: every declared member healthy, one
+    cluster ID, its member list the declared one. A minion pillar declares no member on has nothing to run.
+
+    .. code-block:: yaml
+
+        etcd member pg1 runs:
+          patroni_debian.etcd_member_running:
+            - timeout: 120
+    """
+    ret = _ret(name)
+    try:
+        plan = __salt__["patroni_debian.etcd_member_plan"]()
+        if plan.get("error"):
+            return _failed(ret, plan["error"])
+        if not plan["member"]:
+            ret["comment"] = f"{name}: pillar etcd declares no etcd member on this minion; nothing to run"
+            return ret
+        active = __salt__["service.status"]("etcd")
+        changes = _etcd_changes(plan, active, __salt__["service.enabled"]("etcd"))
+        if changes and __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"{name}: would be configured and (re)started")
+            return ret
+        if changes:
+            __salt__["patroni_debian.etcd_configure"]()
+            if "enabled" in changes:
+                __salt__["service.enable"]("etcd")
+            if "etcd" in changes:
+                __salt__["service.restart" if active else "service.start"]("etcd", no_block=True)
+        if __opts__["test"]:
+            ret["comment"] = f"{name}: runs as declared"
+            return ret
+        view = __salt__["patroni_debian.etcd_member_healthy"](timeout=timeout)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    ret["changes"] = changes
+    ret["comment"] = (
+        f"{name}: etcd cluster {view['cluster']} (id {view['cluster_id']}) whole: "
+        f"{', '.join(view['members'])} healthy, {view['leader']} leads"
+    )
+    return ret
+
+
 def program_installed(name):
     """
     This module file is installed where the configs name it (``/usr/share/patroni-debian/patroni_debian.py``),

@@ -6,6 +6,9 @@
 
     Members are the minions with a role, targeted as salt/top.sls.example targets them. Everything that depends
     on who leads is asked of the members at run time (this file is rendered before its first step runs):
+      0. the etcd of pillar etcd, when declared, runs on its members: on the Patroni members it is part of the
+         formula (the first phase starts it on all of them at once); a separate DCS host gets it in a step
+         beside the first phase, so that members on both kinds of host start together;
       1. every member, and every minion the formula ran a cluster on (grain patroni_debian_clusters), gets a
          fresh pillar and this release of the modules and states, and the members check the arguments
          (patroni_debian.rollout_arguments: names exactly as given, a finite timeout) before anything changes;
@@ -26,8 +29,10 @@
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
-{#- members, and minions that ran a cluster and may have lost it from pillar since #}
-{%- set everyone = members ~ " or G@patroni_debian_clusters:*" %}
+{#- the etcd of pillar etcd, on hosts of its own: no Patroni role #}
+{%- set etcd_hosts = "I@etcd:members:* and not (" ~ members ~ ")" %}
+{#- members, minions that ran a cluster and may have lost it from pillar since, and etcd's own hosts #}
+{%- set everyone = members ~ " or G@patroni_debian_clusters:* or I@etcd:members:*" %}
 {#- The arguments go to the members as given, JSON-quoted; patroni_debian.rollout_arguments checks them there, in
     Python, before anything changes (the same check as orch.patroni_restart's and the gates'). -#}
 {%- set clusters = pillar.get("cluster") %}
@@ -87,6 +92,20 @@ Minions whose pillar no longer declares a cluster leave it:
       - salt: The rollout's arguments are valid
       - salt: Members have this release of the states
 
+{#- Declared before the first phase, in parallel, so that it runs beside it. Matching no minion is no failure:
+    most sites run etcd on the Patroni members, or bring their own DCS. #}
+etcd runs on its own hosts too:
+  salt.state:
+    - tgt: "{{ etcd_hosts }}"
+    - tgt_type: compound
+    - sls: etcd
+    - expect_minions: False
+    - timeout: 15
+    - parallel: True
+    - failhard: True
+    - require:
+      - salt: Minions whose pillar no longer declares a cluster leave it
+
 First phase, the member that goes first in each cluster is converged:
   salt.state:
     - tgt: "{{ members }}"
@@ -108,6 +127,7 @@ Second phase, every member is converged:
     - failhard: True
     - require:
       - salt: First phase, the member that goes first in each cluster is converged
+      - salt: etcd runs on its own hosts too
 
 Every member leads and accepts writes, or streams from the leader on its timeline:
   salt.function:

@@ -1,6 +1,10 @@
 {%- from tpldir ~ "/map.jinja" import clusters with context %}
 # Everything else requires this file: bad pillar, or a DCS that does not answer, fails here, before a package, a
-# file or a unit changes.
+# file or a unit changes. The DCS may be the etcd of pillar etcd on these very members (salt/etcd): it runs
+# first, on every member of a rollout at once.
+include:
+  - etcd
+
 Pillar patroni is valid:
   patroni_debian.pillar_valid: []
 {%- for c in clusters %}
@@ -11,4 +15,5 @@ The DCS of {{ c.scope }} answers:
     - cluster: {{ c.cluster | json }}
     - require:
       - patroni_debian: Pillar patroni is valid
+      - sls: etcd
 {%- endfor %}

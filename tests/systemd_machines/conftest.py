@@ -13,7 +13,13 @@ import time
 
 import machines
 import pytest
-from starting_points import bare_machines, fresh_machines, orchestrated, tls_cluster  # noqa: F401 - for every module
+from starting_points import (  # noqa: F401 - for every module
+    bare_machines,
+    etcd_cluster,
+    fresh_machines,
+    orchestrated,
+    tls_cluster,
+)
 
 
 @pytest.fixture(scope="session", params=machines.releases())
@@ -46,6 +52,8 @@ ORDER = (
     "bare_machines",
     "tls_cluster",
     "tls_cluster spoils",
+    "etcd_cluster",
+    "etcd_cluster spoils",
     "formula_cluster",
     "formula_cluster spoils",
     "debian_way",

@@ -165,3 +165,42 @@ def make_tls_cluster(lab):
 
 
 tls_cluster = starting_point("tls_cluster", make_tls_cluster, tls_streaming, bare=True)
+
+
+def etcd_pillar(lab, **etcd):
+    """The formula's pillar with no patroni:dcs and pillar etcd instead: etcd cluster ``lab`` on the three
+    machines themselves (``etcd`` overrides its keys)."""
+    import highstate
+
+    wanted = highstate.pillar(lab)
+    del wanted["patroni"]["dcs"]
+    wanted["etcd"] = {"cluster": "lab", "members": {node.name: node.address for node in lab.nodes}, **etcd}
+    return wanted
+
+
+def etcd_whole(lab):
+    """Every member streaming from one leader, as the members' etcd cluster of pillar etcd says is whole (the
+    project's own etcd_status on pg1: its three members, one cluster ID, no problem), with the same pillar."""
+    answer = lab.salt("pg1", "patroni_debian.etcd_status").get("pg1")
+    if not isinstance(answer, dict) or answer.get("problems") or not answer.get("cluster_id"):
+        return None
+    if not netlab.health(lab.nodes, API_PORT):
+        return None
+    return answer["cluster_id"], sorted(answer["members"]), pillar_files(lab)
+
+
+def make_etcd_cluster(lab):
+    """Machines of the bare image given ``etcd_pillar``, then one highstate on all three at once: etcd from
+    Debian's package on the three (the package's own one-member cluster started by its install, then replaced),
+    and cluster <version>-main on it. Returns the highstate's returns."""
+    import highstate
+
+    lab.set_pillar(etcd_pillar(lab))
+    returns = highstate.highstate(lab)
+    failed, _, _ = highstate.outcomes(returns)
+    assert not failed, failed
+    netlab.wait_until("etcd whole and every member streaming", lambda: etcd_whole(lab), 120)
+    return returns
+
+
+etcd_cluster = starting_point("etcd_cluster", make_etcd_cluster, etcd_whole, bare=True)

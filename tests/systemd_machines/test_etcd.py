@@ -1,0 +1,187 @@
+"""Issue 22 on real machines: the DCS from pillar. Bare machines given pillar etcd (the three machines themselves
+its members) become one etcd cluster and a Patroni cluster on it by one highstate; the cluster rides out one etcd
+member down, loses no data and never has two primaries when etcd's quorum is lost, and heals by itself; members
+leave and join through orch.etcd_member, never below three without force; pillar that would break etcd changes
+nothing.
+
+Every test starts from that cluster (``etcd_cluster``).
+"""
+
+import json
+import time
+
+import netlab
+import yaml
+from highstate import config_path, failures, highstate, machine, orchestrate, outcomes, start_times
+from starting_points import etcd_pillar, etcd_whole
+
+API_PORT = 8008
+NAMESPACE = "/postgresql-common/"
+
+
+def etcd_status(lab, on="pg1"):
+    return lab.salt(on, "patroni_debian.etcd_status")[on]
+
+
+def sql(node, statement):
+    argv = ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-c", statement]
+    return node.run(argv).stdout.strip()
+
+
+def etcdctl(node, *args):
+    """etcdctl on ``node`` against its own member (its default endpoint, 127.0.0.1:2379)."""
+    return node.run(["etcdctl", *args], env={"ETCDCTL_API": "3"}).stdout
+
+
+def active(node):
+    return node.run(["systemctl", "is-active", "etcd"], check=False).stdout.strip()
+
+
+def test_bare_machines_become_one_etcd_cluster_and_a_patroni_cluster_on_it(etcd_cluster):
+    """Behaviour 1: one etcd cluster of the three declared members (one cluster ID, one leader), which is the only
+    DCS the members' configs name; the package's own one-member cluster, which its install started, left in its
+    folder and serving nothing; the Patroni cluster's keys there; a second highstate changes nothing."""
+    lab = etcd_cluster
+    view = etcd_status(lab)
+    names = sorted(node.name for node in lab.nodes)
+    assert sorted(view["members"]) == names and view["listed"] == names and not view["problems"], view
+    assert {row["cluster_id"] for row in view["members"].values()} == {view["cluster_id"]}
+    assert view["leader"] in names and sum(row["leader"] for row in view["members"].values()) == 1, view
+    hosts = [f"{node.address}:2379" for node in lab.nodes]
+    for node in lab.nodes:
+        config = yaml.safe_load(node.run(["cat", config_path(lab.version)]).stdout)
+        assert config["etcd3"] == {"hosts": hosts}, config
+        env = node.run(["cat", "/etc/default/etcd"]).stdout
+        assert f'ETCD_NAME="{node.name}"' in env and 'ETCD_DATA_DIR="/var/lib/etcd/lab"' in env, env
+        # the package's default member made its folder when the install started it; it no longer runs
+        assert node.run(["test", "-d", "/var/lib/etcd/default/member"], check=False).returncode == 0
+        assert node.run(["pgrep", "-c", "-x", "etcd"]).stdout.strip() == "1"
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    scope = f"{lab.version}-main"
+    assert etcdctl(machine(lab, "pg2"), "get", "--print-value-only", f"{NAMESPACE}{scope}/leader").strip() == leader
+    table = lab.salt("pg1", "patroni_debian.etcd_status", "table=True")["pg1"]
+    assert f"etcd cluster lab (id {view['cluster_id']}):" in table and all(name in table for name in names), table
+    failed, changed, _ = outcomes(highstate(lab))
+    assert not failed and not changed, (failed, changed)
+
+
+def primaries(lab):
+    """The members that run as a primary now (their Patroni's own word); one that does not answer is none."""
+    statuses = netlab.member_statuses(lab.nodes, API_PORT)
+    return sorted(
+        name
+        for name, status in statuses.items()
+        if status and status.get("role") in ("master", "primary") and status.get("state") == "running"
+    )
+
+
+def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_themselves(etcd_cluster):
+    """Behaviours 2 and 3: etcd stopped on the leader's host: for longer than the leader key's ttl the leader stays
+    and takes writes. Then a second member stopped too (quorum lost): the leader demotes, and at no moment do two
+    members run as primaries. Both started again: one leader, every member streaming, etcd whole, no hand; the
+    next highstate changes nothing; every acknowledged row is there."""
+    lab = etcd_cluster
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    first = machine(lab, leader)
+    second = next(node for node in lab.nodes if node.name != leader)
+    sql(first, "DROP TABLE IF EXISTS kept; CREATE TABLE kept (n int primary key)")
+    first.run(["systemctl", "stop", "etcd"])
+    stopped = [first]
+    try:
+        assert "does not answer" in json.dumps(etcd_status(lab, second.name)["problems"])
+        acknowledged, deadline = [], time.monotonic() + 25  # ttl 20 s (timing: fast)
+        while time.monotonic() < deadline:
+            sql(first, f"INSERT INTO kept VALUES ({len(acknowledged) + 1})")
+            acknowledged.append(len(acknowledged) + 1)
+            assert primaries(lab) == [leader]
+            time.sleep(1)
+        assert netlab.health(lab.nodes, API_PORT)[0] == leader
+        second.run(["systemctl", "stop", "etcd"])
+        stopped.append(second)
+
+        def demoted():
+            now = primaries(lab)
+            assert len(now) <= 1, f"two primaries: {now}"
+            return True if not now else None
+
+        netlab.wait_until("the leader demoted without etcd's quorum", demoted, 60, interval=0.5)
+    finally:
+        for node in stopped:
+            node.run(["systemctl", "start", "--no-block", "etcd"])
+    netlab.wait_until("etcd whole and every member streaming", lambda: etcd_whole(lab), 120)
+    new_leader, _ = netlab.health(lab.nodes, API_PORT)
+    stored = sql(machine(lab, new_leader), "SELECT count(*) FROM kept")
+    assert int(stored) >= len(acknowledged) > 10, (stored, len(acknowledged))
+    failed, changed, _ = outcomes(highstate(lab))
+    assert not failed and not changed, (failed, changed)
+
+
+def test_a_member_leaves_only_with_force_below_three_and_joins_again_patroni_undisturbed(etcd_cluster):
+    """Behaviour 4: orch.etcd_member refuses to take the cluster below three members, with the reason; with force
+    and pg3 taken out of pillar, pg3 leaves (its etcd stopped and disabled, its data moved aside), the other two
+    are a whole cluster; pg3 declared again joins as a new member with an empty data directory. Patroni
+    undisturbed throughout: the same leader, no postmaster restarted."""
+    lab = etcd_cluster
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    before = start_times(lab)
+    pg3 = machine(lab, "pg3")
+    old_id = etcd_status(lab)["members"]["pg3"]["id"]
+
+    code, steps, _ = orchestrate(lab, "orch.etcd_member", 'pillar={"remove": "pg3"}')
+    assert code != 0 and "would leave 2 voting member(s): below 3" in failures(steps), failures(steps)
+    assert active(pg3) == "active"
+
+    two = {node.name: node.address for node in lab.nodes if node.name != "pg3"}
+    lab.set_pillar(etcd_pillar(lab, members=two))
+    code, steps, _ = orchestrate(lab, "orch.etcd_member", 'pillar={"remove": "pg3", "force": true}')
+    assert code == 0, failures(steps)
+    view = etcd_status(lab)
+    assert sorted(view["members"]) == ["pg1", "pg2"] and view["listed"] == ["pg1", "pg2"], view
+    assert not view["problems"], view
+    assert active(pg3) != "active" and pg3.run(["systemctl", "is-enabled", "etcd"], check=False).stdout.strip() == (
+        "disabled"
+    )
+    assert pg3.run(["sh", "-c", "ls -d /var/lib/etcd/lab.removed-*/member"]).returncode == 0
+    assert pg3.run(["test", "-e", "/var/lib/etcd/lab"], check=False).returncode != 0
+    assert netlab.health(lab.nodes, API_PORT)[0] == leader
+
+    lab.set_pillar(etcd_pillar(lab))
+    code, steps, _ = orchestrate(lab, "orch.etcd_member", 'pillar={"add": "pg3"}')
+    assert code == 0, failures(steps)
+    view = etcd_status(lab)
+    assert view["listed"] == ["pg1", "pg2", "pg3"] and not view["problems"], view
+    assert view["members"]["pg3"]["id"] != old_id
+    assert netlab.health(lab.nodes, API_PORT)[0] == leader and start_times(lab) == before
+
+
+def set_pillars(lab, most, pg3):
+    """Pillar ``most`` for pg1 and pg2, ``pg3`` for pg3."""
+    (lab.pillar_root / "lab.sls").write_text(json.dumps(most))
+    (lab.pillar_root / "odd.sls").write_text(json.dumps(pg3))
+    top = "base:\n  'L@pg1,pg2':\n    - match: compound\n    - lab\n  'pg3':\n    - odd\n"
+    (lab.pillar_root / "top.sls").write_text(top)
+    assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
+
+
+def test_pillar_that_would_break_etcd_is_refused_and_changes_nothing(etcd_cluster):
+    """Behaviour 5, on a running cluster: a new cluster name (token and data directory) on pg3, and a member list
+    that leaves out pg3, which runs a member: the etcd formula fails on pg3 with the reason, its
+    /etc/default/etcd and its running member as they were."""
+    lab = etcd_cluster
+    pg3 = machine(lab, "pg3")
+    env = pg3.run(["cat", "/etc/default/etcd"]).stdout
+    wanted = etcd_pillar(lab)
+    two = {node.name: node.address for node in lab.nodes if node.name != "pg3"}
+    try:
+        for pg3_pillar, reason in (
+            (etcd_pillar(lab, cluster="renamed"), "renaming a running etcd cluster would start an empty one"),
+            (etcd_pillar(lab, members=two), "runs an etcd member (/var/lib/etcd/lab) but pillar etcd:members does"),
+        ):
+            set_pillars(lab, wanted, pg3_pillar)
+            returns = lab.salt("pg3", "state.sls", "etcd", timeout=120)
+            failed, changed, _ = outcomes(returns)
+            assert failed and not changed and any(reason in line for line in failed), returns
+            assert pg3.run(["cat", "/etc/default/etcd"]).stdout == env and active(pg3) == "active"
+    finally:
+        lab.set_pillar(wanted)
+    assert etcd_whole(lab)
