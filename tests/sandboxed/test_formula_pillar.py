@@ -18,6 +18,7 @@ AUTH = "{authentication: {replication: {password: Formula-Secret-9}}}"
 # always there, whatever the pillar: what the formula is made of before any cluster
 SKELETON = {
     "Pillar patroni is valid",
+    "Pillar etcd is valid",  # salt/etcd, included: on a minion pillar etcd declares no member on, only its check
     "Debian's automatic main cluster stays off",
     "PostgreSQL, Patroni and the DCS client are installed",
     "The program Patroni runs is installed",
@@ -35,6 +36,11 @@ HOSTILE = {
     "lookup packages a string": (
         f"patroni:\n  {DCS}\n  lookup: {{packages: patroni}}\n  clusters:\n    15-main: {AUTH}\n",
         "lookup:packages: 'patroni' is not a list of Debian package names",
+    ),
+    "etcd member with a line break and a state": (
+        f"patroni:\n  clusters:\n    15-main: {AUTH}\netcd:\n  cluster: lab\n  members:\n"
+        f'    "pg1\\n{INJECTED}:\\n  test.fail_without_changes: []\\n": 10.0.0.11\n',
+        "is not a minion id",
     ),
     "top-level dsc": (
         f"patroni:\n  dsc: {{etcd3: {{hosts: ['10.0.0.5:2379']}}}}\n  clusters:\n    15-main: {AUTH}\n",
@@ -83,8 +89,8 @@ def test_a_hostile_pillar_renders_only_the_validator_which_names_the_problem(cas
     assert packages == ["patroni"]
 
     outcome, states = salt_call(tmp_path / "validate", text, "state.sls", "patroni.validate")
-    assert isinstance(states, dict) and len(states) == 1, outcome.stdout
-    (state,) = states.values()
+    assert isinstance(states, dict) and len(states) == 2, outcome.stdout
+    state = next(state for state in states.values() if state["__id__"] == "Pillar patroni is valid")
     assert state["result"] is False and words in state["comment"], state
     assert "Formula-Secret-9" not in outcome.stdout + outcome.stderr
 
