@@ -9,32 +9,41 @@ REST API. Each run resets the machines to their image first. Runs alternate floo
 
 Then how it grows: the rollout for 1 to 4 replicas, and for 1, 3 and 6 clusters in one run on 3 machines.
 
+With --etcd, the DCS too (issue 22): pillar etcd on the three machines instead of the lab's etcd. Floor: the same
+/etc/default/etcd files written through Salt, every member started at once (systemctl restart --no-block), etcd
+healthy on all three, then the Debian way as above on it. Rollout: orch.patroni, whose first phase deploys etcd.
+
 Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio,
 where the rollout's seconds go (median per step), and the growth figures.
 
 Usage (root, after `make test` has built .venv and the images):
-    .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie] [--no-growth]
-(default: 3 runs, this host's release; --no-growth: only floor against rollout)
+    .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie] [--no-growth] [--etcd]
+(default: 3 runs, this host's release; --no-growth: only floor against rollout; --etcd: with the DCS, no growth)
 """
 
+import base64
 import json
 import pathlib
 import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "_modules")]
 import machines  # noqa: E402
 import netlab  # noqa: E402
+import patroni_debian_etcd  # noqa: E402 - the very /etc/default/etcd the formula writes, for the floor
+import patroni_debian_render  # noqa: E402
 
 AUTHENTICATION = {"replication": {"password": "bench-replication"}}
 ORCHESTRATE = ("state.orchestrate", "orch.patroni", "--out=json")
 
 
-def pillar(lab, clusters):
-    """Clusters ``<version>-main``, ``<version>-c2``, … with Patroni's default timing, each on its own port."""
+def pillar(lab, clusters, etcd=False):
+    """Clusters ``<version>-main``, ``<version>-c2``, … with Patroni's default timing, each on its own port; on the
+    lab's etcd, or with ``etcd`` on pillar etcd's (the three machines)."""
     scopes = [f"{lab.version}-main"] + [f"{lab.version}-c{index}" for index in range(2, clusters + 1)]
-    return {
+    wanted = {
         "patroni": {
             "dcs": lab.dcs(),
             "clusters": {
@@ -42,12 +51,42 @@ def pillar(lab, clusters):
             },
         }
     }
+    if etcd:
+        del wanted["patroni"]["dcs"]
+        wanted["etcd"] = etcd_pillar(lab)
+    return wanted
 
 
-def fresh(lab, clusters=1):
+def etcd_pillar(lab):
+    return {"cluster": "bench", "members": {node.name: node.address for node in lab.nodes}}
+
+
+def fresh(lab, clusters=1, etcd=False):
     """Every machine back to its image (packages installed, nothing else), etcd empty, the pillar given."""
     lab.reset_all()
-    lab.set_pillar(pillar(lab, clusters))
+    lab.set_pillar(pillar(lab, clusters, etcd))
+
+
+def etcd_by_hand(lab):
+    """The floor's etcd: each member's /etc/default/etcd as the formula writes it, sent through Salt, then every
+    member started at once, until etcd's /health says true on all three. Returns its DCS section."""
+    checked = patroni_debian_render._check_etcd(etcd_pillar(lab))
+    for node in lab.nodes:
+        env = patroni_debian_etcd._environment(node.name, checked, "new", checked["members"])
+        text = patroni_debian_render._env_file_text(patroni_debian_etcd.ENV_HEADER, env)
+        encoded = base64.b64encode(text.encode()).decode()
+        lab.salt(node.name, "cmd.run", f"echo {encoded} | base64 -d > /etc/default/etcd")
+    lab.salt("*", "cmd.run", "systemctl enable etcd && systemctl restart --no-block etcd")
+
+    def healthy_everywhere():
+        try:
+            answers = [json.loads(node.http("/health", port=2379)) for node in lab.nodes]
+            return all(answer.get("health") == "true" for answer in answers) or None
+        except (ValueError, ConnectionError, OSError):
+            return None
+
+    netlab.wait_until("etcd healthy on every member", healthy_everywhere, 60, interval=0.1)
+    return patroni_debian_render._etcd_dcs(checked)
 
 
 def healthy(lab, clusters):
@@ -56,17 +95,17 @@ def healthy(lab, clusters):
     return seen if all(seen) else None
 
 
-def floor_once(lab):
-    fresh(lab)
+def floor_once(lab, etcd=False):
+    fresh(lab, etcd=etcd)
     lab.provision()  # by hand, createconfig must exist on the hosts, as Debian's script does
     started = time.monotonic()
-    machines.debian_way(lab, lab.dcs(), AUTHENTICATION, {})
+    machines.debian_way(lab, etcd_by_hand(lab) if etcd else lab.dcs(), AUTHENTICATION, {})
     return time.monotonic() - started
 
 
-def rollout_once(lab, clusters=1):
+def rollout_once(lab, clusters=1, etcd=False):
     """Seconds from ``salt-run`` to healthy clusters, and the seconds of each orchestration step."""
-    fresh(lab, clusters)
+    fresh(lab, clusters, etcd)
     started = time.monotonic()
     code, output = lab.salt_run(*ORCHESTRATE)
     data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
@@ -90,13 +129,13 @@ def _clock(text):
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def main(runs, release, growing=True):
+def main(runs, release, growing=True, etcd=False):
     floors, rollouts, steps = [], [], []
     growth = {"replicas": {}, "clusters": {}}
     with machines.MachineLab(machines=3, release=release) as lab:
         for run in range(runs):
-            floors.append(floor_once(lab))
-            seconds, spent = rollout_once(lab)
+            floors.append(floor_once(lab, etcd))
+            seconds, spent = rollout_once(lab, etcd=etcd)
             rollouts.append(seconds)
             steps.append(spent)
             print(f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s", file=sys.stderr)
@@ -112,7 +151,7 @@ def main(runs, release, growing=True):
     print(
         json.dumps(
             {
-                "benchmark": "rollout_vs_floor",
+                "benchmark": "rollout_with_etcd_vs_floor" if etcd else "rollout_vs_floor",
                 "release": release or machines.host_release(),
                 "runs": runs,
                 "floor_seconds": round(floor, 2),
@@ -134,6 +173,7 @@ def main(runs, release, growing=True):
 
 if __name__ == "__main__":
     chosen, rest = machines.release_option(sys.argv[1:])
-    growing = "--no-growth" not in rest
-    rest = [arg for arg in rest if arg != "--no-growth"]
-    main(int(rest[0]) if rest else 3, chosen, growing)
+    etcd = "--etcd" in rest
+    growing = "--no-growth" not in rest and not etcd
+    rest = [arg for arg in rest if arg not in ("--no-growth", "--etcd")]
+    main(int(rest[0]) if rest else 3, chosen, growing, etcd)
