@@ -29,8 +29,9 @@
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
-{#- the etcd of pillar etcd, on hosts of its own: no Patroni role #}
-{%- set etcd_hosts = "I@etcd:members:* and not (" ~ members ~ ")" %}
+{#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
+    the parentheses: "not (I@…" matched the bootstrap member too) #}
+{%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}
 {#- members, minions that ran a cluster and may have lost it from pillar since, and etcd's own hosts #}
 {%- set everyone = members ~ " or G@patroni_debian_clusters:* or I@etcd:members:*" %}
 {#- The arguments go to the members as given, JSON-quoted; patroni_debian.rollout_arguments checks them there, in
