@@ -190,11 +190,14 @@ def etcd_whole(lab):
 
 
 def make_etcd_cluster(lab):
-    """Machines of the bare image given ``etcd_pillar``, then one highstate on all three at once: etcd from
-    Debian's package on the three (the package's own one-member cluster started by its install, then replaced),
-    and cluster <version>-main on it. Returns the highstate's returns."""
+    """Machines fresh from the image with the etcd package's own one-member cluster running on each (what its
+    install does on a host with systemd: ``systemctl enable --now etcd``, data in /var/lib/etcd/default), given
+    ``etcd_pillar``, then one highstate on all three at once: that etcd replaced by one cluster of the three, and
+    cluster <version>-main on it. Returns the highstate's returns."""
     import highstate
 
+    started = lab.salt("*", "cmd.run", "systemctl -q enable --now etcd 2>/dev/null; systemctl is-active etcd")
+    assert set(started.values()) == {"active"}, started
     lab.set_pillar(etcd_pillar(lab))
     returns = highstate.highstate(lab)
     failed, _, _ = highstate.outcomes(returns)
@@ -203,4 +206,4 @@ def make_etcd_cluster(lab):
     return returns
 
 
-etcd_cluster = starting_point("etcd_cluster", make_etcd_cluster, etcd_whole, bare=True)
+etcd_cluster = starting_point("etcd_cluster", make_etcd_cluster, etcd_whole)

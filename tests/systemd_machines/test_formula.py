@@ -208,21 +208,6 @@ def test_a_cluster_without_a_replication_password_is_refused_before_any_change(c
         lab.set_pillar(pillar(lab))  # what converge() then applies when it differs from the last highstate's
 
 
-def test_two_clusters_side_by_side_each_on_its_own_port(cluster):
-    lab, _ = cluster
-    lab.set_pillar(pillar(lab, more=(f"{lab.version}-app",)))
-    failed, changed, _ = outcomes(highstate(lab))
-    assert not failed, failed
-    ports = lab.salt("*", "cmd.run", "pg_lsclusters -h")
-    for listing in ports.values():
-        rows = {line.split()[1]: int(line.split()[2]) for line in listing.splitlines()}
-        assert rows["main"] == 5432 and rows["app"] > 5432, listing  # the app's: the next free port
-    assert netlab.health(lab.nodes, API_PORT) and netlab.health(lab.nodes, rest_port(lab, "app"))
-    failed, changed, _ = outcomes(highstate(lab))
-    assert (failed, changed) == ([], [])
-    lab.converged = pillar_files(lab)
-
-
 def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster):
     """Debian's way of making a cluster (start.conf auto, running under postgresql@, with data) on one member:
     refused, naming the pillar key, data intact; with replace_existing it is dropped and Patroni clones it."""
@@ -251,20 +236,29 @@ def test_a_cluster_outside_patroni_is_kept_until_pillar_says_replace_it(cluster)
     lab.converged = pillar_files(lab)
 
 
-def test_a_vip_follows_the_leader_of_its_cluster(cluster):
-    """vip-manager@<version>-vip from the VIP file configured writes, with the vip-manager the release
+def with_vip(lab, declared):
+    """``declared`` with cluster <version>-vip given the lab's VIP, on the DCS its release's vip-manager follows:
+    trixie's etcd3 for vip-manager2, which the formula installs; bookworm's etcd (v2) for vip-manager 1.0.2."""
+    dcs = lab.dcs("etcd3" if lab.release == "trixie" else "etcd")
+    declared["patroni"]["clusters"][f"{lab.version}-vip"].update(vip=lab.slot.vip, dcs=dcs)
+    return declared
+
+
+def test_a_second_cluster_on_its_own_port_and_a_vip_following_its_leader(cluster):
+    """A second cluster beside <version>-main, on the next free port, both streaming; and its VIP:
+    vip-manager@<version>-vip from the VIP file configured writes, with the vip-manager the release
     recommends: on trixie vip-manager2 (installed by the formula) following the etcd3 section; on bookworm
     vip-manager 1.0.2, which reads etcd's v2 API only, following an etcd section (the lab's etcd serves v2 too)."""
     lab, _ = cluster
-    declared = pillar(lab, more=(f"{lab.version}-vip",))
-    # trixie: etcd3 for vip-manager2, which the formula installs; bookworm: etcd, for vip-manager 1.0.2
-    dcs = lab.dcs("etcd3" if lab.release == "trixie" else "etcd")
-    declared["patroni"]["clusters"][f"{lab.version}-vip"].update(vip=lab.slot.vip, dcs=dcs)
+    declared = with_vip(lab, pillar(lab, more=(f"{lab.version}-vip",)))
     lab.set_pillar(declared)
     failed, changed, _ = outcomes(highstate(lab))
     assert not failed, failed
     for name in ("pg1", "pg2", "pg3"):
         assert f"{name}: The VIP of {lab.version}-vip follows its leader" in changed
+    for listing in lab.salt("*", "cmd.run", "pg_lsclusters -h").values():
+        rows = {line.split()[1]: int(line.split()[2]) for line in listing.splitlines()}
+        assert rows["main"] == 5432 and rows["vip"] > 5432, listing  # the second cluster's: the next free port
 
     api = rest_port(lab, "vip")
 
@@ -274,6 +268,7 @@ def test_a_vip_follows_the_leader_of_its_cluster(cluster):
         return state and holders == [state[0]] and holders
 
     leader = netlab.wait_until(f"the VIP on the leader of {lab.version}-vip only", vip_on_the_leader_only, 60)[0]
+    assert netlab.health(lab.nodes, API_PORT)  # <version>-main streams on beside it
     failed, changed, _ = outcomes(highstate(lab))
     assert (failed, changed) == ([], [])
     lab.converged = pillar_files(lab)
@@ -299,9 +294,10 @@ def test_the_password_is_in_no_output_and_no_minion_log(cluster):
 @pytest.mark.spoils
 def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     lab, _ = cluster
-    app, old = f"{lab.version}-app", f"{lab.version}-old"
-    converge(lab, pillar(lab, more=(app, old)))
-    absent = ["patroni_debian.absent", f"name={old} is gone", f"version={lab.version}", "cluster=old"]
+    # the clusters the VIP and the legacy tests made, when they ran before (converge makes them when not)
+    app, old = f"{lab.version}-vip", f"{lab.version}-legacy"
+    converge(lab, with_vip(lab, pillar(lab, more=(app, old))))
+    absent = ["patroni_debian.absent", f"name={old} is gone", f"version={lab.version}", "cluster=legacy"]
     wrong = lab.salt("pg1", "state.single", *absent, "purge=maybe")["pg1"]
     assert [state["result"] for state in wrong.values()] == [False]
     assert "purge: 'maybe' is not a boolean" in next(iter(wrong.values()))["comment"]
@@ -327,19 +323,19 @@ def test_absent_takes_a_member_off_and_keeps_its_data(cluster):
     assert state.stdout.split() == ["disabled", "inactive", "disabled"]  # pg-common's unit no longer masked
     assert lab.nodes[2].run(["test", "-e", f"/etc/patroni/{old}.yml"], check=False).returncode == 1
     assert (
-        lab.nodes[2].run(["test", "-f", f"/var/lib/postgresql/{lab.version}/old/PG_VERSION"]).returncode == 0
+        lab.nodes[2].run(["test", "-f", f"/var/lib/postgresql/{lab.version}/legacy/PG_VERSION"]).returncode == 0
     )  # data kept
     (again,) = lab.salt("pg3", "state.single", *absent)["pg3"].values()
     assert again["result"] is True and again["changes"] == {}
 
     # the formula's way: patroni.clean takes every cluster of the pillar off pg3; only purge: true drops data
-    declared = pillar(lab, more=(app, old))
+    declared = with_vip(lab, pillar(lab, more=(app, old)))
     declared["patroni"]["clusters"][app]["purge"] = True
     lab.set_pillar(declared)
     returns = lab.salt("pg3", "state.apply", "patroni.clean", timeout=300)
     failed, changed, _ = outcomes(returns)
-    assert not failed and len(changed) == 2, (failed, changed)  # main and app; old was gone already
+    assert not failed and len(changed) == 2, (failed, changed)  # main and vip; legacy was gone already
     names = {line.split()[1] for line in lab.nodes[2].run(["pg_lsclusters", "-h"]).stdout.splitlines()}
-    assert "app" not in names and {"main", "old"} <= names, names  # app purged, the others' data kept
+    assert "vip" not in names and {"main", "legacy"} <= names, names  # vip purged, the others' data kept
     for scope in (f"{lab.version}-main", app):
         assert lab.nodes[2].run(["test", "-e", f"/etc/patroni/{scope}.yml"], check=False).returncode == 1
