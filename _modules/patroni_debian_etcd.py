@@ -10,6 +10,7 @@ port, which Debian's etcd 3.4 (bookworm) and 3.5 (trixie) both serve.
 :depends: etcd-server, etcd-client
 """
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -185,14 +186,25 @@ def _healthy(address):
 
 
 def _first_answer(addresses, ask):
-    """``(address, answer)`` of the first of ``addresses`` whose ``ask`` answers, or ``(None, errors)``."""
-    errors = []
-    for address in addresses:
+    """``(address, answer)`` of the first of ``addresses`` (in their order) whose ``ask`` answers, or ``(None,
+    errors)``. All are asked at once: a member up without a quorum holds a question for the whole ASK_TIMEOUT, and
+    asked one after another the members of a cluster starting together would wait for each other in turn."""
+    addresses = list(addresses)
+    if not addresses:
+        return None, []
+
+    def one(address):
         try:
-            return address, ask(address)
+            return address, ask(address), None
         except CommandExecutionError as exc:
-            errors.append(str(exc))
-    return None, errors
+            return address, None, str(exc)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(addresses)) as pool:
+        answers = list(pool.map(one, addresses))
+    for address, answer, _ in answers:
+        if answer is not None:
+            return address, answer
+    return None, [error for _, _, error in answers]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,6 +377,21 @@ def _start_as(name, etcd):
     return "existing", {declared[url]: etcd["members"][declared[url]] for url in listed}
 
 
+def _start_decision(name, etcd):
+    """:py:func:`_start_as`, decided once per Salt job: the formula's validator and its running state plan the
+    same member within seconds, and a decision to start ``new`` holds for a member of a cluster starting together
+    (a refusal is asked again)."""
+    context = globals().get("__context__")
+    jid = (globals().get("__opts__") or {}).get("jid")
+    if context is None or not jid:
+        return _start_as(name, etcd)
+    key = ("patroni_debian.etcd_start", jid, name, repr(sorted(etcd["members"].items())), etcd["cluster"])
+    if key not in context:
+        context[key] = _start_as(name, etcd)
+    state, initial = context[key]
+    return state, dict(initial)
+
+
 def _env_target(env):
     text = render._env_file_text(ENV_HEADER, env)
     return debian._Target(ENV_FILE, env, text, render._read_env_file(ENV_FILE), "root", "root", 0o644)
@@ -420,7 +447,7 @@ def etcd_member_plan():
             env[key] = current.get(key, env[key])
     else:
         try:
-            state, initial = _start_as(name, etcd)
+            state, initial = _start_decision(name, etcd)
         except CommandExecutionError as exc:
             plan["error"] = str(exc)
             return plan
