@@ -485,24 +485,6 @@ def etcd_configure():
         return plan
 
 
-@debian._host_errors
-def etcd_member_healthy(timeout=120):
-    """
-    Plumbing: the formula and the orchestrations call it; people rarely need to.
-
-    Waits until this minion's etcd member is healthy and every declared member answers with its cluster ID (the
-    members of a new cluster start together: each waits for the others). Returns :py:func:`etcd_status`'s data.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt pg1 patroni_debian.etcd_member_healthy
-    """
-    etcd = _required_pillar()
-    return _wait_whole(etcd, debian._check_seconds("timeout", timeout))
-
-
 # --------------------------------------------------------------------------------------------------
 # membership: one member at a time, never below quorum
 

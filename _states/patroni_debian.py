@@ -174,7 +174,7 @@ def etcd_member_running(name, timeout=HEALTH_TIMEOUT):
         if __opts__["test"]:
             ret["comment"] = f"{name}: runs as declared"
             return ret
-        view = __salt__["patroni_debian.etcd_member_healthy"](timeout=timeout)
+        view = __salt__["patroni_debian.etcd_wait"](timeout=timeout)
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     ret["changes"] = changes
