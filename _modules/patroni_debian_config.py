@@ -525,7 +525,7 @@ def _checked_pillar(patroni, empty=False, etcd=None):
     except SaltInvocationError as exc:
         raise SaltInvocationError(f"pillar patroni:{exc}") from None
     try:
-        _check_etcd(etcd)
+        _check_etcd(etcd, patroni.get("tls"))
     except SaltInvocationError as exc:
         raise SaltInvocationError(f"pillar {exc}") from None
     clusters = patroni.get("clusters")

@@ -11,14 +11,17 @@ port, which Debian's etcd 3.4 (bookworm) and 3.5 (trixie) both serve.
 """
 
 import concurrent.futures
+import functools
 import json
 import logging
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
 
 import patroni_debian as debian  # the sibling door file, for its pure helpers
+import patroni_debian_config as pillar_rules  # the certificate's names, as the Patroni member's has them
 import patroni_debian_render as render  # pillar etcd's check and the DCS section it makes
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -53,19 +56,35 @@ def _minion():
 
 def _pillar_etcd():
     """Pillar ``etcd`` checked, or None when it declares none; read in the public function's own file."""
-    return render._check_etcd(debian._pillar_get(globals().get("__pillar__"), "etcd"))
+    pillar = globals().get("__pillar__")
+    return render._check_etcd(debian._pillar_get(pillar, "etcd"), debian._pillar_get(pillar, "patroni:tls"))
 
 
 def _data_dir(etcd):
     return f"{render.ETCD_DATA_ROOT}/{etcd['cluster']}"
 
 
-def _client_url(address):
-    return render._etcd_url(address, render.ETCD_CLIENT_PORT)
+def _client_url(etcd, address):
+    return render._etcd_url(address, render.ETCD_CLIENT_PORT, bool(etcd["tls"]))
 
 
-def _peer_url(address):
-    return render._etcd_url(address, render.ETCD_PEER_PORT)
+def _peer_url(etcd, address):
+    return render._etcd_url(address, render.ETCD_PEER_PORT, bool(etcd["tls"]))
+
+
+def _tls_environment(tls):
+    """etcd's TLS settings: clients and peers alike present a certificate of the cluster's CA (Patroni and
+    vip-manager the Patroni member's, which the same CA signed)."""
+    return {
+        "ETCD_CERT_FILE": tls["cert_file"],
+        "ETCD_KEY_FILE": tls["key_file"],
+        "ETCD_TRUSTED_CA_FILE": tls["ca_file"],
+        "ETCD_CLIENT_CERT_AUTH": "true",
+        "ETCD_PEER_CERT_FILE": tls["cert_file"],
+        "ETCD_PEER_KEY_FILE": tls["key_file"],
+        "ETCD_PEER_TRUSTED_CA_FILE": tls["ca_file"],
+        "ETCD_PEER_CLIENT_CERT_AUTH": "true",
+    }
 
 
 def _environment(name, etcd, state, initial):
@@ -76,16 +95,18 @@ def _environment(name, etcd, state, initial):
     env = {
         "ETCD_NAME": name,
         "ETCD_DATA_DIR": _data_dir(etcd),
-        "ETCD_LISTEN_PEER_URLS": _peer_url(address),
-        "ETCD_LISTEN_CLIENT_URLS": f"{_client_url(address)},{_client_url('127.0.0.1')}",
-        "ETCD_INITIAL_ADVERTISE_PEER_URLS": _peer_url(address),
-        "ETCD_ADVERTISE_CLIENT_URLS": _client_url(address),
-        "ETCD_INITIAL_CLUSTER": ",".join(f"{member}={_peer_url(peer)}" for member, peer in initial.items()),
+        "ETCD_LISTEN_PEER_URLS": _peer_url(etcd, address),
+        "ETCD_LISTEN_CLIENT_URLS": f"{_client_url(etcd, address)},{_client_url(etcd, '127.0.0.1')}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": _peer_url(etcd, address),
+        "ETCD_ADVERTISE_CLIENT_URLS": _client_url(etcd, address),
+        "ETCD_INITIAL_CLUSTER": ",".join(f"{member}={_peer_url(etcd, peer)}" for member, peer in initial.items()),
         "ETCD_INITIAL_CLUSTER_STATE": state,
         "ETCD_INITIAL_CLUSTER_TOKEN": etcd["cluster"],
     }
     if etcd["v2"]:
         env["ETCD_ENABLE_V2"] = "true"
+    if etcd["tls"]:
+        env.update(_tls_environment(etcd["tls"]))
     return env
 
 
@@ -115,16 +136,38 @@ def _members_here(but=None):
 # asking etcd: its v3 JSON gateway (numbers of 64 bits come as strings)
 
 
-def _ask(address, path, body=None, timeout=ASK_TIMEOUT):
+def _tls_context(etcd):
+    """For an etcd over TLS: its CA verifies the member, and this host presents the first certificate it has of
+    the cluster's CA (the etcd member's, else the Patroni member's); None over http."""
+    tls = etcd["tls"]
+    if not tls:
+        return None
+    context = ssl.create_default_context(cafile=tls["ca_file"] if os.path.exists(tls["ca_file"]) else None)
+    for cert, key in tls["clients"]:
+        if os.access(cert, os.R_OK) and os.access(key, os.R_OK):
+            context.load_cert_chain(cert, key)
+            break
+    return context
+
+
+def _open(etcd, request, timeout=ASK_TIMEOUT):
+    try:
+        context = _tls_context(etcd)
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandExecutionError(f"the TLS files of pillar etcd:tls cannot be used: {exc}") from None
+    return urllib.request.urlopen(request, timeout=timeout, context=context)  # noqa: S310 - a pillar address
+
+
+def _ask(etcd, address, path, body=None, timeout=ASK_TIMEOUT):
     """POST ``body`` to ``/v3/<path>`` of the member at ``address``; its answer, or CommandExecutionError."""
     request = urllib.request.Request(
-        f"{_client_url(address)}/v3/{path}",
+        f"{_client_url(etcd, address)}/v3/{path}",
         data=json.dumps(body or {}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - http to a pillar address
+        with _open(etcd, request, timeout) as answer:
             return json.loads(answer.read(1_000_000) or b"{}")
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace").strip()
@@ -134,10 +177,10 @@ def _ask(address, path, body=None, timeout=ASK_TIMEOUT):
         raise CommandExecutionError(f"etcd at {address} does not answer ({reason})") from None
 
 
-def _member_list(address):
+def _member_list(etcd, address):
     """``{"cluster_id", "members": [{id, name, peer_urls, client_urls, learner}]}`` as the member at ``address``
     knows it (a linearizable read: it needs the cluster's quorum)."""
-    answer = _ask(address, "cluster/member/list")
+    answer = _ask(etcd, address, "cluster/member/list")
     return {
         "cluster_id": _hex(answer.get("header", {}).get("cluster_id")),
         "members": [
@@ -157,9 +200,9 @@ def _hex(number):
     return f"{int(number):x}" if number not in (None, "") else None
 
 
-def _member_status(address):
+def _member_status(etcd, address):
     """What the member at ``address`` says of itself (no quorum needed), with its health (which needs it)."""
-    answer = _ask(address, "maintenance/status")
+    answer = _ask(etcd, address, "maintenance/status")
     header = answer.get("header", {})
     status = {
         "cluster_id": _hex(header.get("cluster_id")),
@@ -170,18 +213,16 @@ def _member_status(address):
         "raft_index": int(answer.get("raftIndex", 0)),
         "raft_term": int(answer.get("raftTerm", 0)),
     }
-    status["healthy"] = _healthy(address)
+    status["healthy"] = _healthy(etcd, address)
     return status
 
 
-def _healthy(address):
+def _healthy(etcd, address):
     """etcd's own ``/health``: true once the member has a leader and serves reads through it."""
     try:
-        with urllib.request.urlopen(f"{_client_url(address)}/health", timeout=ASK_TIMEOUT) as answer:  # noqa: S310
+        with _open(etcd, f"{_client_url(etcd, address)}/health") as answer:
             return json.loads(answer.read(10_000)).get("health") in (True, "true")
-    except urllib.error.HTTPError:
-        return False
-    except (OSError, ValueError):
+    except (OSError, ValueError, CommandExecutionError):
         return False
 
 
@@ -216,11 +257,12 @@ def _survey(etcd):
     members = {}
     for name, address in etcd["members"].items():
         try:
-            members[name] = dict(_member_status(address), address=address)
+            members[name] = dict(_member_status(etcd, address), address=address)
         except CommandExecutionError as exc:
             members[name] = {"address": address, "healthy": False, "error": str(exc)}
     _, listing = _first_answer(
-        [address for name, address in etcd["members"].items() if members[name].get("healthy")], _member_list
+        [address for name, address in etcd["members"].items() if members[name].get("healthy")],
+        functools.partial(_member_list, etcd),
     )
     return members, listing if isinstance(listing, dict) else None
 
@@ -238,7 +280,7 @@ def _cluster_view(etcd):
         problems.append("the members name different leaders")
     listed = {}
     if listing:
-        declared = {_peer_url(address): name for name, address in etcd["members"].items()}
+        declared = {_peer_url(etcd, address): name for name, address in etcd["members"].items()}
         for member in listing["members"]:
             urls = [declared.get(url) for url in member["peer_urls"]]
             listed[member["name"] or next((url for url in urls if url), "(unstarted)")] = member
@@ -355,12 +397,12 @@ def _start_as(name, etcd):
     when no other declared member answers as a cluster (they are being started together), ``existing`` with the
     cluster's own list when it lists this member's peer address (added by orch.etcd_member); refused when a
     cluster runs without this member, or when the members answering belong to a cluster of other members."""
-    own_peer = _peer_url(etcd["members"][name])
+    own_peer = _peer_url(etcd, etcd["members"][name])
     others = [address for member, address in etcd["members"].items() if member != name]
-    address, listing = _first_answer(others, _member_list)
+    address, listing = _first_answer(others, functools.partial(_member_list, etcd))
     if address is None:
         return "new", dict(etcd["members"])
-    declared = {_peer_url(peer): member for member, peer in etcd["members"].items()}
+    declared = {_peer_url(etcd, peer): member for member, peer in etcd["members"].items()}
     foreign = [url for member in listing["members"] for url in member["peer_urls"] if url not in declared]
     if foreign:
         raise CommandExecutionError(
@@ -392,6 +434,64 @@ def _start_decision(name, etcd):
     return state, dict(initial)
 
 
+def _scheme_change(current, etcd):
+    """Why a running member may not be moved between http and https by a rewrite of its file, or None: its peers
+    know it by the peer URL they listed, and a member that starts serving another scheme is cut off from them."""
+    serving = str(current.get("ETCD_LISTEN_PEER_URLS", "")).split("://", 1)[0]
+    wanted = "https" if etcd["tls"] else "http"
+    if serving in ("http", "https") and serving != wanted:
+        return (
+            f"this etcd member serves its peers over {serving}, and pillar etcd:tls asks for {wanted}: a running "
+            "etcd cluster is not moved between http and https by the formula (its members would lose each other). "
+            f"Put etcd:tls back to {str(serving == 'https').lower()}; the move is etcd's own procedure, one member "
+            "at a time (etcdctl member update with its new peer URL, then its restart), not done by the formula yet"
+        )
+    return None
+
+
+@debian._host_errors
+def tls_plan(etcd=False):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    Pillar ``patroni:tls`` checked, with the names this host's certificate carries (``CN``, ``subjectAltName``:
+    host name, FQDN, its addresses, every declared VIP, ``localhost`` and loopback), or ``{}`` without TLS or with
+    a pillar that does not validate (the formula's validators say what is wrong). Valid on any minion, one
+    without a Patroni cluster too: ``salt/patroni/ca.sls`` makes or fetches the CA from it.
+
+    etcd
+        ``True``: the certificate of this minion's etcd member instead (its own ``cert_file`` and ``key_file``,
+        which user etcd reads), or ``{}`` when it runs none over TLS (pillar ``etcd:tls``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.tls_plan
+        salt pg1 patroni_debian.tls_plan etcd=True
+    """
+    etcd = debian._check_boolean("etcd", etcd)
+    pillar = globals().get("__pillar__")
+    try:
+        tls = render._check_tls(debian._pillar_get(pillar, "patroni:tls"))
+        member = _pillar_etcd() if etcd else None
+    except SaltInvocationError:
+        return {}
+    if etcd and (not member or not member["tls"] or _minion() not in member["members"]):
+        return {}
+    # the names of the Patroni member's certificate, every declared VIP among them: a VIP that moves to this host
+    # must not change a certificate (nor restart etcd)
+    try:
+        patroni, pillar_etcd = debian._pillar_get(pillar, "patroni"), debian._pillar_get(pillar, "etcd")
+        clusters = pillar_rules._checked_pillar(patroni, etcd=pillar_etcd).values()
+    except (CommandExecutionError, SaltInvocationError):
+        clusters = []  # a host of etcd alone, with no Patroni cluster: no VIP ever comes to it
+    plan = pillar_rules._tls_certificate(tls, clusters)
+    if etcd and plan:
+        plan.update(cert_file=member["tls"]["cert_file"], key_file=member["tls"]["key_file"])
+    return plan
+
+
 def _env_target(env):
     text = render._env_file_text(ENV_HEADER, env)
     return debian._Target(ENV_FILE, env, text, render._read_env_file(ENV_FILE), "root", "root", 0o644)
@@ -403,10 +503,11 @@ def etcd_member_plan():
     Plumbing: the formula and the orchestrations call it; people rarely need to.
 
     What the formula does for this minion's etcd member, deciding from pillar ``etcd`` and the host, changing
-    nothing: ``{member: bool, cluster, data_dir, has_data, env, changes, start_as, error}``. ``error`` says why
-    nothing may be done (an invalid pillar, a cluster of this name renamed, a member this minion runs that
-    pillar no longer declares, a running cluster that does not list it); ``changes``: the keys of
-    ``/etc/default/etcd`` that differ.
+    nothing: ``{member: bool, cluster, data_dir, has_data, env, changes, renewed, start_as, error}``. ``error``
+    says why nothing may be done (an invalid pillar, a cluster of this name renamed, a member this minion runs
+    that pillar no longer declares, a running cluster that does not list it, a running member moved between http
+    and https); ``changes``: the keys of ``/etc/default/etcd`` that differ; ``renewed``: TLS files written since
+    the running etcd started (it needs a restart to take them).
 
     CLI Example:
 
@@ -440,6 +541,9 @@ def etcd_member_plan():
     plan["has_data"] = _has_data(plan["data_dir"])
     current = render._read_env_file(ENV_FILE) or {}
     if plan["has_data"]:
+        plan["error"] = _scheme_change(current, etcd)
+        if plan["error"]:
+            return plan
         # etcd ignores the initial-cluster settings from now on: keep what the file says, or the pillar's
         state = current.get("ETCD_INITIAL_CLUSTER_STATE", "new")
         env = _environment(name, etcd, state, dict(etcd["members"]))
@@ -455,7 +559,26 @@ def etcd_member_plan():
     plan["start_as"] = env["ETCD_INITIAL_CLUSTER_STATE"]
     plan["env"] = env
     plan["changes"] = sorted(key for key in set(env) | set(current) if env.get(key) != current.get(key))
+    plan["renewed"] = _renewed_since_start(etcd["tls"])
     return plan
+
+
+def _renewed_since_start(tls):
+    """The TLS files of ``tls`` written after the running etcd started, which it may not have taken: etcd can
+    keep serving the certificate it started with (etcd-io/etcd#9541), so a renewal needs a restart."""
+    if not tls:
+        return []
+    shown = debian._run(["systemctl", "show", "--property=MainPID", "--value", UNIT], check=False).stdout.strip()
+    try:
+        with open(f"/proc/{int(shown)}/stat", encoding="ascii") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as stat:
+            booted = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
+    except (ValueError, OSError, IndexError, StopIteration):
+        return []  # not running: it takes the files when it starts
+    started = booted + ticks / os.sysconf("SC_CLK_TCK")
+    files = (tls["ca_file"], tls["cert_file"], tls["key_file"])
+    return [path for path in files if os.path.exists(path) and os.stat(path).st_mtime > started + 1]
 
 
 @debian._host_errors
@@ -500,7 +623,7 @@ def _healthy_cluster(etcd, leaving=None):
             "risk; bring them back first (patroni_debian.etcd_status says what is wrong)"
         )
     addresses = [row["address"] for name, row in view["members"].items() if name != leaving and row.get("healthy")]
-    address, listing = _first_answer(addresses, _member_list)
+    address, listing = _first_answer(addresses, functools.partial(_member_list, etcd))
     if address is None:
         raise CommandExecutionError(
             f"no healthy member of etcd cluster {etcd['cluster']} answers: {'; '.join(listing)}"
@@ -528,10 +651,10 @@ def etcd_member_add(name):
             f"{name!r} is not in pillar etcd:members; declare it with its address first, then add it"
         )
     address, listing = _healthy_cluster(etcd)
-    peer = _peer_url(etcd["members"][name])
+    peer = _peer_url(etcd, etcd["members"][name])
     if any(peer in member["peer_urls"] for member in listing["members"]):
         raise CommandExecutionError(f"etcd cluster {etcd['cluster']} already lists {name} ({peer})")
-    answer = _ask(address, "cluster/member/add", {"peerURLs": [peer]})
+    answer = _ask(etcd, address, "cluster/member/add", {"peerURLs": [peer]})
     log.info("patroni_debian: added etcd member %s (%s) through %s", name, peer, address)
     return {"added": name, "id": _hex((answer.get("member") or {}).get("ID")), "through": address}
 
@@ -555,7 +678,7 @@ def etcd_member_remove(name, force=False):
     etcd = _required_pillar()
     force = debian._check_boolean("force", force)
     address, listing = _healthy_cluster(etcd, leaving=name)
-    peers = {_peer_url(peer): member for member, peer in etcd["members"].items()}
+    peers = {_peer_url(etcd, peer): member for member, peer in etcd["members"].items()}
     leaving = [m for m in listing["members"] if m["name"] == name or any(peers.get(u) == name for u in m["peer_urls"])]
     if not leaving:
         names = ", ".join(sorted(m["name"] or "(unstarted)" for m in listing["members"]))
@@ -566,7 +689,7 @@ def etcd_member_remove(name, force=False):
             f"removing {name} would leave {remaining} voting member(s): below {MIN_VOTERS}, one more failure loses "
             "etcd's quorum and with it every Patroni leader; add a member first, or pass force=True"
         )
-    _ask(address, "cluster/member/remove", {"ID": str(int(leaving[0]["id"], 16))})
+    _ask(etcd, address, "cluster/member/remove", {"ID": str(int(leaving[0]["id"], 16))})
     log.info("patroni_debian: removed etcd member %s through %s", name, address)
     result = {"removed": name, "through": address, "remaining": remaining}
     if name == _minion():

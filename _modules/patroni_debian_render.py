@@ -201,7 +201,7 @@ SCRAM_SINCE = 14
 MINION_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*", re.ASCII)
 
 # pillar etcd: the DCS deployed by the formula (salt/etcd), one etcd cluster per pillar
-ETCD_KEYS = ("cluster", "members", "v2")
+ETCD_KEYS = ("cluster", "members", "v2", "tls")
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 ETCD_DATA_ROOT = "/var/lib/etcd"
@@ -209,6 +209,10 @@ ETCD_DATA_ROOT = "/var/lib/etcd"
 # own default member's directory
 ETCD_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 ETCD_PACKAGE_DEFAULT = "default"
+# etcd over TLS (pillar etcd:tls): the member's own key and certificate, signed by the CA of patroni:tls. A key of
+# its own because etcd runs as user etcd, which may not read the Patroni member's key (group postgres)
+ETCD_TLS_DIR = "/etc/etcd/tls"
+ETCD_TLS_FILES = {"cert_file": f"{ETCD_TLS_DIR}/member.crt", "key_file": f"{ETCD_TLS_DIR}/member.key"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -469,9 +473,11 @@ def _check_tls(tls):
     return settings
 
 
-def _check_etcd(etcd):
-    """Pillar ``etcd`` checked: ``{"cluster": name, "members": {minion id: address}, "v2": bool}``, or None when
-    the pillar declares no etcd. Members are minion ids with the address their peers and clients reach them on."""
+def _check_etcd(etcd, tls=None):
+    """Pillar ``etcd`` checked: ``{"cluster": name, "members": {minion id: address}, "v2": bool, "tls": files or
+    None}``, or None when the pillar declares no etcd. Members are minion ids with the address their peers and
+    clients reach them on. ``tls``: pillar ``patroni:tls``, whose CA signs the members' certificates when
+    ``etcd:tls`` is true (:py:func:`_etcd_tls`)."""
     if etcd is None:
         return None
     if not isinstance(etcd, dict):
@@ -502,18 +508,43 @@ def _check_etcd(etcd):
     v2 = etcd.get("v2", False)
     if not isinstance(v2, bool):
         raise SaltInvocationError(f"etcd:v2: {_scrub(repr(v2))} must be true or false")
-    return {"cluster": cluster, "members": checked, "v2": v2}
+    return {"cluster": cluster, "members": checked, "v2": v2, "tls": _etcd_tls(etcd.get("tls", False), tls)}
 
 
-def _etcd_url(address, port):
-    return f"http://{_host_port(address, port)}"
+def _etcd_tls(wanted, tls):
+    """The files of an etcd served over TLS, or None: ``ca_file`` (patroni:tls's CA, which every member trusts for
+    peers and clients alike), the member's own ``cert_file`` and ``key_file``, and ``clients``: the certificate
+    and key pairs a client on this host may present, the etcd member's first, then the Patroni member's."""
+    if not isinstance(wanted, bool):
+        raise SaltInvocationError(f"etcd:tls: {_scrub(repr(wanted))} must be true or false")
+    if not wanted:
+        return None
+    settings = _check_tls(tls) if isinstance(tls, dict) else None
+    if not settings or settings.get("ca_server") is None:
+        raise SaltInvocationError(
+            "etcd:tls: true needs pillar patroni:tls:ca_server, whose CA signs each etcd member's certificate and "
+            "which Patroni's own certificates come from; with your own PKI, run your own etcd over https and name "
+            "it in patroni:dcs"
+        )
+    own = (ETCD_TLS_FILES["cert_file"], ETCD_TLS_FILES["key_file"])
+    return {
+        "ca_file": settings["ca_file"],
+        **ETCD_TLS_FILES,
+        "clients": [own, (settings["cert_file"], settings["key_file"])],
+    }
+
+
+def _etcd_url(address, port, tls=False):
+    return f"{'https' if tls else 'http'}://{_host_port(address, port)}"
 
 
 def _etcd_dcs(etcd):
     """Patroni's DCS section for a checked pillar ``etcd``: etcd's v3 API, or its v2 API when ``v2`` asks for it
-    (vip-manager 1.x follows only that one)."""
+    (vip-manager 1.x follows only that one); over https with ``tls`` (the CA and the member's certificate are
+    added as for any https etcd, :py:func:`_with_tls`)."""
     hosts = [_host_port(address, ETCD_CLIENT_PORT) for address in etcd["members"].values()]
-    return {"etcd" if etcd["v2"] else "etcd3": {"hosts": hosts}}
+    section = {"hosts": hosts, **({"protocol": "https"} if etcd["tls"] else {})}
+    return {"etcd" if etcd["v2"] else "etcd3": section}
 
 
 def _check_role_name(name, value):
@@ -1193,7 +1224,7 @@ def _dcs_source(dcs, cluster_pillar, pillar):
     pillar_dcs = _pillar_get(pillar, "patroni:dcs")
     if pillar_dcs is not None:
         return pillar_dcs, "pillar patroni:dcs"
-    etcd = _check_etcd(_pillar_get(pillar, "etcd"))
+    etcd = _check_etcd(_pillar_get(pillar, "etcd"), _pillar_get(pillar, "patroni:tls"))
     if etcd:
         return _etcd_dcs(etcd), "pillar etcd"
     if not os.path.exists(DCS_FILE):

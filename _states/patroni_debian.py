@@ -52,7 +52,9 @@ def dcs_reachable(name, version, cluster):
     """
     The cluster's DCS answers (one endpoint of the DCS section its config is made from accepts a connection
     within 2 s), checked before anything changes: a DCS outage fails the run at once, naming the DCS, and the
-    formula's other states, which require ``patroni.validate``, change nothing. Never changes anything.
+    formula's other states, which require ``patroni.validate``, change nothing. Never changes anything. In a
+    dry run that would start this minion's etcd member of pillar etcd, a DCS that does not answer yet is left
+    undecided (``None``), not failed.
 
     .. code-block:: yaml
 
@@ -64,11 +66,25 @@ def dcs_reachable(name, version, cluster):
     ret = _ret(name)
     try:
         answered = __salt__["patroni_debian.dcs_reachable"](version, cluster)
-    except (CommandExecutionError, SaltInvocationError) as exc:
+    except CommandExecutionError as exc:
+        if __opts__["test"] and _etcd_started_by_this_run():
+            ret.update(result=None, comment=f"{name}: checked once this run has started etcd here ({exc})")
+            return ret
+        return _failed(ret, exc)
+    except SaltInvocationError as exc:
         return _failed(ret, exc)
     where = f" at {answered['endpoint']}" if answered["endpoint"] else " (not checked: it finds its peers itself)"
     ret["comment"] = f"{name}: {answered['dcs']}{where}"
     return ret
+
+
+def _etcd_started_by_this_run():
+    """In a dry run: whether the run would start or restart this minion's etcd member of pillar etcd (the DCS it
+    brings up cannot answer the dry run's question yet)."""
+    plan = __salt__["patroni_debian.etcd_member_plan"]()
+    if not plan.get("member") or plan.get("error"):
+        return False
+    return bool(plan["changes"]) or not __salt__["service.status"]("etcd")
 
 
 def packages_installed(name, pkgs):
@@ -133,6 +149,8 @@ def _etcd_changes(plan, active, enabled):
     if plan["changes"] or not active:
         what = "restarted" if active else "started"
         changes["etcd"] = what if plan["has_data"] else f"{what} as a {plan['start_as']} member"
+    elif plan.get("renewed"):
+        changes["etcd"] = f"restarted to take its renewed {', '.join(plan['renewed'])}"
     if not enabled:
         changes["enabled"] = True
     return changes

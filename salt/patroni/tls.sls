@@ -7,6 +7,7 @@
 {%- from tpldir ~ "/map.jinja" import tls, valid with context %}
 include:
   - patroni.package
+  - patroni.ca
 {%- if not valid %}
 {#- nothing to say: "Pillar patroni is valid" says what is wrong #}
 {%- elif not tls %}
@@ -18,46 +19,6 @@ Patroni's REST API and replication are not encrypted:
         pillar patroni:tls is not set: the REST API (switchover, restart, reinitialize, PATCH /config) is served
         over plain http, and replication and pg_rewind connect unverified; see the README's section Security
 {%- elif tls.ca_server is defined %}
-{%-   set issued = tls.ca_file.rsplit("/", 1)[0] %}
-{%-   if tls.ca_server == grains.id %}
-
-# This minion is the cluster's CA: its key never leaves it (root only) and its certificate is made once.
-The cluster CA's key exists:
-  x509.private_key_managed:
-    - name: {{ issued }}/ca.key
-    - algo: ec
-    - keysize: 256
-    - user: root
-    - group: root
-    - mode: "0600"
-    - makedirs: True
-    - dir_mode: "0755"
-
-The cluster CA's certificate exists:
-  x509.certificate_managed:
-    - name: {{ tls.ca_file | json }}
-    - signing_private_key: {{ issued }}/ca.key
-    - CN: {{ ("Patroni CA on " ~ grains.id) | json }}
-    - basicConstraints: "critical, CA:true"
-    - keyUsage: "critical, cRLSign, keyCertSign"
-    - subjectKeyIdentifier: hash
-    - days_valid: 3650
-    - days_remaining: 0
-    - mode: "0644"
-    - require:
-      - x509: The cluster CA's key exists
-{%-   else %}
-
-The cluster CA's certificate is here:
-  patroni_debian.ca_certificate_present:
-    - name: {{ tls.ca_file | json }}
-    - ca_server: {{ tls.ca_server | json }}
-    - mode: "0644"
-    - makedirs: True
-    - dir_mode: "0755"
-    # the CA server may be making the CA in this very highstate
-    - retry: {attempts: 20, interval: 3}
-{%-   endif %}
 
 # Readable by PostgreSQL and Patroni (group postgres, which the packages create), by nobody else.
 The member's TLS key exists:

@@ -38,6 +38,8 @@ def captured(name):
         ({"cluster": "a", "members": {"pg1": "db.example"}}, "is not an IP address"),
         ({"cluster": "a", "members": {"pg1": "10.0.0.11", "pg2": "10.0.0.11"}}, "pg2 and pg1 have the same address"),
         ({"cluster": "a", "members": MEMBERS, "v2": "yes"}, "etcd:v2: 'yes' must be true or false"),
+        ({"cluster": "a", "members": MEMBERS, "tls": "yes"}, "etcd:tls: 'yes' must be true or false"),
+        ({"cluster": "a", "members": MEMBERS, "tls": True}, "etcd:tls: true needs pillar patroni:tls:ca_server"),
     ],
 )
 def test_a_pillar_etcd_that_cannot_be_deployed_is_refused_with_the_reason(etcd, says):
@@ -48,7 +50,7 @@ def test_a_pillar_etcd_that_cannot_be_deployed_is_refused_with_the_reason(etcd, 
 
 def test_the_dcs_is_etcd_s_v3_api_on_every_member_and_v2_only_when_asked():
     checked = render._check_etcd({"cluster": "patroni", "members": MEMBERS})
-    assert checked == {"cluster": "patroni", "members": MEMBERS, "v2": False}
+    assert checked == {"cluster": "patroni", "members": MEMBERS, "v2": False, "tls": None}
     assert render._etcd_dcs(checked) == {"etcd3": {"hosts": ["10.0.0.11:2379", "10.0.0.12:2379", "10.0.0.13:2379"]}}
     six = render._check_etcd({"cluster": "patroni", "members": {"pg1": "fd00::11"}, "v2": True})
     assert render._etcd_dcs(six) == {"etcd": {"hosts": ["[fd00::11]:2379"]}}
@@ -80,7 +82,7 @@ def answering(monkeypatch, answers):
     """etcd's gateway answering from captures: ``answers`` maps an address to a captured member list (an address
     not in it does not answer)."""
 
-    def ask(address, path, body=None, timeout=None):
+    def ask(etcd, address, path, body=None, timeout=None):
         if address not in answers:
             raise CommandExecutionError(f"etcd at {address} does not answer (refused)")
         assert path == "cluster/member/list"
@@ -121,7 +123,67 @@ def test_members_that_answer_for_another_cluster_are_refused_as_pillars_pointing
 
 def test_the_member_list_reads_etcd_s_64_bit_numbers_and_an_unstarted_member(monkeypatch):
     answering(monkeypatch, {"10.77.0.1": captured("added-member-list")})
-    listing = etcd_module._member_list("10.77.0.1")
+    checked = render._check_etcd({"cluster": "lab", "members": {"lab": "10.77.0.1"}})
+    listing = etcd_module._member_list(checked, "10.77.0.1")
     assert listing["cluster_id"] == f"{12737750194933763807:x}"
     assert [member["name"] for member in listing["members"]] == ["", "lab"]
     assert listing["members"][0]["id"] == f"{2393862209261739112:x}"
+
+
+CA_SERVER = {"ca_server": "pg1"}
+
+
+def test_an_etcd_over_tls_needs_the_ca_of_patroni_tls_not_a_pki_of_the_user_s():
+    own = {"ca_file": "/pki/ca.crt", "cert_file": "/pki/m.crt", "key_file": "/pki/m.key"}
+    with pytest.raises(SaltInvocationError) as refused:
+        render._check_etcd({"cluster": "a", "members": MEMBERS, "tls": True}, own)
+    assert "with your own PKI, run your own etcd over https" in str(refused.value)
+    checked = render._check_etcd({"cluster": "a", "members": MEMBERS, "tls": True}, CA_SERVER)
+    assert checked["tls"] == {
+        "ca_file": "/etc/patroni/tls/ca.crt",
+        "cert_file": "/etc/etcd/tls/member.crt",
+        "key_file": "/etc/etcd/tls/member.key",
+        "clients": [
+            ("/etc/etcd/tls/member.crt", "/etc/etcd/tls/member.key"),
+            ("/etc/patroni/tls/member.crt", "/etc/patroni/tls/member.key"),
+        ],
+    }
+
+
+def test_over_tls_the_dcs_is_https_and_patroni_presents_its_member_certificate():
+    pillar = {"patroni": {"tls": CA_SERVER}, "etcd": {"cluster": "p", "members": MEMBERS, "tls": True}}
+    dcs, source = render._dcs_source(None, {}, pillar)
+    assert source == "pillar etcd" and dcs["etcd3"]["protocol"] == "https"
+    config = {"etcd3": dict(dcs["etcd3"]), "restapi": {}, "bootstrap": {"dcs": {"postgresql": {"parameters": {}}}}}
+    config["postgresql"] = {"parameters": {}, "authentication": {}}
+    tls = render._check_tls(CA_SERVER)
+    render._with_tls(config, "15", tls, None, "10.0.0.0/24", None)
+    assert config["etcd3"]["cert"] == "/etc/patroni/tls/member.crt"
+    assert config["etcd3"]["cacert"] == "/etc/patroni/tls/ca.crt"
+
+
+def test_an_etcd_member_over_tls_serves_https_to_peers_and_clients_and_asks_for_their_certificates():
+    checked = render._check_etcd({"cluster": "patroni", "members": MEMBERS, "tls": True}, CA_SERVER)
+    env = etcd_module._environment("pg2", checked, "new", MEMBERS)
+    assert env["ETCD_LISTEN_CLIENT_URLS"] == "https://10.0.0.12:2379,https://127.0.0.1:2379"
+    assert env["ETCD_LISTEN_PEER_URLS"] == env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "https://10.0.0.12:2380"
+    assert env["ETCD_INITIAL_CLUSTER"].startswith("pg1=https://10.0.0.11:2380,")
+    assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    assert env["ETCD_KEY_FILE"] == env["ETCD_PEER_KEY_FILE"] == "/etc/etcd/tls/member.key"
+    assert env["ETCD_TRUSTED_CA_FILE"] == env["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/patroni/tls/ca.crt"
+
+
+@pytest.mark.parametrize(
+    "serving, tls, says",
+    [
+        ("http", True, "over http, and pillar etcd:tls asks for https"),
+        ("https", False, "over https, and pillar etcd:tls asks for http"),
+    ],
+)
+def test_a_running_member_is_not_moved_between_http_and_https_by_a_rewrite(serving, tls, says):
+    checked = render._check_etcd({"cluster": "p", "members": MEMBERS, "tls": tls}, CA_SERVER)
+    refusal = etcd_module._scheme_change({"ETCD_LISTEN_PEER_URLS": f"{serving}://10.0.0.11:2380"}, checked)
+    assert says in refusal and "etcdctl member update" in refusal
+    same = {"ETCD_LISTEN_PEER_URLS": f"{'https' if tls else 'http'}://10.0.0.11:2380"}
+    assert etcd_module._scheme_change(same, checked) is None
+    assert etcd_module._scheme_change({}, checked) is None  # the package's file: no member of ours yet
