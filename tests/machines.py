@@ -312,7 +312,7 @@ class Machine:
         self._mount_overlay()
         self.boot()
 
-    def _mount_overlay(self):
+    def _mount_overlay(self, provision=False):
         for folder in ("upper", "work", "merged"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         lower, upper, work = self.lab.image, self.root / "upper", self.root / "work"
@@ -342,6 +342,25 @@ class Machine:
         }  # reverse lookups of every address: the lab has no name server
         (etc / "salt" / "minion").write_text(json.dumps(minion))  # JSON is YAML
         self._install_keys(etc / "salt" / "pki" / "minion")
+        if provision:
+            self._place_modules()
+
+    def _place_modules(self):
+        """This checkout's modules where ``saltutil.sync_modules`` and ``sync_states`` put them, and its program
+        where ``install_program`` does, before the minion starts: what :py:meth:`MachineLab.provision` does
+        through Salt (as the session's first boot still does), at the cost of a file copy."""
+        extmods = self.merged / "var" / "cache" / "salt" / "minion" / "extmods"
+        for kind, sources in (
+            ("modules", (REPO / "_modules").glob("*.py")),
+            ("states", (REPO / "_states").glob("*.py")),
+        ):
+            (extmods / kind).mkdir(parents=True, exist_ok=True)
+            for source in sources:
+                shutil.copy(source, extmods / kind / source.name)
+        program = self.merged / PROGRAM_PATH.lstrip("/")
+        program.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "_modules" / "patroni_debian.py", program)
+        program.chmod(0o755)
 
     def _install_keys(self, pki):
         """The machine's minion key pair, made once per lab and accepted on the master: a reset keeps it."""
@@ -426,13 +445,14 @@ class Machine:
         if self.nspawn is not None:
             self.nspawn.wait(timeout=30)
 
-    def reset(self, wait=True):
-        """Back to the lab's image, booted: power cut (its state is dropped anyway), no upper layer, boot."""
+    def reset(self, wait=True, provision=False):
+        """Back to the lab's image, booted: power cut (its state is dropped anyway), no upper layer, boot; with
+        ``provision``, this checkout's modules and program in place before it boots."""
         self.power_cut()
         netlab._sh("umount", str(self.merged))
         for folder in ("upper", "work"):
             shutil.rmtree(self.root / folder)
-        self._mount_overlay()
+        self._mount_overlay(provision)
         self.boot(wait)
 
     def destroy(self):
@@ -440,7 +460,7 @@ class Machine:
         netlab._sh("umount", "-l", str(self.merged), check=False)
 
     def http(self, path, port=8008):
-        return self.lab.http(f"http://{self.address}:{port}{path}")
+        return self.lab.http(f"{'https' if self.lab.api_ca else 'http'}://{self.address}:{port}{path}")
 
 
 def salt_cli(switch, config):
@@ -558,16 +578,16 @@ class MachineLab(netlab.Lab):
         assert set(installed) == names, installed
         assert all(result["path"] == PROGRAM_PATH for result in installed.values()), installed
 
-    def reset_all(self, bare=False):
+    def reset_all(self, bare=False, provision=False):
         """Every machine back to its image (``bare``: the one without PostgreSQL, Patroni, etcd or vip-manager)
         and booted, etcd emptied, the lab's own pillar root as it made it, every minion answering: a clean
-        slate."""
+        slate. ``provision``: with this checkout's modules and program in place (``_place_modules``)."""
         self.image = image(self.release, bare)
         self._reset_pillar()
         for machine in self.nodes:
             machine.power_cut()  # all at once: no member reacts to another's reset
         for machine in self.nodes:
-            machine.reset(wait=False)
+            machine.reset(wait=False, provision=provision)
         for machine in self.nodes:
             machine.wait_booted()
         self.clear_dcs()

@@ -163,12 +163,13 @@ def remove_stale(slot=None, every_lab=False):
 
 # The lab's HTTP client, one per lab in its switch namespace: a JSON line [url, timeout] in, {"body"} or {"error"} out.
 FETCHER = """
-import json, sys, urllib.error, urllib.request
+import json, ssl, sys, urllib.error, urllib.request
 for line in sys.stdin:
-    url, timeout = json.loads(line)
+    url, timeout, cafile = json.loads(line)
     try:
+        context = ssl.create_default_context(cafile=cafile) if cafile else None
         try:
-            response = urllib.request.urlopen(url, timeout=timeout)
+            response = urllib.request.urlopen(url, timeout=timeout, context=context)
         except urllib.error.HTTPError as error:
             response = error
         answer = {"body": response.read().decode()}
@@ -447,8 +448,9 @@ class Node:
         return json.loads(self.run(sandbox.module_argv(function, *args, **kwargs)).stdout)
 
     def http(self, path, port=8008):
-        """GET from this node's Patroni REST API, from the switch (as a client on the network would)."""
-        return self.lab.http(f"http://{self.address}:{port}{path}")
+        """GET from this node's Patroni REST API, from the switch (as a client on the network would); over https
+        verified against the lab's ``api_ca`` when it has one."""
+        return self.lab.http(f"{'https' if self.lab.api_ca else 'http'}://{self.address}:{port}{path}")
 
     def psql(self, sql, port=5432):
         return self.run(["psql", "-X", "-q", "-At", "-p", str(port), "-c", sql], user="postgres").stdout.strip()
@@ -467,6 +469,7 @@ class Lab:
         self.count = nodes
         self.etcd = None
         self.tls_etcd = None  # a second etcd, served over TLS with client certificates (start_tls_etcd)
+        self.api_ca = None  # the CA file (on this host) of REST APIs served over https, or None for http
         self._fetcher, self._helpers_lock = None, threading.Lock()  # helpers made on first use, once
 
     def __enter__(self):
@@ -635,7 +638,7 @@ class Lab:
         with self._helpers_lock:
             if self._fetcher is None:
                 self._fetcher = Helper(self.switch, FETCHER)
-        answer = self._fetcher.ask([url, timeout], timeout + 10)
+        answer = self._fetcher.ask([url, timeout, self.api_ca], timeout + 10)
         if answer is None:
             raise ConnectionError(f"GET {url}: the lab's fetcher gave no answer")
         if "error" in answer:

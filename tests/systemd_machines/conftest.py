@@ -2,7 +2,7 @@
 
 A test never relies on what an earlier test left: it asks for a *starting point* (one of starting_points.py, or
 one of its module's made with ``starting_points.starting_point``). A starting point is made from a clean slate
-(every machine reset to its image, etcd emptied, the modules synced), and kept for the next test that asks for
+(every machine reset to its image, etcd emptied, the modules in place), and kept for the next test that asks for
 the same one only while its check still gives what it gave when it was made (every member streaming, the same
 pillar, …) and no test failed on it. So any test passes alone (``-k``) and in any order, and tests that share a
 starting point, run one after another, pay for it once. ``tests/unit/test_lab_independence.py`` checks that every
@@ -15,7 +15,6 @@ import machines
 import pytest
 from starting_points import (  # noqa: F401 - for every module
     bare_machines,
-    etcd_cluster,
     fresh_machines,
     orchestrated,
     tls_cluster,
@@ -52,8 +51,6 @@ ORDER = (
     "bare_machines",
     "tls_cluster",
     "tls_cluster spoils",
-    "etcd_cluster",
-    "etcd_cluster spoils",
     "formula_cluster",
     "formula_cluster spoils",
     "debian_way",

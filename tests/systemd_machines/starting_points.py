@@ -12,14 +12,12 @@ API_PORT = 8008
 
 def clean_slate(lab, timings, bare=False, provision=True):
     """Every machine back to the image (``bare``: the one without PostgreSQL, Patroni, etcd or vip-manager),
-    etcd emptied, the pillar root back to the lab's default, and with ``provision`` (never on the bare image) the
-    modules synced and the program installed."""
+    etcd emptied, the pillar root back to the lab's default, and with ``provision`` (never on the bare image) this
+    checkout's modules and program in place before the minions start."""
     started = time.monotonic()
-    lab.starting_point, lab.converged = None, None
-    lab.reset_all(bare=bare)
-    if provision and not bare:
-        lab.provision()
-    _add(timings, f"machines ({lab.release}): clean slates (3 machines reset, minions back, modules synced)", started)
+    lab.starting_point, lab.converged, lab.api_ca = None, None, None
+    lab.reset_all(bare=bare, provision=provision and not bare)
+    _add(timings, f"machines ({lab.release}): clean slates (3 machines reset, modules in place, minions back)", started)
 
 
 def starting_point(name, make, check, bare=False, provision=True, adopts=()):
@@ -99,18 +97,16 @@ def untouched(lab):
 
 
 def _fresh(lab):
-    """Every machine as its image is (packages installed, nothing configured), etcd empty, modules synced."""
+    """Every machine as its image is (packages installed, nothing configured), etcd empty, modules in place."""
 
 
 fresh_machines = starting_point("fresh_machines", _fresh, untouched)
 
 
 def _bare(lab):
-    """Machines of the bare image: no PostgreSQL, Patroni, etcd client or vip-manager installed (a local apt
-    repository of their packages only), given the formula's pillar."""
-    import highstate
-
-    lab.set_pillar(highstate.pillar(lab))
+    """Machines of the bare image: no PostgreSQL, Patroni, etcd or vip-manager installed (a local apt repository
+    of their packages only), given ``tls_pillar`` (the formula's pillar with TLS and etcd from pillar)."""
+    lab.set_pillar(tls_pillar(lab))
 
 
 bare_machines = starting_point("bare_machines", _bare, untouched, bare=True)
@@ -140,70 +136,60 @@ def tls_streaming(lab):
 
 
 def tls_pillar(lab, more=()):
-    """The formula's pillar with patroni:tls (pg1 the CA server) and the REST API's role, and a VIP for
-    <version>-main, which every member's certificate names (vip-manager 1.0.2 on bookworm follows etcd's v2 API,
-    vip-manager2 on trixie etcd3)."""
+    """The formula's pillar with patroni:tls (pg1 the CA server) and the REST API's role, a VIP for
+    <version>-main, which every member's certificate names, and no patroni:dcs: the DCS is etcd cluster ``lab`` of
+    pillar etcd on the three machines themselves, over TLS with certificates of the same CA, with etcd's v2 API on
+    bookworm, whose vip-manager 1.0.2 follows only that (vip-manager2 on trixie follows etcd3)."""
     import highstate
 
     wanted = highstate.pillar(lab, tls={"ca_server": "pg1"}, more=more)
-    dcs = lab.dcs("etcd3" if lab.release == "trixie" else "etcd")
-    wanted["patroni"]["clusters"][f"{lab.version}-main"].update(vip=lab.slot.vip, dcs=dcs)
+    del wanted["patroni"]["dcs"]
+    wanted["patroni"]["clusters"][f"{lab.version}-main"]["vip"] = lab.slot.vip
+    members = {node.name: node.address for node in lab.nodes}
+    wanted["etcd"] = {"cluster": "lab", "members": members, "tls": True, "v2": lab.release == "bookworm"}
     return wanted
 
 
 def make_tls_cluster(lab):
-    """Machines of the bare image given ``tls_pillar``, then one highstate on all three at once: a cluster whose
-    REST API, replication and pg_rewind use TLS, with a VIP. Returns the highstate's returns."""
+    """Machines of the bare image given ``tls_pillar``, then one highstate on all three at once: the etcd
+    package's own member started by its install, then replaced by one etcd cluster of the three over TLS, and on
+    it a cluster whose REST API, replication and pg_rewind use TLS, with a VIP. Returns the highstate's returns."""
     import highstate
 
     lab.set_pillar(tls_pillar(lab))
     returns = highstate.highstate(lab)
     failed, _, _ = highstate.outcomes(returns)
     assert not failed, failed
+    trust_cluster_ca(lab)
     netlab.wait_until("every member healthy over https", lambda: tls_streaming(lab), 120)
     return returns
+
+
+def trust_cluster_ca(lab):
+    """The cluster CA's certificate (pillar patroni:tls, made on pg1) copied to this host: the lab's REST API
+    calls (``node.http``, ``netlab.health``) go over https, verified against it, until the next clean slate."""
+    path = lab.root / "cluster-ca.crt"
+    path.write_text(lab.nodes[0].run(["cat", "/etc/patroni/tls/ca.crt"]).stdout)
+    lab.api_ca = str(path)
 
 
 tls_cluster = starting_point("tls_cluster", make_tls_cluster, tls_streaming, bare=True)
 
 
 def etcd_pillar(lab, **etcd):
-    """The formula's pillar with no patroni:dcs and pillar etcd instead: etcd cluster ``lab`` on the three
-    machines themselves (``etcd`` overrides its keys)."""
-    import highstate
-
-    wanted = highstate.pillar(lab)
-    del wanted["patroni"]["dcs"]
-    wanted["etcd"] = {"cluster": "lab", "members": {node.name: node.address for node in lab.nodes}, **etcd}
+    """``tls_pillar`` with the keys of pillar etcd that ``etcd`` gives overridden."""
+    wanted = tls_pillar(lab)
+    wanted["etcd"].update(etcd)
     return wanted
 
 
 def etcd_whole(lab):
-    """Every member streaming from one leader, as the members' etcd cluster of pillar etcd says is whole (the
-    project's own etcd_status on pg1: its three members, one cluster ID, no problem), with the same pillar."""
+    """Every member streaming from one leader (as the project's own status says over https), as the members' etcd
+    cluster of pillar etcd says is whole (the project's own etcd_status on pg1: its three members, one cluster ID,
+    no problem), with the same pillar."""
     answer = lab.salt("pg1", "patroni_debian.etcd_status").get("pg1")
     if not isinstance(answer, dict) or answer.get("problems") or not answer.get("cluster_id"):
         return None
-    if not netlab.health(lab.nodes, API_PORT):
+    if not tls_streaming(lab) or not netlab.health(lab.nodes, API_PORT):  # over https: the lab trusts the CA
         return None
     return answer["cluster_id"], sorted(answer["members"]), pillar_files(lab)
-
-
-def make_etcd_cluster(lab):
-    """Machines fresh from the image with the etcd package's own one-member cluster running on each (what its
-    install does on a host with systemd: ``systemctl enable --now etcd``, data in /var/lib/etcd/default), given
-    ``etcd_pillar``, then one highstate on all three at once: that etcd replaced by one cluster of the three, and
-    cluster <version>-main on it. Returns the highstate's returns."""
-    import highstate
-
-    started = lab.salt("*", "cmd.run", "systemctl -q enable --now etcd 2>/dev/null; systemctl is-active etcd")
-    assert set(started.values()) == {"active"}, started
-    lab.set_pillar(etcd_pillar(lab))
-    returns = highstate.highstate(lab)
-    failed, _, _ = highstate.outcomes(returns)
-    assert not failed, failed
-    netlab.wait_until("etcd whole and every member streaming", lambda: etcd_whole(lab), 120)
-    return returns
-
-
-etcd_cluster = starting_point("etcd_cluster", make_etcd_cluster, etcd_whole)

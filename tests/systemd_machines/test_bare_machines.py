@@ -9,7 +9,7 @@ import time
 
 import pytest
 from highstate import highstate, outcomes
-from starting_points import arrived, make_tls_cluster, tls_pillar, tls_streaming
+from starting_points import arrived, make_tls_cluster, tls_streaming
 
 
 def packages(lab):
@@ -38,14 +38,18 @@ def fingerprint(lab):
 
 
 def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare_lab):
-    """With TLS too: the CA, the keys and the certificates are predicted, though the CA server has made nothing."""
-    lab = bare_lab
-    lab.set_pillar(tls_pillar(lab))
+    """With TLS and etcd from pillar too: the CA, the keys and the certificates, etcd's packages and members are
+    predicted, though the CA server has made nothing and no etcd runs."""
+    lab = bare_lab  # given tls_pillar
     before = fingerprint(lab)
     failed, changed, undecided = outcomes(highstate(lab, test=True))
     assert not failed, failed
     for name in ("pg1", "pg2", "pg3"):
         for state in (
+            "etcd's server and client are installed",
+            f"etcd member {name}'s TLS key exists",
+            f"etcd member {name}'s certificate is current",
+            f"etcd member {name} runs and its cluster is whole",
             "PostgreSQL, Patroni and the DCS client are installed",
             "The program Patroni runs is installed",
             "The member's TLS key exists",
@@ -55,26 +59,32 @@ def test_a_dry_run_on_bare_machines_predicts_everything_and_changes_nothing(bare
             f"Patroni {lab.version}-main is running and healthy",
         ):
             assert f"{name}: {state}" in changed and f"{name}: {state}" in undecided, (state, changed)
+        # the DCS this run would start cannot answer the dry run: left undecided, not failed
+        assert f"{name}: The DCS of {lab.version}-main answers" in undecided, undecided
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
     assert fingerprint(lab) == before
 
 
 def test_one_highstate_takes_bare_machines_to_a_healthy_cluster_with_tls(bare_lab, timings):
     """From the bare image to a healthy cluster by one highstate on all three machines at once, with pillar
-    patroni:tls: pg1 makes the cluster's CA while the others wait for it to sign their certificates. The lab is then
-    where ``tls_cluster`` starts (test_tls.py checks the TLS)."""
+    patroni:tls and pillar etcd over TLS: pg1 makes the cluster's CA while the others wait for it to sign their
+    certificates, etcd's package is installed (its install starts its own one-member cluster), then one etcd
+    cluster of the three starts, then Patroni on it. The lab is then where ``tls_cluster`` starts (test_tls.py
+    checks the TLS, test_etcd.py the etcd)."""
     lab = bare_lab
     assert installed(lab) == {"pg1": [], "pg2": [], "pg3": []}
     started = time.monotonic()
     returns = make_tls_cluster(lab)
-    timings[f"formula: bare machines → healthy cluster with TLS (packages installed by highstate) ({lab.release})"] = (
-        time.monotonic() - started
-    )
+    what = "formula: bare machines → etcd and a healthy cluster, both over TLS (packages installed by highstate)"
+    timings[f"{what} ({lab.release})"] = time.monotonic() - started
     _, changed, _ = outcomes(returns)
     assert all(
         f"{name}: PostgreSQL, Patroni and the DCS client are installed" in changed for name in ("pg1", "pg2", "pg3")
     )
     assert installed(lab) == {name: packages(lab) for name in ("pg1", "pg2", "pg3")}
+    # the etcd package's install started its own member, which made its folder; the formula's replaced it
+    started = lab.salt("*", "cmd.run", "test -d /var/lib/etcd/default/member && echo started")
+    assert set(started.values()) == {"started"}, started
     status = lab.salt("pg1", "patroni_debian.status", lab.version, "main")["pg1"]
     assert status["timeline"] == 1 and not status["problems"], status
     # the only cluster is Patroni's: Debian created none of its own
@@ -82,6 +92,11 @@ def test_one_highstate_takes_bare_machines_to_a_healthy_cluster_with_tls(bare_la
     assert all(
         [line.split()[:2] for line in text.splitlines()] == [[lab.version, "main"]] for text in listings.values()
     )
-    failed, changed, _ = outcomes(highstate(lab))
-    assert (failed, changed) == ([], [])
+    returns = highstate(lab)
+    failed, changed, _ = outcomes(returns)
+    shown = {
+        minion: {key: state["changes"] for key, state in states.items() if state["changes"]}
+        for minion, states in returns.items()
+    }
+    assert (failed, changed) == ([], []), (failed, shown)
     arrived(lab, "tls_cluster", tls_streaming)

@@ -1,11 +1,11 @@
-"""Issue 22 on real machines: the DCS from pillar. Machines with the etcd package's own one-member cluster running
-(as its install leaves it), given pillar etcd (the three machines themselves its members), become one etcd cluster
-and a Patroni cluster on it by one highstate; the cluster rides out one etcd
-member down, loses no data and never has two primaries when etcd's quorum is lost, and heals by itself; members
-leave and join through orch.etcd_member, never below three without force; pillar that would break etcd changes
-nothing.
+"""Issue 22 on real machines: the DCS from pillar. Bare machines given pillar etcd (the three machines themselves
+its members, over TLS with certificates of the cluster's CA) and patroni:tls become, by one highstate, one etcd
+cluster (the package's own one-member cluster, which its install starts, replaced) and a Patroni cluster on it
+(test_bare_machines.py makes it); the cluster rides out one etcd member down, loses no data and never has two
+primaries when etcd's quorum is lost, and heals by itself; members leave and join through orch.etcd_member, never
+below three without force; pillar that would break etcd changes nothing.
 
-Every test starts from that cluster (``etcd_cluster``).
+Every test starts from that cluster (``tls_cluster``).
 """
 
 import json
@@ -13,7 +13,7 @@ import time
 
 import netlab
 import yaml
-from highstate import config_path, failures, highstate, machine, orchestrate, outcomes, start_times
+from highstate import config_path, failures, machine, orchestrate, outcomes, start_times
 from starting_points import etcd_pillar, etcd_whole
 
 API_PORT = 8008
@@ -29,41 +29,74 @@ def sql(node, statement):
     return node.run(argv).stdout.strip()
 
 
-def etcdctl(node, *args):
-    """etcdctl on ``node`` against its own member (its default endpoint, 127.0.0.1:2379)."""
-    return node.run(["etcdctl", *args], env={"ETCDCTL_API": "3"}).stdout
+ETCD_TLS = {"ETCDCTL_CACERT": "/etc/patroni/tls/ca.crt", "ETCDCTL_CERT": "/etc/etcd/tls/member.crt"}
+ETCD_TLS["ETCDCTL_KEY"] = "/etc/etcd/tls/member.key"
+QUICK = ["--dial-timeout=1s", "--command-timeout=2s"]
+
+
+def etcdctl(node, *args, endpoint="https://127.0.0.1:2379", env=ETCD_TLS, check=True):
+    """etcdctl on ``node`` against ``endpoint`` (its own member over https, with its etcd member's certificate);
+    ``env``: the TLS files, through etcdctl's environment."""
+    argv = ["etcdctl", *QUICK, f"--endpoints={endpoint}", *args]
+    proc = node.run(argv, env={"ETCDCTL_API": "3", **env}, check=check)
+    return proc.stdout if check else proc
 
 
 def active(node):
     return node.run(["systemctl", "is-active", "etcd"], check=False).stdout.strip()
 
 
-def test_the_package_s_members_become_one_etcd_cluster_and_a_patroni_cluster_on_it(etcd_cluster):
+def test_the_package_s_members_become_one_etcd_cluster_and_a_patroni_cluster_on_it(tls_cluster):
     """Behaviour 1: one etcd cluster of the three declared members (one cluster ID, one leader), which is the only
-    DCS the members' configs name; the package's own one-member cluster left in its folder and serving nothing;
-    the Patroni cluster's keys there; a second highstate changes nothing."""
-    lab = etcd_cluster
+    DCS the members' configs name, over https with the members' certificates; the package's own one-member cluster
+    left in its folder and serving nothing; the Patroni cluster's keys there; a client without a certificate of the
+    cluster's CA, or over plain http, gets nothing. (The second highstate, which changes nothing, is
+    test_bare_machines.py's.)"""
+    lab = tls_cluster
     view = etcd_status(lab)
     names = sorted(node.name for node in lab.nodes)
     assert sorted(view["members"]) == names and view["listed"] == names and not view["problems"], view
     assert {row["cluster_id"] for row in view["members"].values()} == {view["cluster_id"]}
     assert view["leader"] in names and sum(row["leader"] for row in view["members"].values()) == 1, view
     hosts = [f"{node.address}:2379" for node in lab.nodes]
+    patroni_tls = {"cacert": "/etc/patroni/tls/ca.crt", "cert": "/etc/patroni/tls/member.crt"}
+    patroni_tls["key"] = "/etc/patroni/tls/member.key"
+    api = "etcd" if lab.release == "bookworm" else "etcd3"  # etcd's v2 API on bookworm, for vip-manager 1.0.2
     for node in lab.nodes:
         config = yaml.safe_load(node.run(["cat", config_path(lab.version)]).stdout)
-        assert config["etcd3"] == {"hosts": hosts}, config
+        assert config[api] == {"hosts": hosts, "protocol": "https", **patroni_tls}, config
         env = node.run(["cat", "/etc/default/etcd"]).stdout
         assert f'ETCD_NAME="{node.name}"' in env and 'ETCD_DATA_DIR="/var/lib/etcd/lab"' in env, env
+        assert f'ETCD_ADVERTISE_CLIENT_URLS="https://{node.address}:2379"' in env, env
+        assert 'ETCD_CLIENT_CERT_AUTH="true"' in env and 'ETCD_PEER_CLIENT_CERT_AUTH="true"' in env, env
+        key = node.run(["stat", "-c", "%U:%G %a", "/etc/etcd/tls/member.key"]).stdout.strip()
+        assert key == "root:etcd 640", key
         # the package's default member made its folder when it ran; it no longer does
         assert node.run(["test", "-d", "/var/lib/etcd/default/member"], check=False).returncode == 0
         assert node.run(["pgrep", "-c", "-x", "etcd"]).stdout.strip() == "1"
     leader, _ = netlab.health(lab.nodes, API_PORT)
     scope = f"{lab.version}-main"
-    assert etcdctl(machine(lab, "pg2"), "get", "--print-value-only", f"{NAMESPACE}{scope}/leader").strip() == leader
+    pg2 = machine(lab, "pg2")
+    assert leader_key(lab, pg2, f"{NAMESPACE}{scope}/leader") == leader
+    # a client without a certificate of the cluster's CA, and one over plain http, get nothing
+    uncertified = etcdctl(
+        pg2, "get", "--prefix", NAMESPACE, env={"ETCDCTL_CACERT": ETCD_TLS["ETCDCTL_CACERT"]}, check=False
+    )
+    plain = etcdctl(pg2, "get", "--prefix", NAMESPACE, endpoint=f"http://{pg2.address}:2379", env={}, check=False)
+    for refused in (uncertified, plain):
+        assert refused.returncode != 0 and scope not in refused.stdout, (refused.stdout, refused.stderr)
     table = lab.salt("pg1", "patroni_debian.etcd_status", "table=True")["pg1"]
     assert f"etcd cluster lab (id {view['cluster_id']}):" in table and all(name in table for name in names), table
-    failed, changed, _ = outcomes(highstate(lab))
-    assert not failed and not changed, (failed, changed)
+
+
+def leader_key(lab, node, key):
+    """The value of Patroni's ``key`` in the etcd, through the API Patroni writes it with: v2 on bookworm."""
+    if lab.release != "bookworm":
+        return etcdctl(node, "get", "--print-value-only", key).strip()
+    files = ["--ca-file", ETCD_TLS["ETCDCTL_CACERT"], "--cert-file", ETCD_TLS["ETCDCTL_CERT"]]
+    files += ["--key-file", ETCD_TLS["ETCDCTL_KEY"]]
+    argv = ["etcdctl", "--endpoints=https://127.0.0.1:2379", *files, "get", key]
+    return node.run(argv, env={"ETCDCTL_API": "2"}).stdout.strip()
 
 
 def primaries(lab):
@@ -76,12 +109,12 @@ def primaries(lab):
     )
 
 
-def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_themselves(etcd_cluster):
+def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_themselves(tls_cluster):
     """Behaviours 2 and 3: etcd stopped on the leader's host: for longer than the leader key's ttl the leader stays
     and takes writes. Then a second member stopped too (quorum lost): the leader demotes, and at no moment do two
     members run as primaries. Both started again: one leader, every member streaming, etcd whole, no hand; the
     etcd formula then changes nothing; every acknowledged row is there."""
-    lab = etcd_cluster
+    lab = tls_cluster
     leader, _ = netlab.health(lab.nodes, API_PORT)
     first = machine(lab, leader)
     second = next(node for node in lab.nodes if node.name != leader)
@@ -113,17 +146,17 @@ def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_t
     new_leader, _ = netlab.health(lab.nodes, API_PORT)
     stored = sql(machine(lab, new_leader), "SELECT count(*) FROM kept")
     assert int(stored) >= len(acknowledged) > 10, (stored, len(acknowledged))
-    # the etcd formula, which the outage concerned, has nothing to do (a whole highstate: the first test)
+    # the etcd formula, which the outage concerned, has nothing to do
     failed, changed, _ = outcomes(lab.salt("*", "state.apply", "etcd", timeout=120))
     assert not failed and not changed, (failed, changed)
 
 
-def test_a_member_leaves_only_with_force_below_three_and_joins_again_patroni_undisturbed(etcd_cluster):
+def test_a_member_leaves_only_with_force_below_three_and_joins_again_patroni_undisturbed(tls_cluster):
     """Behaviour 4: etcd_member_remove refuses to take the cluster below three members, with the reason; with force
     and pg3 taken out of pillar, pg3 leaves (its etcd stopped and disabled, its data moved aside), the other two
     are a whole cluster; pg3 declared again joins as a new member with an empty data directory. Patroni
     undisturbed throughout: the same leader, no postmaster restarted."""
-    lab = etcd_cluster
+    lab = tls_cluster
     leader, _ = netlab.health(lab.nodes, API_PORT)
     before = start_times(lab)
     pg3 = machine(lab, "pg3")
@@ -165,11 +198,11 @@ def set_pillars(lab, most, pg3):
     assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
 
 
-def test_pillar_that_would_break_etcd_is_refused_and_changes_nothing(etcd_cluster):
-    """Behaviour 5, on a running cluster: a new cluster name (token and data directory) on pg3, and a member list
-    that leaves out pg3, which runs a member: the etcd formula fails on pg3 with the reason, its
-    /etc/default/etcd and its running member as they were."""
-    lab = etcd_cluster
+def test_pillar_that_would_break_etcd_is_refused_and_changes_nothing(tls_cluster):
+    """Behaviour 5, on a running cluster: a new cluster name (token and data directory) on pg3, a member list
+    that leaves out pg3, which runs a member, and etcd:tls turned off under a member serving https: the etcd
+    formula fails on pg3 with the reason, its /etc/default/etcd and its running member as they were."""
+    lab = tls_cluster
     pg3 = machine(lab, "pg3")
     env = pg3.run(["cat", "/etc/default/etcd"]).stdout
     wanted = etcd_pillar(lab)
@@ -178,6 +211,7 @@ def test_pillar_that_would_break_etcd_is_refused_and_changes_nothing(etcd_cluste
         for pg3_pillar, reason in (
             (etcd_pillar(lab, cluster="renamed"), "renaming a running etcd cluster would start an empty one"),
             (etcd_pillar(lab, members=two), "runs an etcd member (/var/lib/etcd/lab) but pillar etcd:members does"),
+            (etcd_pillar(lab, tls=False), "serves its peers over https, and pillar etcd:tls asks for http"),
         ):
             set_pillars(lab, wanted, pg3_pillar)
             returns = lab.salt("pg3", "state.sls", "etcd", timeout=120)

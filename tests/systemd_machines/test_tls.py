@@ -158,6 +158,7 @@ def test_no_key_or_password_shows_in_output_logs_arguments_or_readable_files(tls
         lines = node.run(["sh", "-c", SCAN], env={"S1": PASSWORD, "S2": RESTAPI_PASSWORD}).stdout.splitlines()
         keys = {line.split()[-1]: line.split()[:2] for line in lines if line.startswith(("root:", "postgres:"))}
         assert keys["/etc/patroni/tls/member.key"] == ["root:postgres", "640"], (node.name, keys)
+        assert keys["/etc/etcd/tls/member.key"] == ["root:etcd", "640"], (node.name, keys)  # etcd's own
         assert keys["/etc/patroni/tls/member.crt"][1] == "644" and keys["/etc/patroni/tls/ca.crt"][1] == "644"
         assert ("/etc/patroni/tls/ca.key" in keys) == (node.name == "pg1"), (node.name, keys)
         if node.name == "pg1":
@@ -175,10 +176,10 @@ def test_no_key_or_password_shows_in_output_logs_arguments_or_readable_files(tls
 # arguments hold one.
 SCAN = r"""
 set -e
-stat -c '%U:%G %a %n' /etc/patroni/tls/*
+stat -c '%U:%G %a %n' /etc/patroni/tls/* /etc/etcd/tls/*
 umask 077
 printf '%s\n' "$S1" "$S2" > /root/.secrets
-for key in /etc/patroni/tls/*.key; do
+for key in /etc/patroni/tls/*.key /etc/etcd/tls/*.key; do
     sed -n 2p "$key" > /root/.keyline
     grep -rlF -f /root/.keyline /var/log /etc /var/lib/postgresql /tmp /var/tmp 2>/dev/null | grep -vx "$key" \
         | sed 's/^/KEY IN /' || true
