@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import stat
+import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -37,6 +38,7 @@ from patroni_debian import (
     _masked,
     _pillar_get,
     _pillar_secrets,
+    _poll,
     _read_text,
     _run,
     _scrub,
@@ -798,24 +800,43 @@ def _rollout_scopes(clusters):
 
 
 @_host_errors
-def dcs_reachable(version, cluster):
+def dcs_reachable(version, cluster, wait=0):
     """
     Whether the DCS of cluster ``<version>-<cluster>`` answers: one of its endpoints, from the DCS section its
     config is made from (as :py:func:`createconfig` finds it: pillar, else ``/etc/patroni/dcs.yml``), accepts a
     TCP connection within 2 s. The formula checks it before changing anything, so that a DCS outage fails the
     run at once, naming the DCS, rather than after a package, a file or a unit changed. Needs no Patroni or
-    DCS client installed. Returns ``{dcs, endpoint}`` (``endpoint`` None for kubernetes, raft and exhibitor,
-    which find their peers themselves); raises ``CommandExecutionError`` naming every endpoint tried.
+    DCS client installed. Returns ``{dcs, endpoint, waited}`` (``endpoint`` None for kubernetes, raft and
+    exhibitor, which find their peers themselves); raises ``CommandExecutionError`` naming every endpoint tried.
+
+    wait
+        Seconds to keep asking while the DCS is the etcd of pillar ``etcd`` and none of its endpoints answers:
+        on a minion that runs none of its members, the rollout starts them on their own hosts beside this
+        run. Any other DCS is asked once. Default 0.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' patroni_debian.dcs_reachable 15 main
+        salt pg1 patroni_debian.dcs_reachable 15 main wait=120
     """
     checked = _validated(version, cluster, {}, _minion_pillar())
-    try:
-        dcs_type, endpoint = _dcs_answers(checked["dcs"], checked["settings"]["dcs_source"])
-    except CommandExecutionError as exc:
-        raise CommandExecutionError(f"{checked['version']}-{checked['cluster']}: {exc}") from None
-    return {"dcs": dcs_type, "endpoint": endpoint}
+    wait = _check_seconds("wait", wait) if wait != 0 else 0
+    wait = wait if checked["settings"]["dcs_source"] == "pillar etcd" else 0
+    started = time.monotonic()
+    last = {}
+
+    def answered():
+        try:
+            return _dcs_answers(checked["dcs"], checked["settings"]["dcs_source"])
+        except CommandExecutionError as exc:
+            last["error"] = exc
+            return None
+
+    found = _poll(answered, started + wait, interval=1)
+    if found is None:
+        waited = f" (asked for {wait:g} s)" if wait else ""
+        raise CommandExecutionError(f"{checked['version']}-{checked['cluster']}: {last['error']}{waited}")
+    dcs_type, endpoint = found
+    return {"dcs": dcs_type, "endpoint": endpoint, "waited": round(time.monotonic() - started, 1)}

@@ -503,7 +503,8 @@ def etcd_member_plan():
     Plumbing: the formula and the orchestrations call it; people rarely need to.
 
     What the formula does for this minion's etcd member, deciding from pillar ``etcd`` and the host, changing
-    nothing: ``{member: bool, cluster, data_dir, has_data, env, changes, renewed, start_as, error}``. ``error``
+    nothing: ``{member: bool, cluster, data_dir, has_data, env, changes, renewed, start_as, error}`` (a minion that
+    runs no member: ``{member, cluster, error}``, ``cluster`` None without pillar etcd). ``error``
     says why nothing may be done (an invalid pillar, a cluster of this name renamed, a member this minion runs
     that pillar no longer declares, a running cluster that does not list it, a running member moved between http
     and https); ``changes``: the keys of ``/etc/default/etcd`` that differ; ``renewed``: TLS files written since
@@ -528,7 +529,7 @@ def etcd_member_plan():
                 f"this minion runs an etcd member ({', '.join(stale)}) but pillar etcd:members does not declare it: "
                 'remove it with salt-run state.orchestrate orch.etcd_member pillar=\'{"remove": "' + name + "\"}'"
             )
-        return {"member": False, "error": error}
+        return {"member": False, "cluster": etcd["cluster"] if etcd else None, "error": error}
     plan = {"member": True, "cluster": etcd["cluster"], "data_dir": _data_dir(etcd), "error": None}
     stale = _members_here(but=etcd["cluster"])
     if stale:

@@ -48,13 +48,16 @@ def pillar_valid(name):
     return ret
 
 
-def dcs_reachable(name, version, cluster):
+def dcs_reachable(name, version, cluster, wait=0):
     """
     The cluster's DCS answers (one endpoint of the DCS section its config is made from accepts a connection
     within 2 s), checked before anything changes: a DCS outage fails the run at once, naming the DCS, and the
-    formula's other states, which require ``patroni.validate``, change nothing. Never changes anything. In a
-    dry run that would start this minion's etcd member of pillar etcd, a DCS that does not answer yet is left
-    undecided (``None``), not failed.
+    formula's other states, which require ``patroni.validate``, change nothing. Never changes anything.
+
+    The etcd of pillar ``etcd`` may not answer yet because this very rollout starts it: on a minion that runs
+    one of its members, the etcd formula has waited for the cluster whole before; on one that runs none, its
+    members start on their own hosts beside this run, and this state asks for up to ``wait`` seconds. In a
+    dry run, such an etcd that does not answer yet leaves the check undecided (``None``), not failed.
 
     .. code-block:: yaml
 
@@ -62,29 +65,37 @@ def dcs_reachable(name, version, cluster):
           patroni_debian.dcs_reachable:
             - version: 15
             - cluster: main
+            - wait: 120
     """
     ret = _ret(name)
     try:
-        answered = __salt__["patroni_debian.dcs_reachable"](version, cluster)
+        forming = _etcd_forming()
+        patience = wait if forming == "elsewhere" and not __opts__["test"] else 0
+        answered = __salt__["patroni_debian.dcs_reachable"](version, cluster, wait=patience)
     except CommandExecutionError as exc:
-        if __opts__["test"] and _etcd_started_by_this_run():
-            ret.update(result=None, comment=f"{name}: checked once this run has started etcd here ({exc})")
+        if __opts__["test"] and forming:
+            ret.update(result=None, comment=f"{name}: checked once this run has started etcd ({exc})")
             return ret
         return _failed(ret, exc)
     except SaltInvocationError as exc:
         return _failed(ret, exc)
     where = f" at {answered['endpoint']}" if answered["endpoint"] else " (not checked: it finds its peers itself)"
-    ret["comment"] = f"{name}: {answered['dcs']}{where}"
+    waited = f", after {answered['waited']:g} s" if answered.get("waited", 0) >= 1 else ""
+    ret["comment"] = f"{name}: {answered['dcs']}{where}{waited}"
     return ret
 
 
-def _etcd_started_by_this_run():
-    """In a dry run: whether the run would start or restart this minion's etcd member of pillar etcd (the DCS it
-    brings up cannot answer the dry run's question yet)."""
+def _etcd_forming():
+    """Whether this run may start the etcd of pillar ``etcd`` it asks for: ``"here"`` when it starts or restarts
+    this minion's member (a dry run would), ``"elsewhere"`` when pillar declares a cluster this minion runs no
+    member of (the rollout starts them on their own hosts), else None."""
     plan = __salt__["patroni_debian.etcd_member_plan"]()
-    if not plan.get("member") or plan.get("error"):
-        return False
-    return bool(plan["changes"]) or not __salt__["service.status"]("etcd")
+    if plan.get("error"):
+        return None
+    if not plan.get("member"):
+        return "elsewhere" if plan.get("cluster") else None
+    starts = __opts__["test"] and (bool(plan["changes"]) or not __salt__["service.status"]("etcd"))
+    return "here" if starts else None
 
 
 def packages_installed(name, pkgs):
