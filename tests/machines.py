@@ -11,6 +11,7 @@ checkout as its file root, so minions get the modules through saltutil.sync_all,
 patroni_debian.install_program puts the program where the configs name it.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -334,7 +335,7 @@ class Machine:
         minion = {
             "master": self.lab.slot.gateway,
             "id": self.name,
-            "grains": {"patroni_role": self.role},
+            "grains": {"patroni_role": self.role} if self.role else {},
             "acceptance_wait_time": 1,
             "random_reauth_delay": 0,
             "log_level_logfile": "info",
@@ -639,6 +640,31 @@ class MachineLab(netlab.Lab):
         self.clear_dcs()
         self.wait_minions()
 
+    @contextlib.contextmanager
+    def extra_machines(self, count):
+        """``count`` machines more of the lab's image (pg4, …) beside the session's three, for one test: booted
+        with no Patroni role, this checkout's modules in place, their minions answering; on the way out destroyed,
+        their network namespaces, disks and keys with them. They are no ``nodes``: clean slates, pillar targets
+        and the lab's checks leave them out."""
+        first = len(self.nodes) + 1
+        extra = [Machine(self, index) for index in range(first, first + count)]
+        try:
+            for machine in extra:
+                machine.role = None
+                netlab.plug_in(self.slot, machine.netns, machine.address)
+                machine._mount_overlay(provision=True)
+                machine.boot(wait=False)
+            for machine in extra:
+                machine.wait_booted()
+            self.wait_minions(machines=extra)
+            yield extra
+        finally:
+            for machine in extra:
+                machine.destroy()
+                netlab._sh("ip", "netns", "delete", machine.netns, check=False)
+                (self.master_pki / "minions" / machine.name).unlink(missing_ok=True)
+                shutil.rmtree(machine.root, ignore_errors=True)
+
     def _reset_pillar(self):
         if self.default_pillar is None:  # a pillar root of the user's: theirs to keep
             return
@@ -648,22 +674,24 @@ class MachineLab(netlab.Lab):
         for name, text in self.default_pillar.items():
             (self.pillar_root / name).write_text(text)
 
-    def wait_minions(self, timeout=120):
-        """Every minion answers test.ping. A minion still starting misses the ping's publication for good, so
-        each ping is short and the next one is published anew."""
-        names = {machine.name for machine in self.nodes}
+    def wait_minions(self, timeout=120, machines=None):
+        """Every minion (of ``machines``, default the lab's) answers test.ping. A minion still starting misses the
+        ping's publication for good, so each ping is short and the next one is published anew."""
+        machines = self.nodes if machines is None else machines
+        names = {machine.name for machine in machines}
+        listed = ",".join(sorted(names))
         # a ping published before a minion listens is lost and waits out its timeout: first the minions' own word
         started = time.monotonic()
         netlab.wait_until(
             "every minion says it is ready",
-            lambda: all(machine.minion_started() for machine in self.nodes),
+            lambda: all(machine.minion_started() for machine in machines),
             timeout,
             interval=0.1,
         )
         timeout = max(1, timeout - (time.monotonic() - started))
         return netlab.wait_until(
             "every minion answers test.ping",
-            lambda: set(self.salt("*", "test.ping", timeout=2, gather_job_timeout=1)) >= names,
+            lambda: set(self.salt(listed, "test.ping", tgt_type="list", timeout=2, gather_job_timeout=1)) >= names,
             timeout,
             interval=0.5,
         )

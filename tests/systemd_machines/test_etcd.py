@@ -5,15 +5,18 @@ cluster (the package's own one-member cluster, which its install starts, replace
 primaries when etcd's quorum is lost, and heals by itself; members leave and join through orch.etcd_member, never
 below three without force; pillar that would break etcd changes nothing.
 
-Every test starts from that cluster (``tls_cluster``).
+Every test but one starts from that cluster (``tls_cluster``); the last puts etcd on hosts of its own, two
+machines more, from fresh machines.
 """
 
 import json
 import time
 
 import netlab
+import pytest
 import yaml
 from highstate import config_path, failures, machine, orchestrate, outcomes, start_times
+from highstate import pillar as highstate_pillar
 from starting_points import etcd_pillar, etcd_whole
 
 API_PORT = 8008
@@ -221,3 +224,60 @@ def test_pillar_that_would_break_etcd_is_refused_and_changes_nothing(tls_cluster
     finally:
         lab.set_pillar(wanted)
     assert etcd_whole(lab)
+
+
+def changed_in(steps):
+    """``step: minion: state id`` of every state that changed something in an orchestration's state steps."""
+    changed = []
+    for step in steps.values():
+        for minion, states in (step["changes"].get("ret") or {}).items():
+            states = states.values() if isinstance(states, dict) else ()
+            changed += [f"{step['__id__']}: {minion}: {s['__id__']}" for s in states if _changed_state(s)]
+    return changed
+
+
+def _changed_state(result):
+    return isinstance(result, dict) and "__id__" in result and bool(result.get("changes"))
+
+
+@pytest.mark.spoils
+def test_etcd_on_hosts_of_its_own_forms_in_the_run_that_rolls_the_cluster_out_on_it(fresh_machines, timings):
+    """Separate DCS hosts: etcd on pg4 and pg5, two machines of their own with no Patroni role, and on pg3, a
+    Patroni member; Patroni on pg1, pg2 and pg3. From fresh machines one ``orch.patroni`` forms the etcd (its
+    members on both kinds of host started together) and rolls the cluster out on it: pg1 and pg2, which run no
+    etcd member, ask for the DCS until its members on the other hosts answer. One etcd of the three declared
+    members, the only DCS the members' configs name; no Patroni on the etcd hosts; a second run changes nothing."""
+    lab = fresh_machines
+    with lab.extra_machines(2) as extra:
+        hosts = [machine(lab, "pg3"), *extra]
+        etcd = {"cluster": "split", "members": {host.name: host.address for host in hosts}}
+        wanted = highstate_pillar(lab)
+        del wanted["patroni"]["dcs"]
+        wanted["etcd"] = etcd
+        (lab.pillar_root / "lab.sls").write_text(json.dumps(wanted))
+        (lab.pillar_root / "dcs.sls").write_text(json.dumps({"etcd": etcd}))
+        top = "base:\n  'L@pg1,pg2,pg3':\n    - match: compound\n    - lab\n  'L@pg4,pg5':\n    - match: compound\n"
+        (lab.pillar_root / "top.sls").write_text(top + "    - dcs\n")
+        assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
+        started = time.monotonic()
+        code, steps, _ = orchestrate(lab, "orch.patroni")
+        timings[f"etcd: fresh machines → etcd on 2 hosts of its own and a member, and a cluster ({lab.release})"] = (
+            time.monotonic() - started
+        )
+        assert code == 0, failures(steps)
+        assert sorted(steps["etcd runs on its own hosts too"]["changes"]["ret"]) == ["pg4", "pg5"]
+        names = sorted(etcd["members"])
+        view = etcd_status(lab)  # asked from pg1, which runs no member
+        assert sorted(view["members"]) == names and view["listed"] == names and not view["problems"], view
+        assert view["leader"] in names, view
+        leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
+        assert leader == "pg1"
+        for node in lab.nodes:
+            config = yaml.safe_load(node.run(["cat", config_path(lab.version)]).stdout)
+            assert config["etcd3"] == {"hosts": [f"{host.address}:2379" for host in hosts]}, config
+        for host in extra:
+            units = host.run(["systemctl", "list-units", "--all", "--no-legend", "patroni*", "postgresql@*"]).stdout
+            assert not units.strip() and active(host) == "active", units
+        code, steps, _ = orchestrate(lab, "orch.patroni")
+        assert code == 0, failures(steps)
+        assert changed_in(steps) == []
