@@ -233,6 +233,28 @@ def _healthy_leader(view, scope):
     return leader
 
 
+SWITCHOVER_TRIES = 5
+
+
+def _asked_to_switch_over(api, leader, body, timeout):
+    """Patroni's answer to ``POST /switchover``. Its 412 "no good candidates" is its view of a moment (it asks
+    each candidate's REST API with a 2 s timeout, which a member restarted seconds ago on a busy host can miss) and
+    changes nothing: asked again, up to SWITCHOVER_TRIES times, while this module's own view still finds the
+    candidate good."""
+    base, tries = ops._rest_base(leader), 1
+    while True:
+        try:
+            return api.call("POST", "/switchover", body, expect=(200, 202, 503), base=base, timeout=timeout)
+        except CommandExecutionError as exc:
+            if "HTTP 412" not in str(exc) or tries >= SWITCHOVER_TRIES:
+                raise
+        tries += 1
+        time.sleep(2)
+        why = _why_not_candidate(body["candidate"], _view(api, settings=True))
+        if why is not None:
+            raise CommandExecutionError(f"{api.scope}: switchover to {body['candidate']} refused: {why}")
+
+
 def _raise_when_failed(scope, what, answer):
     """Patroni answers 503 both when it failed and when it could not tell in time; only the first is final
     (the second is settled by watching who leads)."""
@@ -327,7 +349,7 @@ def switchover(version, cluster, candidate=None, scheduled_at=None, timeout=120)
     if scheduled_at is not None:
         body["scheduled_at"] = str(scheduled_at)
     started = time.monotonic()
-    answer = api.call("POST", "/switchover", body, expect=(200, 202, 503), base=ops._rest_base(leader), timeout=timeout)
+    answer = _asked_to_switch_over(api, leader, body, timeout)
     _raise_when_failed(api.scope, "switchover", answer)
     if scheduled_at is not None:
         return {

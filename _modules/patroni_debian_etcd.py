@@ -54,9 +54,10 @@ def _minion():
     return (globals().get("__opts__") or {}).get("id") or os.uname().nodename
 
 
-def _pillar_etcd():
-    """Pillar ``etcd`` checked, or None when it declares none; read in the public function's own file."""
-    pillar = globals().get("__pillar__")
+def _pillar_etcd(pillar=None):
+    """Pillar ``etcd`` checked, or None when it declares none; read in the public function's own file unless
+    ``pillar`` is given."""
+    pillar = pillar if pillar is not None else globals().get("__pillar__")
     return render._check_etcd(debian._pillar_get(pillar, "etcd"), debian._pillar_get(pillar, "patroni:tls"))
 
 
@@ -142,8 +143,24 @@ def _tls_context(etcd):
     tls = etcd["tls"]
     if not tls:
         return None
-    context = ssl.create_default_context(cafile=tls["ca_file"] if os.path.exists(tls["ca_file"]) else None)
-    for cert, key in tls["clients"]:
+    files = (tls["ca_file"], *(path for pair in tls["clients"] for path in pair))
+    return _tls_context_of(tls["ca_file"], tuple(tls["clients"]), tuple(_file_stamp(path) for path in files))
+
+
+def _file_stamp(path):
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context_of(ca_file, clients, stamps):
+    """Made once per set of files as they are (``stamps``: a renewed or new file makes another): a cluster survey
+    asks each member twice, every half second while it waits."""
+    context = ssl.create_default_context(cafile=ca_file if stamps[0] else None)
+    for cert, key in clients:
         if os.access(cert, os.R_OK) and os.access(key, os.R_OK):
             context.load_cert_chain(cert, key)
             break
@@ -471,10 +488,15 @@ def tls_plan(etcd=False):
         salt pg1 patroni_debian.tls_plan etcd=True
     """
     etcd = debian._check_boolean("etcd", etcd)
-    pillar = globals().get("__pillar__")
+    context, jid = globals().get("__context__"), (globals().get("__opts__") or {}).get("jid")
+    # a highstate renders it up to three times (salt/etcd, and salt/patroni/ca.sls twice): once per job
+    return pillar_rules._per_job(context, jid, "tls_plan", etcd, _tls_plan, globals().get("__pillar__"), etcd)
+
+
+def _tls_plan(pillar, etcd):
     try:
         tls = render._check_tls(debian._pillar_get(pillar, "patroni:tls"))
-        member = _pillar_etcd() if etcd else None
+        member = _pillar_etcd(pillar) if etcd else None
     except SaltInvocationError:
         return {}
     if etcd and (not member or not member["tls"] or _minion() not in member["members"]):

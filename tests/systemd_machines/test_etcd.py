@@ -112,6 +112,18 @@ def primaries(lab):
     )
 
 
+def writes_on_the_only_primary(lab, leader, table, seconds):
+    """A row a second into ``table`` on ``leader`` for ``seconds``, each time checking that it is the only member
+    running as a primary; the rows acknowledged."""
+    acknowledged, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sql(leader, f"INSERT INTO {table} VALUES ({len(acknowledged) + 1})")
+        acknowledged.append(len(acknowledged) + 1)
+        assert primaries(lab) == [leader.name]
+        time.sleep(1)
+    return acknowledged
+
+
 def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_themselves(tls_cluster):
     """Behaviours 2 and 3: etcd stopped on the leader's host: for longer than the leader key's ttl the leader stays
     and takes writes. Then a second member stopped too (quorum lost): the leader demotes, and at no moment do two
@@ -126,12 +138,7 @@ def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_t
     stopped = [first]
     try:
         assert "does not answer" in json.dumps(etcd_status(lab, second.name)["problems"])
-        acknowledged, deadline = [], time.monotonic() + 25  # ttl 20 s (timing: fast)
-        while time.monotonic() < deadline:
-            sql(first, f"INSERT INTO kept VALUES ({len(acknowledged) + 1})")
-            acknowledged.append(len(acknowledged) + 1)
-            assert primaries(lab) == [leader]
-            time.sleep(1)
+        acknowledged = writes_on_the_only_primary(lab, first, "kept", 25)  # ttl 20 s (timing: fast)
         assert netlab.health(lab.nodes, API_PORT)[0] == leader
         second.run(["systemctl", "stop", "etcd"])
         stopped.append(second)
@@ -152,6 +159,39 @@ def test_etcd_members_down_one_keeps_the_leader_two_demote_it_and_back_heal_by_t
     # the etcd formula, which the outage concerned, has nothing to do
     failed, changed, _ = outcomes(lab.salt("*", "state.apply", "etcd", timeout=120))
     assert not failed and not changed, (failed, changed)
+
+
+def test_with_failsafe_mode_the_leader_keeps_writing_through_the_quorum_loss(tls_cluster):
+    """Behaviour 3 with Patroni's failsafe mode on (turned on with patronictl, as a DBA does; pillar's dynamic
+    failsafe_mode reaches the DCS the same way through the formula): etcd stopped on both replicas' hosts, so
+    etcd has no quorum: for longer than the leader key's ttl the leader stays the only primary and takes writes,
+    its replicas answering its failsafe calls over the REST API's TLS, with its credentials. etcd back: the same
+    leader, every member streaming, every acknowledged row there; failsafe mode taken out again."""
+    lab = tls_cluster
+    leader, _ = netlab.health(lab.nodes, API_PORT)
+    first = machine(lab, leader)
+    replicas = [node for node in lab.nodes if node is not first]
+    edit = ["patronictl", "-c", config_path(lab.version), "edit-config", "--force", "--set"]
+    first.run([*edit, "failsafe_mode=true"])
+    try:
+        netlab.wait_until(
+            "every member sees failsafe mode",
+            lambda: all(json.loads(node.http("/config", port=API_PORT)).get("failsafe_mode") for node in lab.nodes),
+            30,
+        )
+        sql(first, "DROP TABLE IF EXISTS failsafe; CREATE TABLE failsafe (n int primary key)")
+        for node in replicas:
+            node.run(["systemctl", "stop", "etcd"])
+        try:
+            acknowledged = writes_on_the_only_primary(lab, first, "failsafe", 25)  # ttl 20 s (timing: fast)
+        finally:
+            for node in replicas:
+                node.run(["systemctl", "start", "--no-block", "etcd"])
+        netlab.wait_until("etcd whole and every member streaming", lambda: etcd_whole(lab), 120)
+        assert netlab.health(lab.nodes, API_PORT)[0] == leader
+        assert int(sql(first, "SELECT count(*) FROM failsafe")) == len(acknowledged) > 10
+    finally:
+        first.run([*edit, "failsafe_mode=null"])
 
 
 def test_a_member_leaves_only_with_force_below_three_and_joins_again_patroni_undisturbed(tls_cluster):

@@ -187,3 +187,49 @@ def test_a_running_member_is_not_moved_between_http_and_https_by_a_rewrite(servi
     same = {"ETCD_LISTEN_PEER_URLS": f"{'https' if tls else 'http'}://10.0.0.11:2380"}
     assert etcd_module._scheme_change(same, checked) is None
     assert etcd_module._scheme_change({}, checked) is None  # the package's file: no member of ours yet
+
+
+def _self_signed(folder, name):
+    """A key and a self-signed certificate of ``name`` written to ``folder``: (certificate path, key path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_the_tls_context_is_made_once_per_set_of_files_and_anew_when_one_is_renewed(tmp_path):
+    """A cluster survey asks every member twice, every half second while it waits: one context serves them all
+    until a file is replaced (a renewed certificate is presented at once)."""
+    ca, _ = _self_signed(tmp_path, "ca")
+    cert, key = _self_signed(tmp_path, "member")
+    tls = {"ca_file": str(ca), "clients": [(str(tmp_path / "absent.crt"), str(key)), (str(cert), str(key))]}
+    etcd = {"tls": tls}
+    first = etcd_module._tls_context(etcd)
+    assert etcd_module._tls_context(etcd) is first
+    renewed, _ = _self_signed(tmp_path, "renewed")
+    os.replace(renewed, cert)
+    os.replace(tmp_path / "renewed.key", key)
+    assert etcd_module._tls_context(etcd) is not first
+    assert etcd_module._tls_context({"tls": None}) is None
