@@ -190,8 +190,11 @@ def back_to_the_rollout_s_cluster(lab, leader):
     lab.set_pillar(pillar(lab))
     patronictl = ["patronictl", "-c", highstate.config_path(lab.version), "edit-config", "--force"]
     machine(lab, leader).run([*patronictl, "--set", "synchronous_mode=null"])
+    # until Patroni has dropped it, pg1 may be refused as no synchronous standby
+    netlab.wait_until("no synchronous standby", lambda: all(m["role"] != "sync_standby" for m in _members(lab)), 30)
     if leader != "pg1":
-        lab.salt(leader, "patroni_debian.switchover", lab.version, "main", "candidate=pg1")
+        switched = lab.salt(leader, "patroni_debian.switchover", lab.version, "main", "candidate=pg1")[leader]
+        assert isinstance(switched, dict) and switched["new_leader"] == "pg1", switched
     try:
         netlab.wait_until("the rollout's cluster as it was", lambda: streaming(lab) == lab.checked, 30)
     except TimeoutError:
