@@ -195,19 +195,3 @@ def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(or
     assert lab.salt("pg3", "grains.get", "patroni_debian_clusters")["pg3"] in ([], "", None)
     code, steps = rollout(lab)  # a second run has nothing left to do, and no longer targets pg3 at all
     assert code == 0 and "pg3" not in steps[LEAVE]["changes"]["ret"], failures(steps)
-    if pg1_and_pg2(lab)[0][0] == "pg1":
-        make_two_members_from_left(lab)
-
-
-def make_two_members_from_left(lab):
-    """What ``two_members`` makes, from where the leaving test ends (pg1 leading pg2, pg3 out of pillar with no
-    role): pg3 back to its image, fresh, with no role. Saves the starting point a clean slate and a rollout."""
-    pg3 = lab.nodes[2]
-    pg3.role = None  # the minion config the reset writes
-    try:
-        pg3.reset(provision=True)
-    finally:
-        pg3.role = "replica"  # the session's: every clean slate gives it back
-    lab.wait_minions()
-    assert lab.salt("pg3", "grains.get", "patroni_role")["pg3"] in ("", None)
-    arrived(lab, "two_members", pg1_and_pg2)
