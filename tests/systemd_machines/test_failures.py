@@ -194,7 +194,11 @@ def back_to_the_rollout_s_cluster(lab, leader):
     netlab.wait_until("no synchronous standby", lambda: all(m["role"] != "sync_standby" for m in _members(lab)), 30)
     if leader != "pg1":
         switched = lab.salt(leader, "patroni_debian.switchover", lab.version, "main", "candidate=pg1")[leader]
-        assert isinstance(switched, dict) and switched["new_leader"] == "pg1", switched
+        if not isinstance(switched, dict) or switched.get("new_leader") != "pg1":
+            # Patroni 3.0.2 has refused it for over 10 s ("no good candidates", CI28 on bookworm): the next test's
+            # starting point is made anew, as it was before this hand-back
+            lab.starting_point = None
+            return
     try:
         netlab.wait_until("the rollout's cluster as it was", lambda: streaming(lab) == lab.checked, 30)
     except TimeoutError:
