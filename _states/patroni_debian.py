@@ -68,10 +68,16 @@ def dcs_reachable(name, version, cluster, wait=0):
             - wait: 120
     """
     ret = _ret(name)
+    forming = None
     try:
-        forming = _etcd_forming()
-        patience = wait if forming == "elsewhere" and not __opts__["test"] else 0
-        answered = __salt__["patroni_debian.dcs_reachable"](version, cluster, wait=patience)
+        try:
+            answered = __salt__["patroni_debian.dcs_reachable"](version, cluster)
+        except CommandExecutionError:
+            # only a DCS that does not answer at once costs the question whether this run starts it
+            forming = _etcd_forming()
+            if forming != "elsewhere" or __opts__["test"]:
+                raise
+            answered = __salt__["patroni_debian.dcs_reachable"](version, cluster, wait=wait)
     except CommandExecutionError as exc:
         if __opts__["test"] and forming:
             ret.update(result=None, comment=f"{name}: checked once this run has started etcd ({exc})")

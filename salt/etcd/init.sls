@@ -40,6 +40,9 @@ etcd member {{ grains.id }}'s TLS key exists:
     - mode: "0640"
     - makedirs: True
     - dir_mode: "0755"
+    # Salt 3008.4's x509 states write through state.single, which may meet a collected channel closing its
+    # event loop mid-copy (tornado: 'dictionary keys changed during iteration', CI31): a second try succeeds
+    - retry: {attempts: 2, interval: 1}
     - require:
       - {{ installed }}
 

@@ -19,6 +19,9 @@ The cluster CA's key exists:
     - mode: "0600"
     - makedirs: True
     - dir_mode: "0755"
+    # Salt 3008.4's x509 states write through state.single, which may meet a collected channel closing its
+    # event loop mid-copy (tornado: 'dictionary keys changed during iteration', CI31): a second try succeeds
+    - retry: {attempts: 2, interval: 1}
 
 The cluster CA's certificate exists:
   x509.certificate_managed:
@@ -31,6 +34,7 @@ The cluster CA's certificate exists:
     - days_valid: 3650
     - days_remaining: 0
     - mode: "0644"
+    - retry: {attempts: 2, interval: 1}
     - require:
       - x509: The cluster CA's key exists
 {%-   else %}

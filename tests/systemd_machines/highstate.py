@@ -102,3 +102,15 @@ def failures(steps):
                         if isinstance(state, dict) and state.get("result") is False:
                             lines.append(f"  {minion}: {state.get('comment')}")
     return "\n".join(lines)
+
+
+def peers_unanswered(lab, minutes=3):
+    """Each member's Patroni's recent warnings that a peer's REST API did not answer, for a failure's message:
+    Patroni refuses a switchover as 'no good candidates' when its one look at every candidate's REST API
+    (Patroni 3.0.2: 2 s, no retry) failed, and only its log says why."""
+    said, unit = {}, f"patroni@{lab.version}-main"
+    for node in lab.nodes:
+        journal = ["journalctl", "-q", "-o", "short-precise", "--since", f"-{minutes}min", "-u", unit]
+        shown = node.run(journal, check=False)
+        said[node.name] = [line for line in shown.stdout.splitlines() if "Request failed to" in line][-10:]
+    return json.dumps(said, indent=1)

@@ -33,6 +33,9 @@ def start_load(node, table, rows=100000):
     """A bounded loop of inserts on ``node`` through its socket, each number written down once the server
     acknowledged its commit."""
     sql(node, f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (n int primary key)")
+    # gone before the writer starts: the writer truncates it only once its shell runs, and a list left by an
+    # earlier load on this machine (CI31: over 100 numbers) would pass the wait for rows at once
+    node.run(["rm", "-f", ACKNOWLEDGED])
     writer = (
         f"for n in $(seq 1 {rows}); do "
         f'runuser -u postgres -- psql -X -q -c "INSERT INTO {table} VALUES ($n)" 2>/dev/null && echo $n; done '
@@ -197,6 +200,7 @@ def back_to_the_rollout_s_cluster(lab, leader):
         if not isinstance(switched, dict) or switched.get("new_leader") != "pg1":
             # Patroni 3.0.2 has refused it for over 10 s ("no good candidates", CI28 on bookworm): the next test's
             # starting point is made anew, as it was before this hand-back
+            print(f"pg1 refused: {switched}; Patroni's peers that did not answer:", highstate.peers_unanswered(lab))
             lab.starting_point = None
             return
     try:
