@@ -37,6 +37,7 @@ from patroni_debian import (
     VERSION_RE,
     _account,
     _all_masked,
+    _check_boolean,
     _check_cluster,
     _check_initdb,
     _check_text,
@@ -213,6 +214,14 @@ ETCD_PACKAGE_DEFAULT = "default"
 # its own because etcd runs as user etcd, which may not read the Patroni member's key (group postgres)
 ETCD_TLS_DIR = "/etc/etcd/tls"
 ETCD_TLS_FILES = {"cert_file": f"{ETCD_TLS_DIR}/member.crt", "key_file": f"{ETCD_TLS_DIR}/member.key"}
+
+# Pillar patroni:backup (issue 23): pgBackRest from Debian's archive, its repository on a host of its own reached
+# through pgBackRest's TLS server (Debian's pgbackrest.service, run as postgres), which every member runs too
+BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica")
+BACKUP_PATH = "/var/lib/pgbackrest"  # the package's own repository folder (postgres, 0750)
+BACKUP_DEFAULTS = {"path": BACKUP_PATH, "retention_full": 2, "from_replica": True}
+BACKUP_TLS_PORT = 8432  # pgBackRest's TLS server (tls-server-port)
+BACKUP_RETENTION_MAX = 9999999  # pgBackRest's own bound of repo1-retention-full
 
 
 # --------------------------------------------------------------------------------------------------
@@ -531,6 +540,60 @@ def _etcd_tls(wanted, tls):
         "ca_file": settings["ca_file"],
         **ETCD_TLS_FILES,
         "clients": [own, (settings["cert_file"], settings["key_file"])],
+    }
+
+
+def _check_backup(backup, tls=None):
+    """Pillar ``patroni:backup`` checked: ``{"repository": {"host": minion id, "address": str}, "path",
+    "retention_full", "from_replica"}``, or None when it declares no backup. The repository host and every member
+    speak to each other through pgBackRest's TLS server, whose certificates the CA of ``patroni:tls:ca_server``
+    issues (``tls``: that pillar)."""
+    if backup is None:
+        return None
+    if not isinstance(backup, dict):
+        raise SaltInvocationError(
+            f"backup: expected a mapping such as {{repository: {{pgbr: 10.0.0.20}}}}, got {type(backup).__name__}"
+        )
+    _check_known_keys("backup", backup, BACKUP_KEYS)
+    repository = backup.get("repository")
+    if not isinstance(repository, dict) or len(repository) != 1:
+        raise SaltInvocationError(
+            "backup:repository: must map the repository host's minion id to its address, one host, e.g. "
+            "{pgbr: 10.0.0.20}"
+        )
+    ((host, address),) = repository.items()
+    if not isinstance(host, str) or not MINION_ID_RE.fullmatch(host):
+        raise SaltInvocationError(f"backup:repository: {_scrub(repr(host))} is not a minion id")
+    address = _check_address(f"backup:repository:{host}", address)
+    settings = {**BACKUP_DEFAULTS, **{key: value for key, value in backup.items() if value is not None}}
+    path = settings["path"]
+    if not isinstance(path, str) or not os.path.isabs(path) or _has_control_character(path):
+        raise SaltInvocationError(f"backup:path: {_scrub(repr(path))} must be an absolute path")
+    path = os.path.normpath(path)
+    for system in SYSTEM_FOLDERS:
+        how = _overlap(system, path)
+        if how in ("is", "contains") or (how == "is inside" and system not in DATA_PARENTS):
+            raise SaltInvocationError(
+                f"backup:path: {path} {how} {system}; the repository (which pgBackRest's retention expires files "
+                f"in) must be a folder of its own, e.g. {BACKUP_PATH}"
+            )
+    retention = settings["retention_full"]
+    if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= BACKUP_RETENTION_MAX:
+        raise SaltInvocationError(
+            f"backup:retention_full: {_scrub(repr(retention))} must be a whole number of full backups kept, at least 1"
+        )
+    from_replica = _check_boolean("backup:from_replica", settings["from_replica"])
+    certificates = _check_tls(tls) if isinstance(tls, dict) else None
+    if not certificates or certificates.get("ca_server") is None:
+        raise SaltInvocationError(
+            "backup: needs pillar patroni:tls:ca_server: the repository host and the members reach each other "
+            "through pgBackRest's TLS server, with certificates from the cluster's CA (no ssh keys)"
+        )
+    return {
+        "repository": {"host": host, "address": str(address)},
+        "path": path,
+        "retention_full": retention,
+        "from_replica": from_replica,
     }
 
 

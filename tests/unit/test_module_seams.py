@@ -1,7 +1,8 @@
 """The seams between the module's files: Salt gives its dunders (``__pillar__``, ``__salt__``, …) only to the files
 it loads, never to the plain copies the files import of each other. A function a sibling reaches must therefore
 not read one, or it would silently read nothing (``rolling_restart`` once reported success having restarted
-nothing). And the files import each other in one chain, no circle: etcd → day2 → ops → config → render → door."""
+nothing). And the files import each other in one chain, no circle: backup → etcd → day2 → ops → config → render →
+door."""
 
 import ast
 import pathlib
@@ -9,7 +10,7 @@ import pathlib
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 MODULES = {path.stem: path for path in sorted((REPO / "_modules").glob("patroni_debian*.py"))}
 DUNDERS = {"__pillar__", "__salt__", "__opts__", "__grains__", "__context__", "__utils__", "__states__"}
-CHAIN = [f"patroni_debian{part}" for part in ("_etcd", "_day2", "_ops", "_config", "_render", "")]
+CHAIN = [f"patroni_debian{part}" for part in ("_backup", "_etcd", "_day2", "_ops", "_config", "_render", "")]
 
 
 class File:

@@ -1,0 +1,141 @@
+"""The decisions of issue 23 that need no machine: pillar ``patroni:backup`` checked before anything is installed,
+the ``/etc/pgbackrest.conf`` of a member and of the repository host, and the backups of a stanza read from
+pgBackRest's own answer (captured from bookworm's 2.45). No lab test yet: docs/backups.md says what is built and
+what is not."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
+import patroni_debian_backup as backup_module  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_render as render  # noqa: E402  pylint: disable=wrong-import-position
+
+TLS = {"ca_server": "pg1"}
+REPOSITORY = {"pgbr": "10.0.0.20"}
+
+
+@pytest.mark.parametrize(
+    "backup, tls, says",
+    [
+        ("pgbr", TLS, "backup: expected a mapping such as {repository: {pgbr: 10.0.0.20}}, got str"),
+        ({"repository": REPOSITORY, "retention": 2}, TLS, "unknown key 'retention' (did you mean 'retention_full'?)"),
+        ({}, TLS, "backup:repository: must map the repository host's minion id to its address, one host"),
+        ({"repository": {"a": "10.0.0.20", "b": "10.0.0.21"}}, TLS, "one host"),
+        ({"repository": ["pgbr"]}, TLS, "backup:repository: must map"),
+        ({"repository": {"pg br": "10.0.0.20"}}, TLS, "backup:repository: 'pg br' is not a minion id"),
+        ({"repository": {"pgbr": "127.0.0.1"}}, TLS, "backup:repository:pgbr: 127.0.0.1 is a loopback address"),
+        ({"repository": {"pgbr": "backup.example"}}, TLS, "is not an IP address"),
+        ({"repository": REPOSITORY, "path": "backups"}, TLS, "backup:path: 'backups' must be an absolute path"),
+        ({"repository": REPOSITORY, "path": "/var/lib"}, TLS, "backup:path: /var/lib is /var/lib"),
+        ({"repository": REPOSITORY, "path": "/etc/pgbackrest"}, TLS, "/etc/pgbackrest is inside /etc"),
+        ({"repository": REPOSITORY, "path": "/var/lib/x\n"}, TLS, "must be an absolute path"),
+        ({"repository": REPOSITORY, "retention_full": 0}, TLS, "backup:retention_full: 0 must be a whole number"),
+        ({"repository": REPOSITORY, "retention_full": True}, TLS, "backup:retention_full: True must be"),
+        ({"repository": REPOSITORY, "retention_full": "2"}, TLS, "backup:retention_full: '2' must be"),
+        ({"repository": REPOSITORY, "from_replica": "perhaps"}, TLS, "backup:from_replica: 'perhaps' is not a boolean"),
+        ({"repository": REPOSITORY}, None, "backup: needs pillar patroni:tls:ca_server"),
+        ({"repository": REPOSITORY}, {"ca_file": "/a", "cert_file": "/b", "key_file": "/c"}, "needs pillar"),
+    ],
+)
+def test_a_pillar_backup_that_cannot_be_deployed_is_refused_with_the_reason(backup, tls, says):
+    with pytest.raises(SaltInvocationError) as refused:
+        render._check_backup(backup, tls)
+    assert says in str(refused.value)
+
+
+def test_a_repository_host_alone_is_enough_the_rest_has_defaults():
+    assert render._check_backup({"repository": REPOSITORY}, TLS) == {
+        "repository": {"host": "pgbr", "address": "10.0.0.20"},
+        "path": "/var/lib/pgbackrest",
+        "retention_full": 2,
+        "from_replica": True,
+    }
+    given = {"repository": {"pgbr": "fd00::20"}, "path": "/srv/backups/", "retention_full": 7, "from_replica": "no"}
+    checked = render._check_backup(given, TLS)
+    assert checked["repository"]["address"] == "fd00::20" and checked["path"] == "/srv/backups"
+    assert (checked["retention_full"], checked["from_replica"]) == (7, False)
+    assert render._check_backup(None, TLS) is None
+
+
+FILES = {"ca_file": "/etc/patroni/tls/ca.crt", "cert_file": "/etc/patroni/tls/member.crt", "key_file": "/k.key"}
+CHECKED = render._check_backup({"repository": REPOSITORY}, TLS)
+CAPTURES = pathlib.Path(__file__).parent / "captures" / "pgbackrest"
+
+
+def sections(text):
+    """A pgbackrest.conf as ``{section: [(key, value), …]}``, repeated keys kept in their order."""
+    parsed, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            current = parsed.setdefault(line[1:-1], [])
+        elif line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            current.append((key, value))
+    return parsed
+
+
+def test_a_member_archives_through_the_repository_host_s_server_and_serves_the_repository_host_alone():
+    text = backup_module._member_conf(CHECKED, FILES, "pgbr.example", {"15-main": 5432, "16-sales": 5433})
+    assert text.startswith("# pgBackRest for patroni_debian, written by Salt")
+    conf = sections(text)
+    assert list(conf) == ["global", "15-main", "16-sales"]
+    shown = dict(conf["global"])
+    assert (shown["repo1-host"], shown["repo1-host-type"], shown["repo1-host-port"]) == ("10.0.0.20", "tls", "8432")
+    assert shown["repo1-host-cert-file"] == shown["tls-server-cert-file"] == "/etc/patroni/tls/member.crt"
+    assert [value for key, value in conf["global"] if key == "tls-server-auth"] == ["pgbr.example=15-main,16-sales"]
+    assert dict(conf["16-sales"]) == {
+        "pg1-path": "/var/lib/postgresql/16/sales",
+        "pg1-port": "5433",
+        "pg1-socket-path": "/var/run/postgresql",
+    }
+
+
+def test_the_repository_host_reaches_every_member_and_lets_each_in_to_its_own_stanzas_only():
+    members = {
+        "15-main": {
+            "pg2": {"address": "10.0.0.12", "port": 5432, "cn": "pg2.example"},
+            "pg1": {"address": "10.0.0.11", "port": 5432, "cn": "pg1.example"},
+        },
+        "16-sales": {"pg3": {"address": "fd00::13", "port": 5433, "cn": "pg3.example"}},
+    }
+    conf = sections(backup_module._repository_conf(CHECKED, FILES, members))
+    shown = dict(conf["global"])
+    assert (shown["repo1-path"], shown["repo1-retention-full"], shown["start-fast"]) == (
+        "/var/lib/pgbackrest",
+        "2",
+        "y",
+    )
+    assert [value for key, value in conf["global"] if key == "tls-server-auth"] == [
+        "pg1.example=15-main",
+        "pg2.example=15-main",
+        "pg3.example=16-sales",
+    ]
+    main = dict(conf["15-main"])
+    assert (main["pg1-host"], main["pg2-host"], main["backup-standby"]) == ("10.0.0.11", "10.0.0.12", "y")
+    assert main["pg2-path"] == "/var/lib/postgresql/15/main" and main["pg2-host-type"] == "tls"
+    sales = dict(conf["16-sales"])
+    assert (sales["pg1-host"], sales["pg1-port"], sales["backup-standby"]) == ("fd00::13", "5433", "n")
+    assert "pg2-host" not in sales  # one member: its backups are read from it, the primary
+
+
+def test_backups_as_data_and_as_a_table_from_pgbackrest_s_own_answer():
+    """Captured from pgBackRest 2.45 (bookworm): one full backup of stanza 15-bk through a TLS repository host."""
+    info = (CAPTURES / "bookworm-info-one-full.json").read_text()
+    listed = backup_module._backups_of(info, "15-bk")
+    (only,) = listed["backups"]
+    assert (only["label"], only["type"], only["error"]) == ("20261203-142604F", "full", False)
+    assert (only["size"], only["repository_size"]) == (22956398, 3031886)
+    assert (only["wal_start"], only["wal_stop"]) == ("000000010000000000000003", "000000010000000000000004")
+    assert only["stopped"] - only["started"] == 6
+    assert listed["archive"] == {"min": "000000010000000000000001", "max": "000000010000000000000004"}
+    assert listed["status"] == "ok"
+    table = backup_module._backups_table(listed).splitlines()
+    assert table[0].split() == ["label", "type", "size", "in", "repository", "WAL", "from", "WAL", "to"]
+    assert table[1].split()[:4] == ["20261203-142604F", "full", "21.9", "MiB"]
+    assert table[-1] == "archive of 15-bk: 000000010000000000000001 .. 000000010000000000000004"
+    assert backup_module._backups_of(info, "16-other") is None
+    assert backup_module._backups_of("not json", "15-bk") is None
