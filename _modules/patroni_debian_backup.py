@@ -1,8 +1,7 @@
 """
-pgBackRest the Debian way (issue 23), the part that needs no host yet: what ``/etc/pgbackrest.conf`` says on a
-Patroni member and on the repository host, and the backups of a stanza as data and as a table from
-``pgbackrest info --output=json``. Not wired into the formula yet: docs/backups.md says what is built and what is
-not.
+pgBackRest the Debian way (issue 23): what ``/etc/pgbackrest.conf`` says on a Patroni member and on the repository
+host, each host's part exchanged through the Salt mine, the stanza, backups on demand, and the backups of a stanza
+as data and as a table from ``pgbackrest info --output=json``. docs/backups.md says what is built and what is not.
 
 Every host runs Debian's ``pgbackrest.service`` (pgBackRest's TLS server, as postgres): the members archive into
 the repository through the repository host's server, and the repository host's backups read a member through
@@ -12,13 +11,25 @@ every certificate from the cluster's CA (pillar ``patroni:tls:ca_server``). Stan
 """
 
 import json
+import logging
+import os
+import socket
 
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+import patroni_debian as debian
+import patroni_debian_render as render
 from patroni_debian import PG_HOME, _scrub
 from patroni_debian_render import BACKUP_TLS_PORT
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "patroni_debian"
 
 CONF_FILE = "/etc/pgbackrest.conf"  # the package's own, which pgbackrest reads without --config
+MINE_KEY = "patroni_debian_backup"  # each host's part, exchanged through the Salt mine (backup_identity)
+BACKUP_LOCK_FILE = "/run/lock/patroni-debian-backup.lock"
+BACKUP_TYPES = ("full", "diff", "incr")
 CONF_HEADER = "# pgBackRest for patroni_debian, written by Salt's patroni_debian formula: edits are replaced.\n"
 SOCKET_DIR = "/var/run/postgresql"  # pg-common's unix_socket_directories
 LOG_LEVEL_FILE = "detail"  # /var/log/pgbackrest/<stanza>-<command>.log: what a restore's post-mortem needs
@@ -189,3 +200,232 @@ def _backups_table(listed):
     archive = listed["archive"]
     lines.append(f"archive of {listed['stanza']}: {archive['min'] or '-'} .. {archive['max'] or '-'}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# the host: this minion's part, its configuration, the stanza, backups
+
+
+def _minion():
+    return (globals().get("__opts__") or {}).get("id") or os.uname().nodename
+
+
+def _pillar_backup():
+    """``(backup, tls)``: pillar ``patroni:backup`` checked (None without it) and this host's certificate files."""
+    pillar = globals().get("__pillar__")
+    tls = debian._pillar_get(pillar, "patroni:tls")
+    backup = render._check_backup(debian._pillar_get(pillar, "patroni:backup"), tls)
+    return backup, render._check_tls(tls) if backup else None
+
+
+def _local_stanzas(pillar):
+    """``{scope: {"address", "port"}}`` of this host's clusters that pillar declares and whose Patroni config
+    exists: the address the others reach its PostgreSQL at (its ``connect_address``) and its port."""
+    clusters = debian._pillar_get(pillar, "patroni:clusters") or {}
+    stanzas = {}
+    for scope in sorted(clusters if isinstance(clusters, dict) else {}):
+        config = render._read_yaml(f"{render.PATRONI_DIR}/{scope}.yml", follow_links=False)
+        try:
+            host = str(config["postgresql"]["connect_address"]).rsplit(":", 1)[0].strip("[]")
+        except (KeyError, TypeError):
+            continue
+        stanzas[scope] = {"address": host, "port": render._listen_port(config)}
+    return stanzas
+
+
+def _certificate_cn():
+    return socket.getfqdn()  # the CN pillar_rules._tls_certificate gives every certificate the CA signs
+
+
+@debian._host_errors
+def backup_identity():
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    This minion's part in pgBackRest for pillar ``patroni:backup``: the CN of its certificate (which the other
+    side's TLS server admits), whether it is the repository host, and the stanzas it runs (``{scope: {address,
+    port}}``), or ``{}`` without the pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.backup_identity
+    """
+    backup, _ = _pillar_backup()
+    if not backup:
+        return {}
+    repository = backup["repository"]["host"] == _minion()
+    stanzas = {} if repository else _local_stanzas(globals().get("__pillar__"))
+    return {"cn": _certificate_cn(), "repository": repository, "stanzas": stanzas}
+
+
+def _published():
+    """Every host's published part: ``{minion: identity}`` from the Salt mine."""
+    mine = globals().get("__salt__") or {}
+    answer = mine["mine.get"]("*", MINE_KEY) if "mine.get" in mine else {}
+    return {minion: identity for minion, identity in (answer or {}).items() if isinstance(identity, dict)}
+
+
+def _plan_text(backup, tls, published):
+    """``(role, text, stanzas)`` for this minion from the published parts; raises with what is missing."""
+    name = backup["repository"]["host"]
+    if _minion() == name:
+        members = {}
+        for minion, identity in sorted(published.items()):
+            for scope, where in (identity.get("stanzas") or {}).items():
+                members.setdefault(scope, {})[minion] = dict(where, cn=identity["cn"])
+        return "repository", _repository_conf(backup, tls, members), sorted(members)
+    stanzas = _local_stanzas(globals().get("__pillar__"))
+    if not stanzas:
+        return None, None, []
+    repository = published.get(name)
+    if not repository or not repository.get("repository"):
+        raise CommandExecutionError(
+            f"the repository host {name} has not published its part in the Salt mine yet ({MINE_KEY}): apply "
+            "the formula there first (orch.patroni does it before the members)"
+        )
+    ports = {scope: where["port"] for scope, where in stanzas.items()}
+    return "member", _member_conf(backup, tls, repository["cn"], ports), sorted(stanzas)
+
+
+@debian._host_errors
+def backup_plan():
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    What ``/etc/pgbackrest.conf`` says on this minion for pillar ``patroni:backup``, changing nothing:
+    ``{role, changed, stanzas, error, text}``, ``role`` ``repository``, ``member`` or None (no backup declared,
+    or no cluster here); ``stanzas`` those it serves; ``error`` why it cannot be written yet; on the repository
+    host also ``path``, the repository's folder.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.backup_plan
+    """
+    try:
+        backup, tls = _pillar_backup()
+    except SaltInvocationError as exc:
+        return {"role": None, "changed": False, "stanzas": [], "error": f"pillar patroni:{exc}"}
+    if not backup:
+        return {"role": None, "changed": False, "stanzas": [], "error": None}
+    try:
+        role, text, stanzas = _plan_text(backup, tls, _published())
+    except CommandExecutionError as exc:
+        return {"role": None, "changed": False, "stanzas": [], "error": str(exc)}
+    current = debian._read_text(CONF_FILE, follow_links=False)
+    changed = role is not None and current != text
+    plan = {"role": role, "changed": changed, "stanzas": stanzas, "error": None, "text": text}
+    return dict(plan, path=backup["path"]) if role == "repository" else plan
+
+
+@debian._host_errors
+def backup_configure():
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    Writes ``/etc/pgbackrest.conf`` as :py:func:`backup_plan` plans it, atomically (root, group postgres, 0640:
+    pgBackRest runs as postgres), and returns the plan without the text; refuses with the plan's error.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.backup_configure
+    """
+    with debian._host_lock("backup_configure", BACKUP_LOCK_FILE):
+        plan = backup_plan()
+        if plan["error"]:
+            raise CommandExecutionError(plan["error"])
+        text = plan.pop("text", None)
+        if plan["changed"]:
+            target = debian._Target(CONF_FILE, None, text, None, "root", "postgres", 0o640)
+            os.replace(debian._stage(target), CONF_FILE)
+            log.info("patroni_debian: wrote %s", CONF_FILE)
+        return plan
+
+
+def _pgbackrest(*args, check=True):
+    proc = debian._run(["pgbackrest", *args], check=False, user="postgres")
+    if check and proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        raise CommandExecutionError(f"pgbackrest {args[-1]}: {_scrub(said[-1] if said else proc.returncode)}")
+    return proc
+
+
+def _stanza(version, cluster):
+    version, cluster = debian._check_version(version), debian._check_cluster(cluster)
+    return f"{version}-{cluster}"
+
+
+@debian._host_errors
+def backup_stanza(version, cluster):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    The stanza of cluster ``<version>/<cluster>`` exists in the repository: created (``stanza-create``) when
+    pgBackRest's ``info`` does not know it, run on the repository host once the cluster has a leader. Returns
+    ``{stanza, created}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pgbr patroni_debian.backup_stanza 15 main
+    """
+    stanza = _stanza(version, cluster)
+    known = _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
+    if known and known["status"] != "missing stanza path":
+        return {"stanza": stanza, "created": False}
+    _pgbackrest(f"--stanza={stanza}", "stanza-create")
+    return {"stanza": stanza, "created": True}
+
+
+@debian._host_errors
+def backup(version, cluster, type="full"):  # pylint: disable=redefined-builtin
+    """
+    A backup of cluster ``<version>/<cluster>`` into the repository, run on the repository host (pgBackRest
+    takes backups there when the repository is remote): ``type`` ``full``, ``diff`` or ``incr``. From a replica
+    when pillar ``patroni:backup:from_replica`` allows it; pgBackRest's own lock refuses a second backup of the
+    stanza while one runs. Returns the new backup as :py:func:`backups` lists it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pgbr patroni_debian.backup 15 main
+        salt pgbr patroni_debian.backup 15 main type=diff
+    """
+    stanza = _stanza(version, cluster)
+    if type not in BACKUP_TYPES:
+        raise SaltInvocationError(f"type: {type!r} is not one of {', '.join(BACKUP_TYPES)}")
+    backup_pillar, _ = _pillar_backup()
+    if not backup_pillar or backup_pillar["repository"]["host"] != _minion():
+        where = backup_pillar["repository"]["host"] if backup_pillar else "the repository host"
+        raise CommandExecutionError(f"backups of {stanza} are taken on {where}, not on {_minion()}")
+    _pgbackrest(f"--stanza={stanza}", f"--type={type}", "backup")
+    listed = backups(version, cluster)
+    return listed["backups"][-1]
+
+
+@debian._host_errors
+def backups(version, cluster, table=False):
+    """
+    The backups of cluster ``<version>/<cluster>`` in the repository, oldest first, each with its sizes and WAL
+    range, and the stanza's archive; with ``table``, the same as a table to read. Asked of pgBackRest
+    (``info``), on the repository host or on a member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pgbr patroni_debian.backups 15 main
+        salt pgbr patroni_debian.backups 15 main table=True
+    """
+    stanza = _stanza(version, cluster)
+    listed = _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
+    if listed is None:
+        raise CommandExecutionError(f"pgBackRest's info names no stanza {stanza}")
+    return _backups_table(listed) if debian._check_boolean("table", table) else listed

@@ -54,6 +54,7 @@ from patroni_debian_render import (
     VIP_OWNER,
     _addresses,
     _check_known_keys,
+    _check_backup,
     _check_etcd,
     _check_tls,
     _composed,
@@ -463,11 +464,11 @@ render_config.__signature__ = inspect.signature(createconfig)
 # tls is pillar patroni:tls alone: one certificate per host serves all its clusters
 PILLAR_CLUSTER_KEYS = tuple(key for key in OPTIONS if key != "tls") + ("purge", "replace_existing")
 
-PILLAR_KEYS = ("clusters", "dcs", "role", "lookup", "tls")
+PILLAR_KEYS = ("clusters", "dcs", "role", "lookup", "tls", "backup")
 
 LOOKUP_KEYS = ("packages", "dcs_packages", "vip_packages", "health_timeout")
 
-ROLES = ("bootstrap", "replica")
+ROLES = ("bootstrap", "replica", "backup")  # backup: the repository host of patroni:backup
 
 # What check_pillar composes a config with where a host fact is not in pillar: an address of the documentation
 # range (RFC 5737), never reached; the facts themselves are checked at render time.
@@ -530,6 +531,10 @@ def _checked_pillar(patroni, empty=False, etcd=None):
         _check_etcd(etcd, patroni.get("tls"))
     except SaltInvocationError as exc:
         raise SaltInvocationError(f"pillar {exc}") from None
+    try:
+        _check_backup(patroni.get("backup"), patroni.get("tls"))
+    except SaltInvocationError as exc:
+        raise SaltInvocationError(f"pillar patroni:{exc}") from None
     clusters = patroni.get("clusters")
     if clusters is None and empty:
         clusters = {}
@@ -671,7 +676,7 @@ def formula_clusters(only=None):
         The orchestration's narrowing: a ``<version>-<cluster>`` name, several joined by commas, or a list.
 
     Returns ``{"valid": bool, "clusters": [{scope, version, cluster, vip, dcs_type, replace_existing, purge}],
-    "lookup": {...}}``.
+    "lookup": {...}, "tls": {...}, "backup": bool}`` (``backup``: pillar ``patroni:backup`` declares backups).
 
     CLI Example:
 
@@ -691,7 +696,7 @@ def _formula_clusters(only):
         named = _rollout_scopes(only)
     except (CommandExecutionError, SaltInvocationError) as exc:
         log.debug("patroni_debian: the formula renders no cluster: %s", _scrub(str(exc), _pillar_secrets(pillar)))
-        return {"valid": False, "clusters": [], "lookup": {}, "tls": {}}
+        return {"valid": False, "clusters": [], "lookup": {}, "tls": {}, "backup": False}
     keys = ("version", "cluster", "vip", "dcs_type", "replace_existing", "purge")
     clusters = [
         dict({key: cluster[key] for key in keys}, scope=scope)
@@ -703,17 +708,24 @@ def _formula_clusters(only):
         "clusters": clusters,
         "lookup": _pillar_get(pillar, "patroni:lookup") or {},
         # the host's certificate names every cluster's VIP, whichever clusters a rollout narrows to
-        "tls": _tls_certificate(_check_tls(_pillar_get(pillar, "patroni:tls")), checked.values()),
+        "tls": _tls_certificate(
+            _check_tls(_pillar_get(pillar, "patroni:tls")),
+            checked.values(),
+            addresses_as_names=_pillar_get(pillar, "patroni:backup") is not None,
+        ),
+        "backup": _pillar_get(pillar, "patroni:backup") is not None,
     }
 
 
-def _tls_certificate(tls, clusters):
+def _tls_certificate(tls, clusters, addresses_as_names=False):
     """What salt/patroni/tls.sls manages for pillar ``tls`` (checked), or ``{}`` without it: the settings, and the
     member certificate's names (host name, FQDN, the host's addresses and every declared VIP, in a stable order:
     a VIP that moves to this host or away must not change the certificate).
 
     Also ``localhost`` and the loopback addresses: Patroni reads a replica's own timeline over a replication
-    connection to ``localhost`` with the replication role's settings, which verify-full checks like any other."""
+    connection to ``localhost`` with the replication role's settings, which verify-full checks like any other.
+    With ``addresses_as_names`` (a declared ``patroni:backup``), the host's addresses as DNS names too: bookworm's
+    pgBackRest 2.45 checks a server's address only among those (pgbackrest#1977, read from 2.46 on)."""
     if not tls:
         return {}
     hostname, fqdn = _hostname(), socket.getfqdn()
@@ -726,6 +738,8 @@ def _tls_certificate(tls, clusters):
     loopback = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
     names = [f"DNS:{name}" for name in dict.fromkeys((hostname, fqdn, "localhost"))]
     names += [f"IP:{address}" for address in sorted(own | vips | loopback, key=lambda a: (a.version, a))]
+    if addresses_as_names:
+        names += [f"DNS:{address}" for address in sorted(own, key=lambda a: (a.version, a))]
     return dict(tls, CN=fqdn, subjectAltName=", ".join(names))
 
 

@@ -508,7 +508,8 @@ def _tls_plan(pillar, etcd):
         clusters = pillar_rules._checked_pillar(patroni, etcd=pillar_etcd).values()
     except (CommandExecutionError, SaltInvocationError):
         clusters = []  # a host of etcd alone, with no Patroni cluster: no VIP ever comes to it
-    plan = pillar_rules._tls_certificate(tls, clusters)
+    backup = debian._pillar_get(pillar, "patroni:backup") is not None and not etcd
+    plan = pillar_rules._tls_certificate(tls, clusters, addresses_as_names=backup)
     if etcd and plan:
         plan.update(cert_file=member["tls"]["cert_file"], key_file=member["tls"]["key_file"])
     return plan

@@ -597,6 +597,14 @@ def _check_backup(backup, tls=None):
     }
 
 
+def _archive_settings(version, cluster, backup, tls):
+    """The archiving a declared ``patroni:backup`` asks of every member, through the DCS so that it follows the
+    leader: into the stanza of the scope, by pgBackRest; ``{}`` without a backup."""
+    if not _check_backup(backup, tls):
+        return {}
+    return {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={version}-{cluster} archive-push %p"}
+
+
 def _etcd_url(address, port, tls=False):
     return f"{'https' if tls else 'http'}://{_host_port(address, port)}"
 
@@ -1394,6 +1402,7 @@ def _validated(version, cluster, kwargs, pillar):
         "dcs_type": _check_dcs(settings["dcs"], settings["dcs_source"]),
         "program": program,
         "tls": _check_tls(settings["tls"]),
+        "archive": _archive_settings(version, cluster, _pillar_get(pillar, "patroni:backup"), settings["tls"]),
     }
 
 
@@ -1416,6 +1425,9 @@ def _composed(checked, name, hostip, network, port, data_dir):
         checked["tls"],
     )
     config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
+    if checked.get("archive"):
+        dcs_postgresql = config["bootstrap"]["dcs"].setdefault("postgresql", {})
+        dcs_postgresql.setdefault("parameters", {}).update(checked["archive"])
     _check_override("dynamic", config["bootstrap"]["dcs"], checked["dynamic"])
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], checked["dynamic"])
     _check_override("config", config, checked["overrides"])

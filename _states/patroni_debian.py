@@ -627,3 +627,99 @@ def absent(name, version, cluster, purge=False):
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     return ret
+
+
+def backup_published(name):
+    """
+    This host's part in pgBackRest (``patroni_debian.backup_identity``: its certificate's CN, whether it is the
+    repository host, the stanzas it runs) is in the Salt mine, published when it changed: the repository host
+    and the members read each other's there.
+
+    .. code-block:: yaml
+
+        This host's part in pgBackRest is published:
+          patroni_debian.backup_published
+    """
+    ret = _ret(name)
+    try:
+        mine = __salt__["patroni_debian.backup_identity"]()
+        published = (__salt__["mine.get"](__opts__["id"], "patroni_debian_backup") or {}).get(__opts__["id"])
+        if published == mine:
+            ret["comment"] = f"{name}: published"
+            return ret
+        ret["changes"] = {"published": mine}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: would publish it")
+            return ret
+        __salt__["mine.send"]("patroni_debian_backup", mine_function="patroni_debian.backup_identity")
+        published = (__salt__["mine.get"](__opts__["id"], "patroni_debian_backup") or {}).get(__opts__["id"])
+        if published != mine:
+            return _failed(ret, "the Salt mine did not take it (is mine.send allowed for this minion?)")
+        ret["comment"] = f"{name}: published"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def backup_configured(name):
+    """
+    ``/etc/pgbackrest.conf`` says what pillar ``patroni:backup`` and the published parts make of this host: a
+    member's repository and TLS server, or the repository host's repository, TLS server and members.
+
+    .. code-block:: yaml
+
+        pgBackRest is configured:
+          patroni_debian.backup_configured
+    """
+    ret = _ret(name)
+    try:
+        plan = __salt__["patroni_debian.backup_plan"]()
+        if plan["error"]:
+            return _failed(ret, plan["error"])
+        if not plan["changed"]:
+            ret["comment"] = f"{name}: as declared" if plan["role"] else f"{name}: no backup here"
+            return ret
+        ret["changes"] = {"/etc/pgbackrest.conf": f"written for the {plan['role']}"}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: would write /etc/pgbackrest.conf")
+            return ret
+        __salt__["patroni_debian.backup_configure"]()
+        if __salt__["patroni_debian.backup_plan"]()["changed"]:
+            return _failed(ret, "/etc/pgbackrest.conf still differs after it was written")
+        ret["comment"] = f"{name}: /etc/pgbackrest.conf written"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret
+
+
+def backup_stanza(name, version, cluster):
+    """
+    The stanza of ``<version>/<cluster>`` exists in the repository (run on the repository host, once the
+    cluster has a leader): created when pgBackRest does not know it.
+
+    .. code-block:: yaml
+
+        The stanza 15-main exists:
+          patroni_debian.backup_stanza:
+            - version: 15
+            - cluster: main
+    """
+    ret = _ret(name)
+    try:
+        try:
+            listed = __salt__["patroni_debian.backups"](version, cluster)
+            exists = listed["status"] != "missing stanza path"
+        except CommandExecutionError:
+            exists = False
+        if exists:
+            ret["comment"] = f"{name}: it exists"
+            return ret
+        ret["changes"] = {"stanza": f"{version}-{cluster}"}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"{name}: would create it")
+            return ret
+        __salt__["patroni_debian.backup_stanza"](version, cluster)
+        ret["comment"] = f"{name}: created"
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    return ret

@@ -37,11 +37,11 @@ DEBOOTSTRAP_INCLUDE = "systemd,systemd-sysv,dbus,iproute2,procps,python3,python3
 RELEASES = {
     "bookworm": {
         "postgresql": "15",
-        "packages": "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager",
+        "packages": "postgresql-15 patroni python3-etcd etcd-server etcd-client vip-manager pgbackrest",
     },
     "trixie": {
         "postgresql": "17",
-        "packages": "postgresql-17 patroni python3-etcd etcd-server etcd-client vip-manager",
+        "packages": "postgresql-17 patroni python3-etcd etcd-server etcd-client vip-manager pgbackrest",
         "available": "vip-manager2",
     },
 }

@@ -24,7 +24,9 @@
          member's clusters clone side by side;
       4. gate: every member leads and accepts writes (a transaction id given out), or streams from the leader
          on its timeline;
-      5. summary from the bootstrap member: members, roles, timeline, lag, port, VIP, verified.
+      5. summary from the bootstrap member: members, roles, timeline, lag, port, VIP, verified;
+      6. with pillar patroni:backup, the repository host (role backup) publishes its part in the Salt mine
+         before the first phase, and once every member runs names them and creates each cluster's stanza.
     Every step has failhard: the first failure stops the rollout, its comment naming the minion and the cause. -#}
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
@@ -32,8 +34,11 @@
 {#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
     the parentheses: "not (I@…" matched the bootstrap member too) #}
 {%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}
-{#- members, minions that ran a cluster and may have lost it from pillar since, and etcd's own hosts #}
-{%- set everyone = members ~ " or G@patroni_debian_clusters:* or I@etcd:members:*" %}
+{#- the repository host of pillar patroni:backup (docs/backups.md) #}
+{%- set repository = "I@patroni:role:backup" %}
+{#- members, minions that ran a cluster and may have lost it from pillar since, etcd's own hosts, the repository
+    host #}
+{%- set everyone = members ~ " or G@patroni_debian_clusters:* or I@etcd:members:* or I@patroni:role:backup" %}
 {#- The arguments go to the members as given, JSON-quoted; patroni_debian.rollout_arguments checks them there, in
     Python, before anything changes (the same check as orch.patroni_restart's and the gates'). -#}
 {%- set clusters = pillar.get("cluster") %}
@@ -107,6 +112,20 @@ etcd runs on its own hosts too:
     - require:
       - salt: Minions whose pillar no longer declares a cluster leave it
 
+{#- The members' pgBackRest names the repository host's certificate, which its part in the Salt mine says: published
+    before the members' formula runs, beside the last preparation. Matching no minion is no failure. #}
+The repository host has published its part:
+  salt.state:
+    - tgt: "{{ repository }}"
+    - tgt_type: compound
+    - sls: patroni.backup_part
+    - expect_minions: False
+    - timeout: 15
+    - parallel: True
+    - failhard: True
+    - require:
+      - salt: Members have this release of the modules
+
 First phase, the member that goes first in each cluster is converged:
   salt.state:
     - tgt: "{{ members }}"
@@ -117,6 +136,7 @@ First phase, the member that goes first in each cluster is converged:
     - failhard: True
     - require:
       - salt: Minions whose pillar no longer declares a cluster leave it
+      - salt: The repository host has published its part
 
 Second phase, every member is converged:
   salt.state:
@@ -149,6 +169,19 @@ Summary of each cluster, verified:
     - tgt_type: compound
     - kwarg: {{ dict(clusters=clusters) | json }}
     - expect_minions: True
+    - timeout: 15
+    - failhard: True
+    - require:
+      - salt: Every member leads and accepts writes, or streams from the leader on its timeline
+
+{#- Once every member runs: the repository host names them (their parts in the Salt mine, published by their
+    formula) and creates each cluster's stanza, which needs its leader. Matching no minion is no failure. #}
+The repository host serves every member and has each cluster's stanza:
+  salt.state:
+    - tgt: "{{ repository }}"
+    - tgt_type: compound
+    - sls: patroni.repository
+    - expect_minions: False
     - timeout: 15
     - failhard: True
     - require:

@@ -1,9 +1,11 @@
 {#- The cluster's CA, from pillar patroni:tls:ca_server: its key and certificate made on that minion when missing,
-    its certificate fetched from there by every other. Included by patroni.tls (the Patroni members' certificates)
-    and by the etcd formula (its members' certificates, etcd:tls), which may run first or on hosts without a
-    Patroni cluster. Nothing is made for a pillar that validates neither for Patroni nor for an etcd over TLS. -#}
+    its certificate fetched from there by every other. Included by patroni.tls (the Patroni members' certificates),
+    by the etcd formula (its members' certificates, etcd:tls), which may run first or on hosts without a
+    Patroni cluster, and by patroni.repository (the repository host of patroni:backup). Nothing is made for a
+    pillar that validates neither for Patroni, nor for an etcd over TLS, nor for a repository host. -#}
 {%- set tls = salt["patroni_debian.tls_plan"]() %}
-{%- set wanted = salt["patroni_debian.formula_clusters"]().valid or salt["patroni_debian.tls_plan"](etcd=True) %}
+{%- set wanted = salt["patroni_debian.formula_clusters"]().valid or salt["patroni_debian.tls_plan"](etcd=True)
+                 or salt["patroni_debian.backup_identity"]().get("repository") %}
 {%- if tls.get("ca_server") and wanted %}
 {%-   set issued = tls.ca_file.rsplit("/", 1)[0] %}
 {%-   if tls.ca_server == grains.id %}

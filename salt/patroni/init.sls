@@ -8,3 +8,4 @@ include:
   - patroni.service
   - patroni.vip
   - patroni.dynamic
+  - patroni.backup

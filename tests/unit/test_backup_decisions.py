@@ -1,8 +1,9 @@
 """The decisions of issue 23 that need no machine: pillar ``patroni:backup`` checked before anything is installed,
-the ``/etc/pgbackrest.conf`` of a member and of the repository host, and the backups of a stanza read from
-pgBackRest's own answer (captured from bookworm's 2.45). No lab test yet: docs/backups.md says what is built and
-what is not."""
+the ``/etc/pgbackrest.conf`` of a member and of the repository host, the archiving a backup puts in the DCS, the
+certificate's names, and the backups of a stanza read from pgBackRest's own answer (captured from bookworm's
+2.45). The lab proves archiving, check and backup work: tests/systemd_machines/test_backup.py."""
 
+import ipaddress
 import os
 import pathlib
 import sys
@@ -12,6 +13,7 @@ from salt.exceptions import SaltInvocationError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "_modules"))
 import patroni_debian_backup as backup_module  # noqa: E402  pylint: disable=wrong-import-position
+import patroni_debian_config as config  # noqa: E402  pylint: disable=wrong-import-position
 import patroni_debian_render as render  # noqa: E402  pylint: disable=wrong-import-position
 
 TLS = {"ca_server": "pg1"}
@@ -139,3 +141,40 @@ def test_backups_as_data_and_as_a_table_from_pgbackrest_s_own_answer():
     assert table[-1] == "archive of 15-bk: 000000010000000000000001 .. 000000010000000000000004"
     assert backup_module._backups_of(info, "16-other") is None
     assert backup_module._backups_of("not json", "15-bk") is None
+
+
+def composed(pillar):
+    checked = render._validated("15", "main", {}, pillar)
+    address, network = ipaddress.ip_address("10.0.0.11"), ipaddress.ip_interface("10.0.0.11/24")
+    return render._composed(checked, "pg1", address, network, 5432, "/var/lib/postgresql/15/main")
+
+
+def test_a_declared_backup_archives_every_member_into_the_stanza_of_its_scope_through_the_dcs():
+    pillar = {
+        "patroni": {
+            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
+            "tls": TLS,
+            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
+        }
+    }
+    assert "archive_command" not in composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    pillar["patroni"]["backup"] = {"repository": REPOSITORY}
+    parameters = composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert parameters["archive_mode"] == "on"
+    assert parameters["archive_command"] == "pgbackrest --stanza=15-main archive-push %p"
+    own = {"postgresql": {"parameters": {"archive_command": "/bin/true"}}}
+    pillar["patroni"]["clusters"]["15-main"]["dynamic"] = own  # the pillar's own dynamic settings still win
+    assert composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"] == "/bin/true"
+
+
+def test_with_a_backup_the_certificate_names_the_host_s_addresses_as_dns_names_too(monkeypatch):
+    """Bookworm's pgBackRest 2.45 finds a server's address only among the DNS names (pgbackrest#1977)."""
+    monkeypatch.setattr(config, "_hostname", lambda: "pg1")
+    monkeypatch.setattr(config.socket, "getfqdn", lambda: "pg1.example")
+    monkeypatch.setattr(config, "_which", lambda name: True)
+    monkeypatch.setattr(config, "_addresses", lambda: [("eth0", ipaddress.ip_interface("10.0.0.11/24"))])
+    tls = render._check_tls(TLS)
+    plain = config._tls_certificate(tls, [])["subjectAltName"].split(", ")
+    named = config._tls_certificate(tls, [], addresses_as_names=True)["subjectAltName"].split(", ")
+    assert "IP:10.0.0.11" in plain and "DNS:10.0.0.11" not in plain
+    assert named == [*plain, "DNS:10.0.0.11"]

@@ -18,7 +18,7 @@ def target(name):
     text = ORCH.read_text()
     sets = "".join(
         match.group(0)
-        for match in re.finditer(r"\{%-\s*set (?:members|bootstrap|etcd_hosts|everyone)\b.*?%\}", text, re.S)
+        for match in re.finditer(r"\{%-\s*set (?:members|bootstrap|etcd_hosts|repository|everyone)\b.*?%\}", text, re.S)
     )
     return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render()
 
@@ -49,3 +49,10 @@ def test_the_etcd_hosts_step_matches_etcd_hosts_of_their_own_only(grains, pillar
 def test_everyone_includes_etcd_hosts_and_members():
     assert matches(target("everyone"), {}, ETCD) and matches(target("everyone"), {"patroni_role": "replica"}, {})
     assert not matches(target("everyone"), {}, {})
+
+
+def test_the_repository_host_is_everyone_s_and_the_repository_steps_but_no_member():
+    backup = {"patroni": {"role": "backup"}}
+    assert matches(target("repository"), {}, backup) and matches(target("everyone"), {}, backup)
+    assert not matches(target("members"), {}, backup)
+    assert not matches(target("repository"), {}, {"patroni": {"role": "replica"}})
