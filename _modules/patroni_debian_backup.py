@@ -13,6 +13,7 @@ every certificate from the cluster's CA (pillar ``patroni:tls:ca_server``). Stan
 import json
 import logging
 import os
+import re
 import socket
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -20,7 +21,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import patroni_debian as debian
 import patroni_debian_render as render
 from patroni_debian import PG_HOME, _scrub
-from patroni_debian_render import BACKUP_TLS_PORT
+from patroni_debian_render import BACKUP_TLS_PORT, BACKUP_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ __virtualname__ = "patroni_debian"
 
 CONF_FILE = "/etc/pgbackrest.conf"  # the package's own, which pgbackrest reads without --config
 MINE_KEY = "patroni_debian_backup"  # each host's part, exchanged through the Salt mine (backup_identity)
+# The members whose parts the repository host takes, targeted as salt/top.sls.example targets them (the grains only
+# where minions are trusted: a grain is the minion's own word)
+MEMBERS = "I@patroni:role:bootstrap or I@patroni:role:replica or G@patroni_role:bootstrap or G@patroni_role:replica"
+CN_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?", re.ASCII)  # a host name, as the CN is
 BACKUP_LOCK_FILE = "/run/lock/patroni-debian-backup.lock"
-BACKUP_TYPES = ("full", "diff", "incr")
 CONF_HEADER = "# pgBackRest for patroni_debian, written by Salt's patroni_debian formula: edits are replaced.\n"
 SOCKET_DIR = "/var/run/postgresql"  # pg-common's unix_socket_directories
 LOG_LEVEL_FILE = "detail"  # /var/log/pgbackrest/<stanza>-<command>.log: what a restore's post-mortem needs
@@ -260,26 +264,50 @@ def backup_identity():
     return {"cn": _certificate_cn(), "repository": repository, "stanzas": stanzas}
 
 
-def _published():
-    """Every host's published part: ``{minion: identity}`` from the Salt mine."""
-    mine = globals().get("__salt__") or {}
-    answer = mine["mine.get"]("*", MINE_KEY) if "mine.get" in mine else {}
-    return {minion: identity for minion, identity in (answer or {}).items() if isinstance(identity, dict)}
+def _published(target, tgt_type="glob"):
+    """The published parts of the minions ``target`` matches, ``{minion: identity}`` from the Salt mine, each
+    checked: what another minion published goes into this host's configuration, so a part that is not a plain
+    name, addresses and ports is left out (and logged), never written."""
+    salt = globals().get("__salt__") or {}
+    answer = salt["mine.get"](target, MINE_KEY, tgt_type=tgt_type) if "mine.get" in salt else {}
+    parts = {}
+    for minion, identity in (answer or {}).items():
+        try:
+            parts[minion] = _checked_part(identity)
+        except (SaltInvocationError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("patroni_debian: %s's part in pgBackRest is left out: %s", minion, _scrub(exc))
+    return parts
 
 
-def _plan_text(backup, tls, published):
+def _checked_part(identity):
+    cn = identity["cn"]
+    if not isinstance(cn, str) or not CN_RE.fullmatch(cn):
+        raise SaltInvocationError(f"{cn!r} is not a host name")
+    stanzas = {}
+    for scope, where in (identity.get("stanzas") or {}).items():
+        if not render.SCOPE_FILE_RE.fullmatch(f"{scope}.yml"):
+            raise SaltInvocationError(f"{scope!r} is not a scope")
+        address = str(render._check_address(f"stanzas:{scope}:address", where["address"]))
+        port = render._check_port(where["port"])
+        if port is None:
+            raise SaltInvocationError(f"stanzas:{scope}: no port")
+        stanzas[scope] = {"address": address, "port": port}
+    return {"cn": cn, "repository": identity.get("repository") is True, "stanzas": stanzas}
+
+
+def _plan_text(backup, tls):
     """``(role, text, stanzas)`` for this minion from the published parts; raises with what is missing."""
     name = backup["repository"]["host"]
     if _minion() == name:
         members = {}
-        for minion, identity in sorted(published.items()):
+        for minion, identity in sorted(_published(MEMBERS, "compound").items()):
             for scope, where in (identity.get("stanzas") or {}).items():
                 members.setdefault(scope, {})[minion] = dict(where, cn=identity["cn"])
         return "repository", _repository_conf(backup, tls, members), sorted(members)
     stanzas = _local_stanzas(globals().get("__pillar__"))
     if not stanzas:
         return None, None, []
-    repository = published.get(name)
+    repository = _published(name).get(name)
     if not repository or not repository.get("repository"):
         raise CommandExecutionError(
             f"the repository host {name} has not published its part in the Salt mine yet ({MINE_KEY}): apply "
@@ -312,13 +340,25 @@ def backup_plan():
     if not backup:
         return {"role": None, "changed": False, "stanzas": [], "error": None}
     try:
-        role, text, stanzas = _plan_text(backup, tls, _published())
+        role, text, stanzas = _plan_text(backup, tls)
     except CommandExecutionError as exc:
         return {"role": None, "changed": False, "stanzas": [], "error": str(exc)}
     current = debian._read_text(CONF_FILE, follow_links=False)
     changed = role is not None and current != text
     plan = {"role": role, "changed": changed, "stanzas": stanzas, "error": None, "text": text}
-    return dict(plan, path=backup["path"]) if role == "repository" else plan
+    if role != "repository":
+        return plan
+    return dict(plan, path=backup["path"], timers=_timers(stanzas, backup["schedule"]))
+
+
+def _timers(stanzas, schedule):
+    """The repository host's scheduled backups: ``[{unit, stanza, type, calendar}]``, a systemd timer and service
+    ``patroni-debian-backup-<stanza>-<type>`` each."""
+    return [
+        {"unit": f"patroni-debian-backup-{stanza}-{kind}", "stanza": stanza, "type": kind, "calendar": calendar}
+        for stanza in stanzas
+        for kind, calendar in sorted(schedule.items())
+    ]
 
 
 @debian._host_errors

@@ -217,9 +217,13 @@ ETCD_TLS_FILES = {"cert_file": f"{ETCD_TLS_DIR}/member.crt", "key_file": f"{ETCD
 
 # Pillar patroni:backup (issue 23): pgBackRest from Debian's archive, its repository on a host of its own reached
 # through pgBackRest's TLS server (Debian's pgbackrest.service, run as postgres), which every member runs too
-BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica")
+BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica", "schedule")
 BACKUP_PATH = "/var/lib/pgbackrest"  # the package's own repository folder (postgres, 0750)
-BACKUP_DEFAULTS = {"path": BACKUP_PATH, "retention_full": 2, "from_replica": True}
+BACKUP_TYPES = ("full", "diff", "incr")
+# systemd timers on the repository host (OnCalendar): a full backup a week, a differential one the other days
+BACKUP_SCHEDULE = {"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00"}
+BACKUP_DEFAULTS = {"path": BACKUP_PATH, "retention_full": 2, "from_replica": True, "schedule": BACKUP_SCHEDULE}
+CALENDAR_RE = re.compile(r"[A-Za-z0-9*,.:/~ +-]{1,100}", re.ASCII)  # the characters of systemd's OnCalendar
 BACKUP_TLS_PORT = 8432  # pgBackRest's TLS server (tls-server-port)
 BACKUP_RETENTION_MAX = 9999999  # pgBackRest's own bound of repo1-retention-full
 
@@ -583,6 +587,7 @@ def _check_backup(backup, tls=None):
             f"backup:retention_full: {_scrub(repr(retention))} must be a whole number of full backups kept, at least 1"
         )
     from_replica = _check_boolean("backup:from_replica", settings["from_replica"])
+    schedule = _check_schedule(settings["schedule"])
     certificates = _check_tls(tls) if isinstance(tls, dict) else None
     if not certificates or certificates.get("ca_server") is None:
         raise SaltInvocationError(
@@ -594,7 +599,25 @@ def _check_backup(backup, tls=None):
         "path": path,
         "retention_full": retention,
         "from_replica": from_replica,
+        "schedule": schedule,
     }
+
+
+def _check_schedule(schedule):
+    """``backup:schedule``: ``{type: OnCalendar}`` of the backups the repository host's systemd timers take
+    (``{}``: none, backups only on demand). systemd itself checks the expression when the timer is written."""
+    if not isinstance(schedule, dict):
+        raise SaltInvocationError(
+            f"backup:schedule: expected a mapping such as {{full: 'Sun *-*-* 01:00:00'}}, got {type(schedule).__name__}"
+        )
+    _check_known_keys("backup:schedule", schedule, BACKUP_TYPES)
+    for kind, calendar in schedule.items():
+        if not isinstance(calendar, str) or not CALENDAR_RE.fullmatch(calendar.strip()):
+            raise SaltInvocationError(
+                f"backup:schedule:{kind}: {_scrub(repr(calendar))} is not a systemd calendar expression such as "
+                "'Sun *-*-* 01:00:00' or 'daily'"
+            )
+    return {kind: calendar.strip() for kind, calendar in schedule.items()}
 
 
 def _archive_settings(version, cluster, backup, tls):

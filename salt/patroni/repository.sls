@@ -93,3 +93,59 @@ The stanza {{ stanza }} exists:
     - require:
       - service: pgBackRest's TLS server runs
 {%- endfor %}
+{%- for timer in plan.get("timers", []) %}
+
+# Scheduled by systemd rather than Salt's scheduler: it runs with the minion or the master down, catches up a run
+# missed while the host was off (Persistent), logs to the journal, and shows in systemctl list-timers.
+The {{ timer.type }} backups of {{ timer.stanza }} have their service:
+  file.managed:
+    - name: /etc/systemd/system/{{ timer.unit }}.service
+    - mode: "0644"
+    - contents: |
+        # Written by Salt's patroni_debian formula (pillar patroni:backup:schedule): edits are replaced.
+        [Unit]
+        Description=pgBackRest {{ timer.type }} backup of {{ timer.stanza }}
+        After=network-online.target pgbackrest.service
+
+        [Service]
+        Type=oneshot
+        User=postgres
+        Group=postgres
+        ExecStart=/usr/bin/pgbackrest --stanza={{ timer.stanza }} --type={{ timer.type }} backup
+    - require:
+      - patroni_debian: The stanza {{ timer.stanza }} exists
+
+The {{ timer.type }} backups of {{ timer.stanza }} are timed:
+  file.managed:
+    - name: /etc/systemd/system/{{ timer.unit }}.timer
+    - mode: "0644"
+    - contents: |
+        # Written by Salt's patroni_debian formula (pillar patroni:backup:schedule): edits are replaced.
+        [Unit]
+        Description=pgBackRest {{ timer.type }} backups of {{ timer.stanza }}, on schedule
+
+        [Timer]
+        OnCalendar={{ timer.calendar }}
+        Persistent=true
+
+        [Install]
+        WantedBy=timers.target
+    - require:
+      - file: The {{ timer.type }} backups of {{ timer.stanza }} have their service
+
+systemd has read the {{ timer.type }} backup units of {{ timer.stanza }}:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: The {{ timer.type }} backups of {{ timer.stanza }} have their service
+      - file: The {{ timer.type }} backups of {{ timer.stanza }} are timed
+
+The {{ timer.type }} backup timer of {{ timer.stanza }} runs:
+  service.running:
+    - name: {{ (timer.unit ~ ".timer") | json }}
+    - enable: True
+    - require:
+      - module: systemd has read the {{ timer.type }} backup units of {{ timer.stanza }}
+    - watch:
+      - file: The {{ timer.type }} backups of {{ timer.stanza }} are timed
+{%- endfor %}

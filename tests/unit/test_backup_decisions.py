@@ -39,6 +39,10 @@ REPOSITORY = {"pgbr": "10.0.0.20"}
         ({"repository": REPOSITORY, "retention_full": True}, TLS, "backup:retention_full: True must be"),
         ({"repository": REPOSITORY, "retention_full": "2"}, TLS, "backup:retention_full: '2' must be"),
         ({"repository": REPOSITORY, "from_replica": "perhaps"}, TLS, "backup:from_replica: 'perhaps' is not a boolean"),
+        ({"repository": REPOSITORY, "schedule": "daily"}, TLS, "backup:schedule: expected a mapping"),
+        ({"repository": REPOSITORY, "schedule": {"weekly": "Sun"}}, TLS, "unknown key 'weekly'"),
+        ({"repository": REPOSITORY, "schedule": {"full": "Sun\nExecStart=/bin/sh"}}, TLS, "is not a systemd calendar"),
+        ({"repository": REPOSITORY, "schedule": {"full": 7}}, TLS, "backup:schedule:full: 7 is not a systemd"),
         ({"repository": REPOSITORY}, None, "backup: needs pillar patroni:tls:ca_server"),
         ({"repository": REPOSITORY}, {"ca_file": "/a", "cert_file": "/b", "key_file": "/c"}, "needs pillar"),
     ],
@@ -55,11 +59,14 @@ def test_a_repository_host_alone_is_enough_the_rest_has_defaults():
         "path": "/var/lib/pgbackrest",
         "retention_full": 2,
         "from_replica": True,
+        "schedule": {"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00"},
     }
     given = {"repository": {"pgbr": "fd00::20"}, "path": "/srv/backups/", "retention_full": 7, "from_replica": "no"}
-    checked = render._check_backup(given, TLS)
+    checked = render._check_backup(dict(given, schedule={"incr": " hourly "}), TLS)
     assert checked["repository"]["address"] == "fd00::20" and checked["path"] == "/srv/backups"
     assert (checked["retention_full"], checked["from_replica"]) == (7, False)
+    assert checked["schedule"] == {"incr": "hourly"}
+    assert render._check_backup(dict(given, schedule={}), TLS)["schedule"] == {}  # backups on demand only
     assert render._check_backup(None, TLS) is None
 
 
@@ -178,3 +185,41 @@ def test_with_a_backup_the_certificate_names_the_host_s_addresses_as_dns_names_t
     named = config._tls_certificate(tls, [], addresses_as_names=True)["subjectAltName"].split(", ")
     assert "IP:10.0.0.11" in plain and "DNS:10.0.0.11" not in plain
     assert named == [*plain, "DNS:10.0.0.11"]
+
+
+@pytest.mark.parametrize(
+    "identity, says",
+    [
+        ({"cn": "pg1.example\ntls-server-auth=evil=*", "stanzas": {}}, "is not a host name"),
+        ({"cn": "pg1", "stanzas": {"15-main]\n[x": {"address": "10.0.0.11", "port": 5432}}}, "is not a scope"),
+        ({"cn": "pg1", "stanzas": {"15-main": {"address": "10.0.0.11\npg9-host=x", "port": 5432}}}, "IP address"),
+        ({"cn": "pg1", "stanzas": {"15-main": {"address": "127.0.0.1", "port": 5432}}}, "a loopback address"),
+        ({"cn": "pg1", "stanzas": {"15-main": {"address": "10.0.0.11", "port": "5432\n"}}}, "not a TCP port"),
+        ({"cn": "pg1", "stanzas": {"15-main": {"address": "10.0.0.11", "port": None}}}, "no port"),
+    ],
+)
+def test_a_published_part_goes_into_the_configuration_only_as_names_addresses_and_ports(identity, says):
+    """What another minion put in the Salt mine becomes lines of this host's /etc/pgbackrest.conf: a line break
+    or anything but a host name, a scope, an address and a port is refused, never written."""
+    with pytest.raises(SaltInvocationError) as refused:
+        backup_module._checked_part(identity)
+    assert says in str(refused.value)
+
+
+def test_a_published_part_as_the_formula_publishes_it_is_taken():
+    stanzas = {"15-main": {"address": "10.0.0.11", "port": 5432}}
+    identity = {"cn": "pg1.example", "repository": False, "stanzas": stanzas}
+    assert backup_module._checked_part(identity) == identity
+    assert backup_module._checked_part({"cn": "pgbr", "repository": True})["repository"] is True
+
+
+def test_the_repository_host_times_each_type_of_backup_of_each_stanza():
+    timers = backup_module._timers(["15-main", "16-x"], {"full": "Sun *-*-* 01:00:00", "diff": "daily"})
+    assert [timer["unit"] for timer in timers] == [
+        "patroni-debian-backup-15-main-diff",
+        "patroni-debian-backup-15-main-full",
+        "patroni-debian-backup-16-x-diff",
+        "patroni-debian-backup-16-x-full",
+    ]
+    assert timers[0] == {"unit": timers[0]["unit"], "stanza": "15-main", "type": "diff", "calendar": "daily"}
+    assert backup_module._timers(["15-main"], {}) == []
