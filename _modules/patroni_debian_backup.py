@@ -228,12 +228,16 @@ def _local_stanzas(pillar):
     clusters = debian._pillar_get(pillar, "patroni:clusters") or {}
     stanzas = {}
     for scope in sorted(clusters if isinstance(clusters, dict) else {}):
+        if not isinstance(scope, str) or not render.SCOPE_FILE_RE.fullmatch(f"{scope}.yml"):
+            continue  # the formula's pillar check names it; never a path or a section of its making
         config = render._read_yaml(f"{render.PATRONI_DIR}/{scope}.yml", follow_links=False)
         try:
             host = str(config["postgresql"]["connect_address"]).rsplit(":", 1)[0].strip("[]")
         except (KeyError, TypeError):
             continue
-        stanzas[scope] = {"address": host, "port": render._listen_port(config)}
+        port = render._listen_port(config)
+        if port is not None:
+            stanzas[scope] = {"address": host, "port": port}
     return stanzas
 
 

@@ -223,3 +223,20 @@ def test_the_repository_host_times_each_type_of_backup_of_each_stanza():
     ]
     assert timers[0] == {"unit": timers[0]["unit"], "stanza": "15-main", "type": "diff", "calendar": "daily"}
     assert backup_module._timers(["15-main"], {}) == []
+
+
+def test_this_host_s_stanzas_are_its_declared_scopes_with_a_config_and_only_those(monkeypatch):
+    configs = {
+        "/etc/patroni/15-main.yml": {"postgresql": {"connect_address": "10.0.0.11:5432", "listen": "0.0.0.0:5432"}},
+        "/etc/patroni/16-x.yml": {"postgresql": {"connect_address": "[fd00::11]:5433", "listen": "*:5433"}},
+        "/etc/patroni/17-noport.yml": {"postgresql": {"connect_address": "10.0.0.11:5434"}},
+    }
+    read = []
+    monkeypatch.setattr(render, "_read_yaml", lambda path, follow_links=True: read.append(path) or configs.get(path))
+    clusters = {name: {} for name in ("15-main", "16-x", "17-noport", "18-missing", "../../etc/x", "15-a\nb")}
+    stanzas = backup_module._local_stanzas({"patroni": {"clusters": clusters}})
+    assert stanzas == {
+        "15-main": {"address": "10.0.0.11", "port": 5432},
+        "16-x": {"address": "fd00::11", "port": 5433},
+    }
+    assert all(path.startswith("/etc/patroni/1") and "\n" not in path and ".." not in path for path in read), read
