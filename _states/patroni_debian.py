@@ -643,22 +643,28 @@ def backup_published(name):
     ret = _ret(name)
     try:
         mine = __salt__["patroni_debian.backup_identity"]()
-        published = (__salt__["mine.get"](__opts__["id"], "patroni_debian_backup") or {}).get(__opts__["id"])
-        if published == mine:
+        if _published_part() == mine:
             ret["comment"] = f"{name}: published"
             return ret
         ret["changes"] = {"published": mine}
         if __opts__["test"]:
             ret.update(result=None, comment=f"{name}: would publish it")
             return ret
-        __salt__["mine.send"]("patroni_debian_backup", mine_function="patroni_debian.backup_identity")
-        published = (__salt__["mine.get"](__opts__["id"], "patroni_debian_backup") or {}).get(__opts__["id"])
-        if published != mine:
+        __salt__["mine.send"](BACKUP_MINE_KEY, mine_function="patroni_debian.backup_identity")
+        if _published_part() != mine:
             return _failed(ret, "the Salt mine did not take it (is mine.send allowed for this minion?)")
         ret["comment"] = f"{name}: published"
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     return ret
+
+
+BACKUP_MINE_KEY = "patroni_debian_backup"  # the execution module's MINE_KEY
+
+
+def _published_part():
+    """What the Salt mine holds of this minion's part in pgBackRest, or None."""
+    return (__salt__["mine.get"](__opts__["id"], BACKUP_MINE_KEY) or {}).get(__opts__["id"])
 
 
 def backup_configured(name):
