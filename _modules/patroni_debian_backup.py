@@ -391,12 +391,13 @@ def backup_configure():
         return plan
 
 
-def _pgbackrest(*args, check=True):
-    proc = debian._run(["pgbackrest", *args], check=False, user="postgres")
-    if check and proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).strip().splitlines()
-        raise CommandExecutionError(f"pgbackrest {args[-1]}: {_scrub(said[-1] if said else proc.returncode)}")
-    return proc
+def _pgbackrest(*args):
+    return debian._run(["pgbackrest", *args], user="postgres")
+
+
+def _info(stanza):
+    """pgBackRest's ``info`` of ``stanza`` as ``_backups_of`` reads it (None when it names no such stanza)."""
+    return _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
 
 
 def _stanza(version, cluster):
@@ -420,7 +421,7 @@ def backup_stanza(version, cluster):
         salt pgbr patroni_debian.backup_stanza 15 main
     """
     stanza = _stanza(version, cluster)
-    known = _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
+    known = _info(stanza)
     if known and known["status"] != "missing stanza path":
         return {"stanza": stanza, "created": False}
     _pgbackrest(f"--stanza={stanza}", "stanza-create")
@@ -469,7 +470,7 @@ def backups(version, cluster, table=False):
         salt pgbr patroni_debian.backups 15 main table=True
     """
     stanza = _stanza(version, cluster)
-    listed = _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
+    listed = _info(stanza)
     if listed is None:
         raise CommandExecutionError(f"pgBackRest's info names no stanza {stanza}")
     return _backups_table(listed) if debian._check_boolean("table", table) else listed
