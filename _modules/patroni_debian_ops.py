@@ -764,8 +764,11 @@ def _minion_pillar():
 
 def _role():
     """This minion's role, pillar ``patroni:role`` (what the top file targets) or else grain ``patroni_role``."""
-    grains = globals().get("__grains__") or {}
-    return debian._pillar_get(_minion_pillar(), "patroni:role") or grains.get("patroni_role")
+    return _role_of(_minion_pillar(), globals().get("__grains__"))
+
+
+def _role_of(pillar, grains):
+    return debian._pillar_get(pillar, "patroni:role") or (grains or {}).get("patroni_role")
 
 
 def _minion():
@@ -802,7 +805,8 @@ while True:
     leader = cluster.leader
     data = leader.member.data if leader else {}
     view = {"initialized": cluster.initialize is not None, "leader": leader.name if leader else None,
-            "role": data.get("role"), "state": data.get("state"), "timeline": data.get("timeline")}
+            "role": data.get("role"), "state": data.get("state"), "timeline": data.get("timeline"),
+            "system_identifier": cluster.initialize or None}
     ready = leader is not None and view["role"] in LEADER_ROLES and view["state"] == "running"
     dropped = claimed and not view["initialized"]
     claimed = claimed or view["initialized"]
@@ -814,15 +818,34 @@ print(json.dumps(view))
 PATRONI_PYTHON = "/usr/bin/python3"  # the interpreter of Debian's /usr/bin/patroni
 
 
-def _dcs_view(scope, wait=0):
+# The cluster's keys removed from the DCS, as ``patronictl remove`` does (its confirmation is the caller's): only for
+# a restore into the same scope, every member stopped. Prints what was there.
+DCS_FORGET = """
+import json, sys
+from patroni.config import Config
+from patroni.dcs import get_dcs
+dcs = get_dcs(Config(sys.argv[1], validator=None))
+cluster = dcs.get_cluster()
+print(json.dumps({"initialized": cluster.initialize is not None, "system_identifier": cluster.initialize or None,
+                  "members": sorted(member.name for member in cluster.members)}))
+dcs.delete_cluster()
+"""
+
+
+def _patroni_dcs(scope, script, *args):
+    """What ``script`` prints (JSON), run with Patroni's own DCS client on this member's config of ``scope``."""
     _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
-    argv = [PATRONI_PYTHON, "-c", DCS_VIEW, f"{render.PATRONI_DIR}/{scope}.yml", str(float(wait))]
+    argv = [PATRONI_PYTHON, "-c", script, f"{render.PATRONI_DIR}/{scope}.yml", *args]
     proc = debian._run(argv, check=False)
     if proc.returncode:
         lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
         cause = debian._scrub(lines[-1]) if lines else f"exit status {proc.returncode}"
-        raise CommandExecutionError(f"{scope}: the DCS cannot be read with Patroni's client: {cause}")
-    view = json.loads(proc.stdout)
+        raise CommandExecutionError(f"{scope}: the DCS cannot be reached with Patroni's client: {cause}")
+    return json.loads(proc.stdout)
+
+
+def _dcs_view(scope, wait=0):
+    view = _patroni_dcs(scope, DCS_VIEW, str(float(wait)))
     if view["role"] in LEADER_ROLES:
         view["role"] = "primary"
     return view
