@@ -995,8 +995,17 @@ def clone(version, cluster, datadir, connstring, password=None):
         secrets["password"] = _check_text("password", password)
     elif "password" not in secrets:
         secrets.update(_pillar_replication_password(version, cluster, conninfo, globals().get("__pillar__")))
+    _filled_cluster("clone", version, cluster, datadir, lambda: _basebackup(version, datadir, conninfo, secrets))
+    log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, _scrub(conninfo))
+    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": _scrub(conninfo)}
+
+
+def _filled_cluster(action, version, cluster, datadir, fill):
+    """Debian's way to make a member from a copy: pg-common's metadata from ``pg_createcluster --start-conf=manual``,
+    then ``fill()`` puts the data into the emptied ``datadir`` (``pg_basebackup``, or pgBackRest's ``restore``).
+    Refuses, touching nothing, what ``_make_room_for_clone`` refuses; a failure removes what this run created."""
     _check_initdb(version)
-    with _host_lock(f"clone {version}/{cluster}"):
+    with _host_lock(f"{action} {version}/{cluster}"):
         _make_room_for_clone(version, cluster, datadir)
         paths = _new_paths(version, cluster, datadir)
         with _undone_on_failure(paths, datadir):
@@ -1004,9 +1013,38 @@ def clone(version, cluster, datadir, connstring, password=None):
             _pg_createcluster(version, cluster, datadir, throwaway=True)
     with _undone_on_failure(paths, datadir):
         _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
-        _basebackup(version, datadir, conninfo, secrets)
-    log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, _scrub(conninfo))
-    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": _scrub(conninfo)}
+        fill()
+
+
+BACKUP_LABEL_RE = re.compile(r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?", re.ASCII)  # pgBackRest's backup labels
+
+
+def _check_backup_set(backup_set):
+    if backup_set is None or backup_set == "":
+        return None
+    text = _check_text("set", backup_set)
+    if not BACKUP_LABEL_RE.fullmatch(text):
+        raise SaltInvocationError(f"set: {text!r} is not a pgBackRest backup label such as 20261203-010000F")
+    return text
+
+
+def _restore_from_repository(version, cluster, datadir, stanza, backup_set=None):
+    """Patroni's bootstrap method for a restore (``orch.patroni_restore``): the cluster made as ``clone`` makes
+    it, its data from pgBackRest's ``restore`` of ``stanza`` (the newest backup, or ``backup_set``). pgBackRest
+    writes no recovery settings (``--type=none``): Patroni writes the method's ``recovery_conf`` (the target, the
+    promotion) where it keeps them, and drops them once the restored leader has promoted; settings pgBackRest
+    left in ``postgresql.auto.conf`` would outlive the restore and stop a later replica at the old target."""
+    version, cluster = _check_version(version), _check_cluster(cluster)
+    datadir = _check_datadir(datadir)
+    if not stanza:
+        raise SaltInvocationError("stanza: required, the pgBackRest stanza to restore from, e.g. 15-main")
+    stanza = "-".join(_split_scope(_check_text("stanza", stanza)))
+    backup_set = _check_backup_set(backup_set)
+    argv = ["pgbackrest", f"--stanza={stanza}", f"--pg1-path={datadir}", "--type=none"]
+    argv += [f"--set={backup_set}"] if backup_set else []
+    _filled_cluster("restore", version, cluster, datadir, lambda: _run([*argv, "restore"], user=CONFIG_OWNER))
+    log.info("patroni_debian: restored cluster %s/%s into %s from stanza %s", version, cluster, datadir, stanza)
+    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "stanza": stanza, "set": backup_set or "latest"}
 
 
 def _pillar_replication_password(version, cluster, conninfo, pillar):
@@ -1097,6 +1135,7 @@ def _program_is_current(target):
 USAGE = (
     "usage: patroni_debian.py createcluster --scope=<version>-<cluster> [--datadir=<dir>]\n"
     "       patroni_debian.py clone --scope=<version>-<cluster> --datadir=<dir> --connstring=<dsn>\n"
+    "       patroni_debian.py restore --scope=<version>-<cluster> --datadir=<dir> --stanza=<stanza> [--set=<label>]\n"
     "Other --key=value options (Patroni passes --role and, from Patroni 4, its method settings) are ignored."
 )
 
@@ -1116,7 +1155,7 @@ def _main(argv=None):
     if argv[:1] in (["--help"], ["-h"], ["help"]):
         print(USAGE)
         return 0
-    if not argv or argv[0] not in ("createcluster", "clone"):
+    if not argv or argv[0] not in ("createcluster", "clone", "restore"):
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE
     action, options = argv[0], {}
@@ -1131,6 +1170,9 @@ def _main(argv=None):
         version, cluster = _split_scope(scope)
         if action == "createcluster":
             result = createcluster(version, cluster, options.get("datadir") or None)
+        elif action == "restore":
+            datadir, stanza, backup_set = options.get("datadir"), options.get("stanza"), options.get("set")
+            result = _restore_from_repository(version, cluster, datadir, stanza, backup_set)
         else:
             result = clone(version, cluster, options.get("datadir"), options.get("connstring"))
     except SaltInvocationError as exc:
