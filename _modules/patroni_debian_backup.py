@@ -7,18 +7,22 @@ Every host runs Debian's ``pgbackrest.service`` (pgBackRest's TLS server, as pos
 the repository through the repository host's server, and the repository host's backups read a member through
 the member's server. Each side accepts only the other's certificate (``tls-server-auth``, by the certificate's CN),
 every certificate from the cluster's CA (pillar ``patroni:tls:ca_server``). Stanza = the Patroni scope
-(``15-main``), so a major upgrade is a new stanza.
+(``15-main``), until a restore: a restored cluster archives into the fresh stanza pillar ``patroni:backup:stanzas``
+names first (``orch.patroni_restore``, through Patroni's bootstrap), never into the one it came from.
 """
 
+import datetime
 import json
 import logging
 import os
 import re
 import socket
+import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import patroni_debian as debian
+import patroni_debian_ops as ops  # the cluster in its DCS, read and removed with Patroni's own client
 import patroni_debian_render as render
 from patroni_debian import PG_HOME, _scrub
 from patroni_debian_render import BACKUP_TLS_PORT, BACKUP_TYPES
@@ -96,16 +100,19 @@ def _member_conf(backup, tls, repository_cn, stanzas):
     host's certificate files, ``repository_cn`` the CN of the repository host's certificate (the one client its
     own server accepts), ``stanzas`` ``{scope: port}`` of its clusters."""
     repository = backup["repository"]["address"]
+    current = [render._stanzas_of(backup, scope)[0] for scope in stanzas]
     options = {
         **_tls_client("repo1-host", repository, tls),
-        **_tls_server(tls, {repository_cn: list(stanzas)}),
+        **_tls_server(tls, {repository_cn: current}),
         "log-level-file": LOG_LEVEL_FILE,
     }
     sections = [_section("global", options)]
     for scope, port in sorted(stanzas.items()):
-        sections.append(
-            _section(scope, {"pg1-path": _data_dir_of(scope), "pg1-port": port, "pg1-socket-path": SOCKET_DIR})
-        )
+        # the earlier stanzas too: a restore reads them (restore, archive-get) with this cluster's data directory
+        for stanza in render._stanzas_of(backup, scope):
+            sections.append(
+                _section(stanza, {"pg1-path": _data_dir_of(scope), "pg1-port": port, "pg1-socket-path": SOCKET_DIR})
+            )
     return CONF_HEADER + "\n".join(sections)
 
 
@@ -117,7 +124,7 @@ def _repository_conf(backup, tls, members):
     clients = {}
     for scope, hosts in members.items():
         for host in hosts.values():
-            clients.setdefault(host["cn"], []).append(scope)
+            clients.setdefault(host["cn"], []).extend(render._stanzas_of(backup, scope))
     options = {
         "repo1-path": backup["path"],
         "repo1-retention-full": backup["retention_full"],
@@ -127,11 +134,12 @@ def _repository_conf(backup, tls, members):
     }
     sections = [_section("global", options)]
     for scope, hosts in sorted(members.items()):
+        # the stanza it archives into alone: a backup can never go into one a restored cluster came from
         stanza = {"backup-standby": backup["from_replica"] and len(hosts) > 1}
         for number, (_, host) in enumerate(sorted(hosts.items()), start=1):
             stanza.update(_tls_client(f"pg{number}-host", host["address"], tls))
             stanza.update({f"pg{number}-path": _data_dir_of(scope), f"pg{number}-port": host["port"]})
-        sections.append(_section(scope, stanza))
+        sections.append(_section(render._stanzas_of(backup, scope)[0], stanza))
     return CONF_HEADER + "\n".join(sections)
 
 
@@ -168,11 +176,13 @@ def _backups_of(info, stanza):
         )
     archives = entry.get("archive") or []
     current = archives[-1] if archives else {}
+    databases = entry.get("db") or []
     return {
         "stanza": stanza,
         "status": _scrub(entry.get("status", {}).get("message", "")),
         "backups": backups,
         "archive": {"min": current.get("min"), "max": current.get("max")},
+        "system_identifier": str(databases[-1]["system-id"]) if databases else None,
     }
 
 
@@ -328,8 +338,9 @@ def backup_plan():
 
     What ``/etc/pgbackrest.conf`` says on this minion for pillar ``patroni:backup``, changing nothing:
     ``{role, changed, stanzas, error, text}``, ``role`` ``repository``, ``member`` or None (no backup declared,
-    or no cluster here); ``stanzas`` those it serves; ``error`` why it cannot be written yet; on the repository
-    host also ``path``, the repository's folder.
+    or no cluster here); ``stanzas`` the scopes it serves; ``error`` why it cannot be written yet; on the
+    repository host also ``path``, the repository's folder, ``current`` (``{scope: the stanza it archives
+    into}``), ``timers`` (the scheduled backups) and ``stale_timers`` (the formula's timers it no longer has).
 
     CLI Example:
 
@@ -352,17 +363,35 @@ def backup_plan():
     plan = {"role": role, "changed": changed, "stanzas": stanzas, "error": None, "text": text}
     if role != "repository":
         return plan
-    return dict(plan, path=backup["path"], timers=_timers(stanzas, backup["schedule"]))
+    current = {scope: render._stanzas_of(backup, scope)[0] for scope in stanzas}
+    timers = _timers(sorted(current.values()), backup["schedule"])
+    return dict(plan, path=backup["path"], current=current, timers=timers, stale_timers=_stale_timers(timers))
+
+
+TIMER_PREFIX = "patroni-debian-backup-"
+UNIT_DIR = "/etc/systemd/system"
 
 
 def _timers(stanzas, schedule):
     """The repository host's scheduled backups: ``[{unit, stanza, type, calendar}]``, a systemd timer and service
     ``patroni-debian-backup-<stanza>-<type>`` each."""
     return [
-        {"unit": f"patroni-debian-backup-{stanza}-{kind}", "stanza": stanza, "type": kind, "calendar": calendar}
+        {"unit": f"{TIMER_PREFIX}{stanza}-{kind}", "stanza": stanza, "type": kind, "calendar": calendar}
         for stanza in stanzas
         for kind, calendar in sorted(schedule.items())
     ]
+
+
+def _stale_timers(timers, folder=UNIT_DIR):
+    """The formula's timers on this host that the plan no longer has (a stanza a restore left behind, a type
+    pillar dropped): each must stop, or it would back a cluster up into a stanza it no longer archives into."""
+    wanted = {timer["unit"] for timer in timers}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = {name[: -len(".timer")] for name in names if name.startswith(TIMER_PREFIX) and name.endswith(".timer")}
+    return sorted(found - wanted)
 
 
 @debian._host_errors
@@ -401,8 +430,17 @@ def _info(stanza):
 
 
 def _stanza(version, cluster):
+    """The scope ``<version>-<cluster>``, checked: a cluster's first stanza, until a restore gives it another."""
     version, cluster = debian._check_version(version), debian._check_cluster(cluster)
     return f"{version}-{cluster}"
+
+
+def _stanzas(version, cluster):
+    """The stanzas of ``<version>/<cluster>`` under this minion's pillar: the one it archives into, then earlier
+    ones (``backup:stanzas``); its scope alone without that pillar."""
+    scope = _stanza(version, cluster)
+    backup, _ = _pillar_backup()
+    return render._stanzas_of(backup, scope) if backup else [scope]
 
 
 @debian._host_errors
@@ -410,9 +448,9 @@ def backup_stanza(version, cluster):
     """
     Plumbing: the formula and the orchestrations call it; people rarely need to.
 
-    The stanza of cluster ``<version>/<cluster>`` exists in the repository: created (``stanza-create``) when
-    pgBackRest's ``info`` does not know it, run on the repository host once the cluster has a leader. Returns
-    ``{stanza, created}``.
+    The stanza cluster ``<version>/<cluster>`` archives into exists in the repository: created
+    (``stanza-create``) when pgBackRest's ``info`` does not know it, run on the repository host once the cluster
+    has a leader. Returns ``{stanza, created}``.
 
     CLI Example:
 
@@ -420,7 +458,7 @@ def backup_stanza(version, cluster):
 
         salt pgbr patroni_debian.backup_stanza 15 main
     """
-    stanza = _stanza(version, cluster)
+    stanza = _stanzas(version, cluster)[0]
     known = _info(stanza)
     if known and known["status"] != "missing stanza path":
         return {"stanza": stanza, "created": False}
@@ -431,7 +469,7 @@ def backup_stanza(version, cluster):
 @debian._host_errors
 def backup(version, cluster, type="full"):  # pylint: disable=redefined-builtin
     """
-    A backup of cluster ``<version>/<cluster>`` into the repository, run on the repository host (pgBackRest
+    A backup of cluster ``<version>/<cluster>`` into the stanza it archives into, run on the repository host (pgBackRest
     takes backups there when the repository is remote): ``type`` ``full``, ``diff`` or ``incr``. From a replica
     when pillar ``patroni:backup:from_replica`` allows it; pgBackRest's own lock refuses a second backup of the
     stanza while one runs. Returns the new backup as :py:func:`backups` lists it.
@@ -443,7 +481,7 @@ def backup(version, cluster, type="full"):  # pylint: disable=redefined-builtin
         salt pgbr patroni_debian.backup 15 main
         salt pgbr patroni_debian.backup 15 main type=diff
     """
-    stanza = _stanza(version, cluster)
+    stanza = _stanzas(version, cluster)[0]
     if type not in BACKUP_TYPES:
         raise SaltInvocationError(f"type: {type!r} is not one of {', '.join(BACKUP_TYPES)}")
     backup_pillar, _ = _pillar_backup()
@@ -456,11 +494,12 @@ def backup(version, cluster, type="full"):  # pylint: disable=redefined-builtin
 
 
 @debian._host_errors
-def backups(version, cluster, table=False):
+def backups(version, cluster, table=False, stanza=None):
     """
     The backups of cluster ``<version>/<cluster>`` in the repository, oldest first, each with its sizes and WAL
     range, and the stanza's archive; with ``table``, the same as a table to read. Asked of pgBackRest
-    (``info``), on the repository host or on a member.
+    (``info``), on the repository host or on a member. ``stanza``: one of the cluster's earlier stanzas (pillar
+    ``patroni:backup:stanzas``) rather than the one it archives into.
 
     CLI Example:
 
@@ -468,9 +507,318 @@ def backups(version, cluster, table=False):
 
         salt pgbr patroni_debian.backups 15 main
         salt pgbr patroni_debian.backups 15 main table=True
+        salt pgbr patroni_debian.backups 15 main stanza=15-main
     """
-    stanza = _stanza(version, cluster)
+    stanza = _one_of_the_stanzas(version, cluster, stanza)
     listed = _info(stanza)
     if listed is None:
         raise CommandExecutionError(f"pgBackRest's info names no stanza {stanza}")
     return _backups_table(listed) if debian._check_boolean("table", table) else listed
+
+
+def _one_of_the_stanzas(version, cluster, stanza):
+    """``stanza`` when it is one of the cluster's (checked), else the one it archives into."""
+    stanzas = _stanzas(version, cluster)
+    if stanza in (None, ""):
+        return stanzas[0]
+    if stanza not in stanzas:
+        raise SaltInvocationError(f"stanza: {_scrub(str(stanza))!r} is not one of {', '.join(stanzas)}")
+    return stanza
+
+
+# --------------------------------------------------------------------------------------------------
+# restore (orch.patroni_restore): into the same scope, through Patroni's custom bootstrap
+
+RESTORE_METHOD = "pgbackrest_restore"  # the bootstrap method's name in the restoring member's config
+RESTORE_KEYS = ("time", "name", "set", "timeline")
+KEPT_ASIDE = "before-restore"  # a replaced data directory is renamed <datadir>.before-restore-<UTC time>
+
+
+def _check_restore_target(target):
+    """``target`` as the restore takes it: ``latest`` (the end of the archive), or a mapping with one of
+    ``time`` (with its time zone), ``name`` (a restore point of ``pg_create_restore_point``) and ``set`` (a
+    backup's label: that backup, to its consistent end), ``set`` also beside ``time`` or ``name`` to choose the
+    backup, and ``timeline`` (``current``, ``latest`` or a number) for the recovery's timeline."""
+    if target in (None, "", "latest"):
+        return {}
+    if not isinstance(target, dict) or not target:
+        raise SaltInvocationError(f"target: {_scrub(target)!r} is not 'latest' or a mapping such as {{time: ...}}")
+    unknown = sorted(str(key) for key in target if key not in RESTORE_KEYS)
+    if unknown:
+        raise SaltInvocationError(f"target: unknown key(s) {', '.join(unknown)}; known: {', '.join(RESTORE_KEYS)}")
+    if "time" in target and "name" in target:
+        raise SaltInvocationError("target: give a time or a name, not both")
+    checked = {}
+    if "time" in target:
+        checked["time"] = _check_target_time(target["time"])
+    if "name" in target:
+        checked["name"] = debian._check_text("target:name", target["name"])
+        if not checked["name"]:
+            raise SaltInvocationError("target:name: empty; give the restore point's name")
+    if "set" in target:
+        checked["set"] = debian._check_backup_set(target["set"])
+    if "timeline" in target:
+        timeline = str(target["timeline"])
+        if timeline not in ("current", "latest") and not (timeline.isdigit() and int(timeline) > 0):
+            raise SaltInvocationError(f"target:timeline: {timeline!r} is not current, latest or a timeline number")
+        checked["timeline"] = timeline
+    if not ({"time", "name", "set"} & set(checked)):
+        raise SaltInvocationError("target: give a time, a name or a set (or target: latest)")
+    return checked
+
+
+def _check_target_time(value):
+    """A time with its zone, as an aware datetime in UTC: without a zone PostgreSQL would read it in the server's
+    ``TimeZone``, which the one who typed it may not know."""
+    text = str(value).strip()
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SaltInvocationError(f"target:time: {text!r} is not a time such as 2026-12-03 17:04:05+00") from None
+    if moment.tzinfo is None:
+        raise SaltInvocationError(f"target:time: {text!r} has no time zone; add one, e.g. +00 or +01:00")
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def _restore_choice(listed, target, now):
+    """The backup set a restore to ``target`` (checked) starts from, from ``_backups_of``'s listing: refused with
+    the reason when the stanza has no backup, the set is not there, or the time is outside the archive (before
+    the oldest backup's end: nothing to start from; after ``now``, UNIX seconds)."""
+    stanza = listed["stanza"]
+    backups = [one for one in listed["backups"] if not one["error"]]
+    if not backups:
+        raise SaltInvocationError(f"stanza {stanza} has no backup to restore")
+    if "set" in target:
+        chosen = [one for one in backups if one["label"] == target["set"]]
+        if not chosen:
+            labels = ", ".join(one["label"] for one in backups)
+            raise SaltInvocationError(f"target:set: stanza {stanza} has no backup {target['set']} (it has {labels})")
+        return chosen[0]
+    if "time" in target:
+        moment = target["time"].timestamp()
+        if moment < backups[0]["stopped"]:
+            oldest = _utc_text(backups[0]["stopped"])
+            raise SaltInvocationError(
+                f"target:time: {_utc_text(moment)} is outside the archive of {stanza}: its oldest backup ends at "
+                f"{oldest}"
+            )
+        if moment > now:
+            raise SaltInvocationError(f"target:time: {_utc_text(moment)} is in the future (now {_utc_text(now)})")
+        return [one for one in backups if one["stopped"] <= moment][-1]
+    return backups[-1]
+
+
+def _utc_text(seconds):
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def _recovery_conf(stanza, target):
+    """What Patroni writes for the restored member's recovery (its bootstrap method's ``recovery_conf``): the WAL
+    from the repository, to the target, then promotion; to the end of the archive for ``latest``."""
+    conf = {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'}
+    if "time" in target:
+        conf["recovery_target_time"] = _utc_text(target["time"].timestamp())
+    elif "name" in target:
+        conf["recovery_target_name"] = target["name"]
+    elif "set" in target:
+        conf["recovery_target"] = "immediate"
+    if len(conf) > 1:
+        conf["recovery_target_action"] = "promote"
+    if "timeline" in target:
+        conf["recovery_target_timeline"] = target["timeline"]
+    return conf
+
+
+def _restore_bootstrap(program, stanza, backup_set, recovery):
+    """The ``bootstrap`` section that makes Patroni's bootstrap a restore: the program's ``restore`` action
+    (pg-common's metadata, then pgBackRest's restore of ``backup_set``), and the recovery Patroni writes."""
+    command = render._program_command(program, f"restore --stanza={stanza} --set={backup_set}")
+    return {"method": RESTORE_METHOD, RESTORE_METHOD: {"command": command, "recovery_conf": recovery}}
+
+
+def _restore_source(scope, stanzas, stanza):
+    """The stanza a restore of ``scope`` reads (``stanza``, else the one before the stanza it archives into),
+    refused when it is the one the restored cluster would archive into: a restored cluster never pushes WAL
+    into the history it came from."""
+    source = stanza if stanza not in (None, "") else (stanzas[1] if len(stanzas) > 1 else stanzas[0])
+    if source == stanzas[0]:
+        fresh = _next_stanza(stanzas[0])
+        raise SaltInvocationError(
+            f"{scope} would archive into {source}, the stanza it is restored from: declare a fresh stanza first, "
+            f"pillar patroni:backup:stanzas: {{{scope}: [{', '.join([fresh, *stanzas])}]}}"
+        )
+    if source not in stanzas:
+        raise SaltInvocationError(f"stanza: {_scrub(str(source))!r} is not one of {scope}'s: {', '.join(stanzas)}")
+    return source
+
+
+def _next_stanza(stanza):
+    """``15-main`` → ``15-main-2``, ``15-main-2`` → ``15-main-3``: a name for the stanza after a restore."""
+    head, _, number = stanza.rpartition("-")
+    return f"{head}-{int(number) + 1}" if number.isdigit() and head.count("-") else f"{stanza}-2"
+
+
+def _restore_plan(version, cluster, target, confirm, stanza=None):
+    """The plan every restore step checks again before it acts (``restore_plan``'s answer)."""
+    scope = _stanza(version, cluster)
+    checked = _check_restore_target(target)
+    backup_pillar, _ = _pillar_backup()
+    if not backup_pillar:
+        raise SaltInvocationError("pillar patroni:backup declares no repository to restore from")
+    stanzas = render._stanzas_of(backup_pillar, scope)
+    source = _restore_source(scope, stanzas, stanza)
+    config = ops._config(scope)
+    datadir = str(config["postgresql"]["data_dir"])
+    listed = _info(source)
+    if listed is None or listed["status"] == "missing stanza path":
+        raise SaltInvocationError(f"the repository has no stanza {source}")
+    chosen = _restore_choice(listed, checked, time.time())
+    view = ops._dcs_view(scope)
+    stanza_id, cluster_id = listed["system_identifier"], view.get("system_identifier")
+    if cluster_id and stanza_id and str(cluster_id) != stanza_id:
+        raise SaltInvocationError(
+            f"stanza {source} holds the backups of database system {stanza_id}, not of cluster {scope} as its "
+            f"DCS knows it ({cluster_id}): refusing to restore another cluster's data over it"
+        )
+    has_data = not debian._is_empty_dir(datadir)
+    if (view["initialized"] or has_data) and str(confirm) != scope:
+        there = "its DCS keys" if view["initialized"] else f"the data in {datadir}"
+        raise SaltInvocationError(
+            f"cluster {scope} exists ({there}): a restore replaces it; give confirm={scope} to restore over it"
+        )
+    return {
+        "scope": scope,
+        "stanza": source,
+        "archives_into": stanzas[0],
+        "set": chosen["label"],
+        "recovery": _recovery_conf(source, checked),
+        "restores_here": ops._role_of(globals().get("__pillar__"), globals().get("__grains__")) == "bootstrap",
+        "datadir": datadir,
+        "has_data": has_data,
+        "initialized": view["initialized"],
+        "leader": view["leader"],
+        "name": config.get("name"),
+        "timeline": view["timeline"],
+    }
+
+
+@debian._host_errors
+def restore_plan(version, cluster, target="latest", confirm=None, stanza=None):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    What a restore of cluster ``<version>/<cluster>`` from its stanza would do on this member, changing nothing:
+    the stanza it reads (``stanza``, else the one before the stanza the cluster archives into, pillar
+    ``patroni:backup:stanzas``), the backup set it starts from, the recovery Patroni writes, whether it restores
+    here (the member with the bootstrap role) and whether it replaces data. Refused, with the reason, when the
+    restored cluster would archive into the stanza it came from, for a target outside the archive, a backup set
+    the stanza does not have, a stanza of another database system than the cluster's DCS knows, and a cluster
+    that exists (DCS keys or data here) without ``confirm=<version>-<cluster>``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.restore_plan 15 main target='{time: "2026-12-03 17:04:05+00"}'
+    """
+    return _restore_plan(version, cluster, target, confirm, stanza)
+
+
+@debian._host_errors
+def restore_prepare(version, cluster, target="latest", confirm=None, stanza=None, timeout=120):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    This member made ready for a restore of ``<version>/<cluster>`` (:py:func:`restore_plan` checked again):
+    its Patroni stopped, the leader's last (it waits up to ``timeout`` seconds for the others to stop, so that
+    no replica takes over), and its data directory, when it has one, renamed aside to
+    ``<datadir>.before-restore-<UTC time>``: kept, never removed, until you remove it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.restore_prepare 15 main confirm=15-main
+    """
+    plan = _restore_plan(version, cluster, target, confirm, stanza)
+    scope, unit = plan["scope"], f"patroni@{plan['scope']}"
+    timeout = debian._check_seconds("timeout", timeout)
+    salt = globals()["__salt__"]
+    stopped = bool(salt["service.status"](unit))
+    if stopped:
+        if plan["leader"] == plan["name"]:
+            _wait_others_stopped(version, cluster, plan["name"], timeout)
+        salt["service.stop"](unit)
+    if debian._running_postmaster(plan["datadir"]):
+        raise CommandExecutionError(f"{scope}: PostgreSQL still runs in {plan['datadir']} with Patroni stopped")
+    aside = None
+    if plan["has_data"]:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = f"{plan['datadir']}.{KEPT_ASIDE}-{stamp}"
+        os.rename(plan["datadir"], aside)
+        log.info("patroni_debian: %s's data directory kept aside as %s for the restore", scope, aside)
+    return {"stopped": stopped, "kept_aside": aside}
+
+
+def _wait_others_stopped(version, cluster, name, timeout):
+    """Until every other member of the cluster has stopped (its Patroni says so, or is gone from the DCS)."""
+    salt = globals()["__salt__"]
+    deadline, running = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        listed = salt["patroni_debian.members"](version, cluster)
+        running = [one["name"] for one in listed if one.get("name") != name and one.get("state") != "stopped"]
+        if not running:
+            return
+        time.sleep(0.5)
+    raise CommandExecutionError(f"{', '.join(running)} still run after {timeout} s: refusing to stop the leader")
+
+
+@debian._host_errors
+def restore_start(version, cluster, target="latest", confirm=None, stanza=None, timeout=600):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    The restore itself, on the member with the bootstrap role once every member is prepared
+    (:py:func:`restore_prepare`): the cluster's keys removed from the DCS, this member's config given a
+    bootstrap that restores the planned backup set through the program (pg-common's metadata, then pgBackRest)
+    and recovers to the target, Patroni started; returns once this member leads and accepts writes, its config
+    back to the declared one. The other members then clone from it (the formula).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg1 patroni_debian.restore_start 15 main target='{time: "2026-12-03 17:04:05+00"}' confirm=15-main
+    """
+    plan = _restore_plan(version, cluster, target, confirm, stanza)
+    scope = plan["scope"]
+    timeout = debian._check_seconds("timeout", timeout)
+    if not plan["restores_here"]:
+        raise CommandExecutionError(f"{scope} is restored on the member with the bootstrap role, not here")
+    if plan["has_data"] or plan["leader"]:
+        raise CommandExecutionError(f"{scope} still has data here or a leader: run restore_prepare on every member")
+    started = time.monotonic()
+    salt, pillar = globals()["__salt__"], globals().get("__pillar__")
+    forgotten = ops._patroni_dcs(scope, ops.DCS_FORGET)
+    program = debian._pillar_get(pillar, f"patroni:clusters:{scope}:program") or debian.PROGRAM
+    overrides = debian._pillar_get(pillar, f"patroni:clusters:{scope}:config") or {}
+    bootstrap = _restore_bootstrap(program, plan["stanza"], plan["set"], plan["recovery"])
+    restoring = render._deep_merge(overrides, {"bootstrap": bootstrap})
+    salt["patroni_debian.createconfig"](version, cluster, declared=True, config=restoring)
+    try:
+        salt["service.start"](f"patroni@{scope}")
+        healthy = salt["patroni_debian.wait_healthy"](version, cluster, timeout=timeout)
+    finally:
+        salt["patroni_debian.createconfig"](version, cluster, declared=True)  # never a restore at a later bootstrap
+    salt["service.reload"](f"patroni@{scope}")
+    log.info("patroni_debian: restored %s from backup %s, %s", scope, plan["set"], _scrub(plan["recovery"]))
+    return {
+        "stanza": plan["stanza"],
+        "archives_into": plan["archives_into"],
+        "set": plan["set"],
+        "recovery": plan["recovery"],
+        "forgotten": forgotten,
+        "leader": healthy["leader"],
+        "timeline": healthy["timeline"],
+        "seconds": round(time.monotonic() - started, 1),
+    }

@@ -217,12 +217,18 @@ ETCD_TLS_FILES = {"cert_file": f"{ETCD_TLS_DIR}/member.crt", "key_file": f"{ETCD
 
 # Pillar patroni:backup (issue 23): pgBackRest from Debian's archive, its repository on a host of its own reached
 # through pgBackRest's TLS server (Debian's pgbackrest.service, run as postgres), which every member runs too
-BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica", "schedule")
+BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica", "schedule", "stanzas")
 BACKUP_PATH = "/var/lib/pgbackrest"  # the package's own repository folder (postgres, 0750)
 BACKUP_TYPES = ("full", "diff", "incr")
 # systemd timers on the repository host (OnCalendar): a full backup a week, a differential one the other days
 BACKUP_SCHEDULE = {"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00"}
-BACKUP_DEFAULTS = {"path": BACKUP_PATH, "retention_full": 2, "from_replica": True, "schedule": BACKUP_SCHEDULE}
+BACKUP_DEFAULTS = {
+    "path": BACKUP_PATH,
+    "retention_full": 2,
+    "from_replica": True,
+    "schedule": BACKUP_SCHEDULE,
+    "stanzas": {},
+}
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*,.:/~ +-]{1,100}", re.ASCII)  # the characters of systemd's OnCalendar
 BACKUP_TLS_PORT = 8432  # pgBackRest's TLS server (tls-server-port)
 BACKUP_RETENTION_MAX = 9999999  # pgBackRest's own bound of repo1-retention-full
@@ -588,6 +594,7 @@ def _check_backup(backup, tls=None):
         )
     from_replica = _check_boolean("backup:from_replica", settings["from_replica"])
     schedule = _check_schedule(settings["schedule"])
+    stanzas = _check_stanzas(settings["stanzas"])
     certificates = _check_tls(tls) if isinstance(tls, dict) else None
     if not certificates or certificates.get("ca_server") is None:
         raise SaltInvocationError(
@@ -600,7 +607,41 @@ def _check_backup(backup, tls=None):
         "retention_full": retention,
         "from_replica": from_replica,
         "schedule": schedule,
+        "stanzas": stanzas,
     }
+
+
+def _check_stanzas(stanzas):
+    """``backup:stanzas``: ``{scope: [stanza, earlier stanza, …]}``, the stanza a cluster archives into first, then
+    those it may restore from (a restored cluster archives into a fresh stanza, never into the history it came
+    from); a scope not named has its own name as its one stanza. Every name is shaped like a scope, and names one
+    stanza of one scope."""
+    if not isinstance(stanzas, dict):
+        raise SaltInvocationError(
+            "backup:stanzas: expected a mapping such as {15-main: [15-main-2, 15-main]}, got "
+            f"{type(stanzas).__name__}"
+        )
+    checked, seen = {}, {}
+    for scope, names in stanzas.items():
+        where = f"backup:stanzas:{_scrub(str(scope))}"
+        if not isinstance(scope, str) or not SCOPE_FILE_RE.fullmatch(f"{scope}.yml"):
+            raise SaltInvocationError(f"{where}: not a scope such as 15-main")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not names:
+            raise SaltInvocationError(f"{where}: expected a list of stanzas, the one archived into first")
+        for name in names:
+            if not isinstance(name, str) or not SCOPE_FILE_RE.fullmatch(f"{name}.yml"):
+                raise SaltInvocationError(f"{where}: {_scrub(repr(name))} is not a stanza name shaped like a scope")
+            if seen.setdefault(name, scope) != scope or names.count(name) > 1:
+                raise SaltInvocationError(f"{where}: stanza {name} is named twice")
+        checked[scope] = list(names)
+    return checked
+
+
+def _stanzas_of(backup, scope):
+    """The stanzas of ``scope`` under a checked ``backup``: the one it archives into first, then earlier ones."""
+    return list(backup["stanzas"].get(scope) or [scope])
 
 
 def _check_schedule(schedule):
@@ -623,9 +664,11 @@ def _check_schedule(schedule):
 def _archive_settings(version, cluster, backup, tls):
     """The archiving a declared ``patroni:backup`` asks of every member, through the DCS so that it follows the
     leader: into the stanza of the scope, by pgBackRest; ``{}`` without a backup."""
-    if not _check_backup(backup, tls):
+    checked = _check_backup(backup, tls)
+    if not checked:
         return {}
-    return {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={version}-{cluster} archive-push %p"}
+    stanza = _stanzas_of(checked, f"{version}-{cluster}")[0]
+    return {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={stanza} archive-push %p"}
 
 
 def _etcd_url(address, port, tls=False):

@@ -712,15 +712,16 @@ def backup_stanza(name, version, cluster):
     """
     ret = _ret(name)
     try:
+        stanza = f"{version}-{cluster}"  # until a restore gives the cluster a fresh one (backup:stanzas)
         try:
             listed = __salt__["patroni_debian.backups"](version, cluster)
-            exists = listed["status"] != "missing stanza path"
+            exists, stanza = listed["status"] != "missing stanza path", listed["stanza"]
         except CommandExecutionError:
             exists = False
         if exists:
             ret["comment"] = f"{name}: it exists"
             return ret
-        ret["changes"] = {"stanza": f"{version}-{cluster}"}
+        ret["changes"] = {"stanza": stanza}
         if __opts__["test"]:
             ret.update(result=None, comment=f"{name}: would create it")
             return ret

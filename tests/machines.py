@@ -483,6 +483,11 @@ class Machine:
     def http(self, path, port=8008):
         return self.lab.http(f"{'https' if self.lab.api_ca else 'http'}://{self.address}:{port}{path}")
 
+    def psql(self, statement):
+        """``statement`` run by psql as postgres on the machine's default cluster; its output, unaligned."""
+        argv = ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-c", statement]
+        return self.run(argv).stdout.strip()
+
 
 def salt_cli(switch, config):
     """The salt command for a lab's master: it reaches the master at its interface address, which exists

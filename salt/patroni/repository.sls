@@ -83,10 +83,11 @@ pgBackRest's TLS server runs:
 {%- if tls.get("ca_server") %}
       - x509: The repository host's certificate is current
 {%- endif %}
-{%- for stanza in plan.stanzas %}
-{%-   set version, cluster = stanza.split("-", 1) %}
+{%- for scope in plan.stanzas %}
+{%-   set version, cluster = scope.split("-", 1) %}
 
-The stanza {{ stanza }} exists:
+{#- the stanza the cluster archives into (pillar patroni:backup:stanzas): its scope until a restore #}
+The stanza {{ plan.current[scope] }} exists:
   patroni_debian.backup_stanza:
     - version: {{ version | json }}
     - cluster: {{ cluster | json }}
@@ -148,4 +149,27 @@ The {{ timer.type }} backup timer of {{ timer.stanza }} runs:
       - module: systemd has read the {{ timer.type }} backup units of {{ timer.stanza }}
     - watch:
       - file: The {{ timer.type }} backups of {{ timer.stanza }} are timed
+{%- endfor %}
+{%- for unit in plan.get("stale_timers", []) %}
+
+# A timer the plan no longer has (a stanza a restore left behind, a type pillar dropped) would back a cluster up
+# into a stanza it no longer archives into.
+The scheduled backups {{ unit }} are stopped:
+  service.dead:
+    - name: {{ (unit ~ ".timer") | json }}
+    - enable: False
+
+The units of the scheduled backups {{ unit }} are gone:
+  file.absent:
+    - names:
+      - /etc/systemd/system/{{ unit }}.timer
+      - /etc/systemd/system/{{ unit }}.service
+    - require:
+      - service: The scheduled backups {{ unit }} are stopped
+
+systemd has forgotten the scheduled backups {{ unit }}:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: The units of the scheduled backups {{ unit }} are gone
 {%- endfor %}

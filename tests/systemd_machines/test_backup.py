@@ -68,8 +68,8 @@ def test_backups_turned_on_for_a_running_cluster_follow_the_leader_into_the_repo
             time.monotonic() - started
         )
         leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
-        shown = machine(lab, leader).run(["runuser", "-u", "postgres", "--", "psql", "-XAtc", "SHOW archive_mode"])
-        assert shown.stdout.strip() == "on", shown
+        shown = machine(lab, leader).psql("SHOW archive_mode")
+        assert shown == "on", shown
         checked = pgbackrest(machine(lab, leader), f"--stanza={stanza}", "check")
         assert checked.returncode == 0, checked.stderr
         switched = lab.salt(leader, "patroni_debian.switchover", lab.version, "main")[leader]
@@ -93,3 +93,101 @@ def test_backups_turned_on_for_a_running_cluster_follow_the_leader_into_the_repo
         returns = highstate(lab)
         failed, changed, _ = outcomes(returns)
         assert (failed, changed) == ([], []), (failed, changed)
+        restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
+
+
+ROWS = "SELECT count(*) || ':' || md5(coalesce(string_agg(id::text, ',' ORDER BY id), '')) FROM rows"
+
+
+def with_stanzas(lab, repository, members, own, stanzas):
+    """Pillar ``patroni:backup:stanzas`` for the lab's cluster: the stanza it archives into first."""
+    for one in (members, own):
+        one["patroni"]["backup"]["stanzas"] = {f"{lab.version}-main": stanzas}
+    write_pillars(lab, members, own, repository)
+
+
+def archive_end(lab, repository, stanza):
+    """The last WAL segment in ``stanza``'s archive."""
+    listed = lab.salt(repository.name, "patroni_debian.backups", lab.version, "main", f"stanza={stanza}")
+    return listed[repository.name]["archive"]["max"]
+
+
+def restore(lab, **request):
+    return orchestrate(
+        lab, "orch.patroni_restore", f"pillar={json.dumps(dict(request, cluster=f'{lab.version}-main'))}"
+    )
+
+
+def rows_everywhere(lab):
+    netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 120)
+    return [one.psql(ROWS) for one in lab.nodes]
+
+
+def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings):
+    """Batch A, time T, batch B, the WAL archived; bad restores refused, nothing lost; every data directory and
+    the DCS keys destroyed, the cluster restored to T into a fresh stanza: the leader has batch A exactly, on a
+    timeline above the old one, both replicas streaming with the same rows, a full backup in the fresh stanza,
+    and not one WAL segment more in the old one. Then batch C, and the restored cluster's own backup restored
+    in turn (to the end of its archive, over the running cluster, confirmed): A and C everywhere."""
+    scope = f"{lab.version}-main"
+    leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
+    node = machine(lab, leader)
+    node.psql("CREATE TABLE rows (id int PRIMARY KEY); INSERT INTO rows SELECT generate_series(1, 1000)")
+    batch_a = node.psql(ROWS)
+    moment = node.psql("SELECT clock_timestamp()")
+    time.sleep(1.1)
+    node.psql("INSERT INTO rows SELECT generate_series(1001, 2000)")
+    both = node.psql(ROWS)
+    checked = pgbackrest(node, f"--stanza={scope}", "check")  # switches the WAL and waits for its archiving
+    assert checked.returncode == 0, checked.stderr
+    timeline = json.loads(node.http("/patroni", port=API_PORT))["timeline"]
+    said = lab.salt("pg1", "patroni_debian.restore_plan", lab.version, "main", f"target={json.dumps({'time': moment})}")
+    assert f"patroni:backup:stanzas: {{{scope}: [{scope}-2, {scope}]}}" in str(said["pg1"]), said
+    with_stanzas(lab, repository, members, own, [f"{scope}-2", scope])
+    refusals = {
+        "confirm=": {"time": moment},
+        "outside the archive": {"time": "2000-01-01 00:00:00+00"},
+        "in the future": {"time": "2999-01-01 00:00:00+00"},
+        "no time zone": {"time": "2026-12-03 17:00:00"},
+        "has no backup 20000101-000000F": {"set": "20000101-000000F"},
+    }
+    for reason, target in refusals.items():
+        said = lab.salt("pg1", "patroni_debian.restore_plan", lab.version, "main", f"target={json.dumps(target)}")
+        assert reason in str(said["pg1"]), (reason, said)
+    code, steps, _ = restore(lab, target={"time": moment})
+    assert code != 0 and "confirm=" in failures(steps), failures(steps)
+    assert node.psql(ROWS) == both  # nothing lost, nothing stopped
+    # the disaster: every data directory and the cluster's keys in the DCS gone
+    for one in lab.nodes:
+        one.run(["systemctl", "stop", f"patroni@{scope}"])
+        one.run(["rm", "-rf", f"/var/lib/postgresql/{lab.version}/main"])
+    answer = f"{scope}\nYes I am aware\n"
+    node.run(["sh", "-c", f"printf '{answer}' | patronictl -c /etc/patroni/{scope}.yml remove {scope}"])
+    old_end = archive_end(lab, repository, scope)
+    started = time.monotonic()
+    code, steps, _ = restore(lab, target={"time": moment})
+    assert code == 0, failures(steps)
+    timings[f"backup: restored to a time from nothing, a full backup in the fresh stanza ({lab.release})"] = (
+        time.monotonic() - started
+    )
+    (restored,) = steps["The bootstrap member has restored the cluster and leads it"]["changes"]["ret"].values()
+    assert restored["timeline"] > timeline and restored["stanza"] == scope, (restored, timeline)
+    assert rows_everywhere(lab) == [batch_a] * 3
+    listed = lab.salt(repository.name, "patroni_debian.backups", lab.version, "main")[repository.name]
+    assert (listed["stanza"], [one["type"] for one in listed["backups"]]) == (f"{scope}-2", ["full"]), listed
+    assert archive_end(lab, repository, scope) == old_end  # the old stanza received no WAL from the restored one
+    # the restored cluster's own backup is restorable: batch C, then a restore to the end of its archive
+    node = machine(lab, restored["leader"])
+    node.psql("INSERT INTO rows SELECT generate_series(2001, 2500)")
+    batches_a_c = node.psql(ROWS)
+    checked = pgbackrest(node, f"--stanza={scope}-2", "check")
+    assert checked.returncode == 0, checked.stderr
+    with_stanzas(lab, repository, members, own, [f"{scope}-3", f"{scope}-2", scope])
+    started = time.monotonic()
+    code, steps, _ = restore(lab, confirm=scope)
+    assert code == 0, failures(steps)
+    timings[f"backup: a running cluster restored to the end of its archive, confirmed ({lab.release})"] = (
+        time.monotonic() - started
+    )
+    assert rows_everywhere(lab) == [batches_a_c] * 3
+    assert archive_end(lab, repository, scope) == old_end

@@ -44,6 +44,12 @@ REPOSITORY = {"pgbr": "10.0.0.20"}
         ({"repository": REPOSITORY, "schedule": {"full": "Sun\nExecStart=/bin/sh"}}, TLS, "is not a systemd calendar"),
         ({"repository": REPOSITORY, "schedule": {"full": 7}}, TLS, "backup:schedule:full: 7 is not a systemd"),
         ({"repository": REPOSITORY}, None, "backup: needs pillar patroni:tls:ca_server"),
+        ({"repository": REPOSITORY, "stanzas": ["15-main"]}, TLS, "backup:stanzas: expected a mapping such as"),
+        ({"repository": REPOSITORY, "stanzas": {"main": ["15-main"]}}, TLS, "backup:stanzas:main: not a scope"),
+        ({"repository": REPOSITORY, "stanzas": {"15-main": []}}, TLS, "expected a list of stanzas"),
+        ({"repository": REPOSITORY, "stanzas": {"15-main": ["main 2"]}}, TLS, "'main 2' is not a stanza name"),
+        ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-a-2", "15-a-2"]}}, TLS, "stanza 15-a-2 is named twice"),
+        ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-x"], "15-b": ["15-x"]}}, TLS, "15-x is named twice"),
         ({"repository": REPOSITORY}, {"ca_file": "/a", "cert_file": "/b", "key_file": "/c"}, "needs pillar"),
     ],
 )
@@ -60,6 +66,7 @@ def test_a_repository_host_alone_is_enough_the_rest_has_defaults():
         "retention_full": 2,
         "from_replica": True,
         "schedule": {"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00"},
+        "stanzas": {},
     }
     given = {"repository": {"pgbr": "fd00::20"}, "path": "/srv/backups/", "retention_full": 7, "from_replica": "no"}
     checked = render._check_backup(dict(given, schedule={"incr": " hourly "}), TLS)
@@ -223,6 +230,40 @@ def test_the_repository_host_times_each_type_of_backup_of_each_stanza():
     ]
     assert timers[0] == {"unit": timers[0]["unit"], "stanza": "15-main", "type": "diff", "calendar": "daily"}
     assert backup_module._timers(["15-main"], {}) == []
+
+
+def test_a_timer_the_plan_no_longer_has_is_stale_and_only_the_formula_s_own(tmp_path):
+    for name in ("patroni-debian-backup-15-main-full.timer", "patroni-debian-backup-15-main-2-full.timer"):
+        (tmp_path / name).write_text("[Timer]\n")
+    (tmp_path / "patroni-debian-backup-15-main-full.service").write_text("[Service]\n")
+    (tmp_path / "logrotate.timer").write_text("[Timer]\n")
+    timers = backup_module._timers(["15-main-2"], {"full": "weekly"})
+    assert backup_module._stale_timers(timers, str(tmp_path)) == ["patroni-debian-backup-15-main-full"]
+    assert backup_module._stale_timers(timers, str(tmp_path / "none")) == []
+
+
+def test_after_a_restore_a_cluster_archives_into_its_fresh_stanza_and_reads_the_earlier_ones():
+    stanzas = {"15-main": ["15-main-2", "15-main"]}
+    generations = render._check_backup({"repository": REPOSITORY, "stanzas": stanzas}, TLS)
+    member = sections(backup_module._member_conf(generations, FILES, "pgbr.example", {"15-main": 5432}))
+    assert list(member) == ["global", "15-main-2", "15-main"]  # restore and archive-get read the earlier one
+    assert [value for key, value in member["global"] if key == "tls-server-auth"] == ["pgbr.example=15-main-2"]
+    members = {"15-main": {"pg1": {"address": "10.0.0.11", "port": 5432, "cn": "pg1.example"}}}
+    repository = sections(backup_module._repository_conf(generations, FILES, members))
+    assert list(repository) == ["global", "15-main-2"]  # backups go into the fresh stanza alone
+    assert [value for key, value in repository["global"] if key == "tls-server-auth"] == [
+        "pg1.example=15-main,15-main-2"
+    ]
+    pillar = {
+        "patroni": {
+            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
+            "tls": TLS,
+            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
+            "backup": {"repository": REPOSITORY, "stanzas": stanzas},
+        }
+    }
+    parameters = composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert parameters["archive_command"] == "pgbackrest --stanza=15-main-2 archive-push %p"
 
 
 def test_this_host_s_stanzas_are_its_declared_scopes_with_a_config_and_only_those(monkeypatch):

@@ -13,9 +13,9 @@ import salt.loader
 ORCH = pathlib.Path(__file__).resolve().parent.parent.parent / "salt" / "orch" / "patroni.sls"
 
 
-def target(name):
+def target(name, orch=ORCH):
     """The orchestration's ``name`` target, rendered from its own ``set`` lines."""
-    text = ORCH.read_text()
+    text = orch.read_text()
     sets = "".join(
         match.group(0)
         for match in re.finditer(r"\{%-\s*set (?:members|bootstrap|etcd_hosts|repository|everyone)\b.*?%\}", text, re.S)
@@ -56,3 +56,13 @@ def test_the_repository_host_is_everyone_s_and_the_repository_steps_but_no_membe
     assert matches(target("repository"), {}, backup) and matches(target("everyone"), {}, backup)
     assert not matches(target("members"), {}, backup)
     assert not matches(target("repository"), {}, {"patroni": {"role": "replica"}})
+
+
+def test_the_restore_stops_members_restores_on_the_bootstrap_member_and_creates_the_stanza_on_the_repository_host():
+    restore = ORCH.with_name("patroni_restore.sls")
+    backup, replica = {"patroni": {"role": "backup"}}, {"patroni": {"role": "replica"}}
+    assert matches(target("members", restore), {}, replica) and not matches(target("members", restore), {}, backup)
+    assert matches(target("bootstrap", restore), {"patroni_role": "bootstrap"}, {})
+    assert not matches(target("bootstrap", restore), {}, replica)
+    assert matches(target("repository", restore), {}, backup) and matches(target("everyone", restore), {}, backup)
+    assert matches(target("everyone", restore), {}, replica) and not matches(target("everyone", restore), {}, {})
