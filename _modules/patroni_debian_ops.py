@@ -409,7 +409,23 @@ def dynamic_config_changes(version, cluster, fresh=False):
 def _changes(api, fresh=False):
     wanted = (_config(api.scope).get("bootstrap") or {}).get("dcs") or {}
     live = _config_from_dcs(api) if fresh else None
-    return _wanted_changes(wanted, live if isinstance(live, dict) else _live_config(api))
+    live = live if isinstance(live, dict) else _live_config(api)
+    return _wanted_changes(_with_leftover_archiving_off(wanted, live), live)
+
+
+FORMULA_ARCHIVING_RE = re.compile(r"pgbackrest --stanza=\S+ archive-push %p")  # render._backup_settings's
+
+
+def _with_leftover_archiving_off(wanted, live):
+    """``wanted``, and ``archive_mode: off`` when the cluster still archives through the formula's pgBackRest
+    that its config no longer asks for (pillar ``patroni:backup`` dropped): WAL must not go on into a repository
+    nobody declares, nor pile up in ``pg_wal`` once that repository is gone. ``archive_command`` is left as it is,
+    so archiving works until the restart that ``archive_mode`` takes (``orch.patroni_restart``)."""
+    parameters = ((live.get("postgresql") or {}).get("parameters") or {}) if isinstance(live, dict) else {}
+    asked = ((wanted.get("postgresql") or {}).get("parameters") or {}).get("archive_command")
+    if asked is not None or not FORMULA_ARCHIVING_RE.fullmatch(str(parameters.get("archive_command") or "")):
+        return wanted
+    return render._deep_merge(wanted, {"postgresql": {"parameters": {"archive_mode": "off"}}})
 
 
 def _config_from_dcs(api):
