@@ -681,6 +681,11 @@ def _restore_plan(version, cluster, target, confirm, stanza=None):
             f"DCS knows it ({cluster_id}): refusing to restore another cluster's data over it"
         )
     has_data = not debian._is_empty_dir(datadir)
+    if has_data and os.path.ismount(datadir):
+        raise SaltInvocationError(
+            f"{datadir} is a mount point: the restore keeps a replaced data directory by renaming it aside, which a "
+            "mount point cannot be; move its contents into a folder of that file system, or unmount it, first"
+        )
     if (view["initialized"] or has_data) and str(confirm) != scope:
         there = "its DCS keys" if view["initialized"] else f"the data in {datadir}"
         raise SaltInvocationError(
@@ -795,8 +800,8 @@ def restore_start(version, cluster, target="latest", confirm=None, stanza=None, 
     timeout = debian._check_seconds("timeout", timeout)
     if not plan["restores_here"]:
         raise CommandExecutionError(f"{scope} is restored on the member with the bootstrap role, not here")
-    if plan["has_data"] or plan["leader"]:
-        raise CommandExecutionError(f"{scope} still has data here or a leader: run restore_prepare on every member")
+    if plan["has_data"] or globals()["__salt__"]["service.status"](f"patroni@{scope}"):
+        raise CommandExecutionError(f"{scope} still runs or has data here: run restore_prepare on every member first")
     started = time.monotonic()
     salt, pillar = globals()["__salt__"], globals().get("__pillar__")
     forgotten = ops._patroni_dcs(scope, ops.DCS_FORGET)

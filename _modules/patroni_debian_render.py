@@ -217,7 +217,15 @@ ETCD_TLS_FILES = {"cert_file": f"{ETCD_TLS_DIR}/member.crt", "key_file": f"{ETCD
 
 # Pillar patroni:backup (issue 23): pgBackRest from Debian's archive, its repository on a host of its own reached
 # through pgBackRest's TLS server (Debian's pgbackrest.service, run as postgres), which every member runs too
-BACKUP_KEYS = ("repository", "path", "retention_full", "from_replica", "schedule", "stanzas")
+BACKUP_KEYS = (
+    "repository",
+    "path",
+    "retention_full",
+    "from_replica",
+    "schedule",
+    "stanzas",
+    "replicas_from_repository",
+)
 BACKUP_PATH = "/var/lib/pgbackrest"  # the package's own repository folder (postgres, 0750)
 BACKUP_TYPES = ("full", "diff", "incr")
 # systemd timers on the repository host (OnCalendar): a full backup a week, a differential one the other days
@@ -228,9 +236,11 @@ BACKUP_DEFAULTS = {
     "from_replica": True,
     "schedule": BACKUP_SCHEDULE,
     "stanzas": {},
+    "replicas_from_repository": False,
 }
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*,.:/~ +-]{1,100}", re.ASCII)  # the characters of systemd's OnCalendar
 BACKUP_TLS_PORT = 8432  # pgBackRest's TLS server (tls-server-port)
+REPOSITORY_METHOD = "pgbackrest"  # the replica-creation method that restores the newest backup
 BACKUP_RETENTION_MAX = 9999999  # pgBackRest's own bound of repo1-retention-full
 
 
@@ -595,6 +605,7 @@ def _check_backup(backup, tls=None):
     from_replica = _check_boolean("backup:from_replica", settings["from_replica"])
     schedule = _check_schedule(settings["schedule"])
     stanzas = _check_stanzas(settings["stanzas"])
+    replicas = _check_replicas_from_repository(settings["replicas_from_repository"])
     certificates = _check_tls(tls) if isinstance(tls, dict) else None
     if not certificates or certificates.get("ca_server") is None:
         raise SaltInvocationError(
@@ -608,7 +619,23 @@ def _check_backup(backup, tls=None):
         "from_replica": from_replica,
         "schedule": schedule,
         "stanzas": stanzas,
+        "replicas_from_repository": replicas,
     }
+
+
+def _check_replicas_from_repository(value):
+    """``backup:replicas_from_repository``: ``true`` for every cluster, or the scopes whose replicas are made from
+    the repository (a restore of the newest backup) before ``clone`` from the leader; ``[]`` for none."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list) or not all(
+        isinstance(scope, str) and SCOPE_FILE_RE.fullmatch(f"{scope}.yml") for scope in value
+    ):
+        raise SaltInvocationError(
+            f"backup:replicas_from_repository: {_scrub(repr(value))} is not true, false or a list of scopes such as "
+            "[15-main]"
+        )
+    return sorted(set(value))
 
 
 def _check_stanzas(stanzas):
@@ -661,14 +688,28 @@ def _check_schedule(schedule):
     return {kind: calendar.strip() for kind, calendar in schedule.items()}
 
 
-def _archive_settings(version, cluster, backup, tls):
-    """The archiving a declared ``patroni:backup`` asks of every member, through the DCS so that it follows the
-    leader: into the stanza of the scope, by pgBackRest; ``{}`` without a backup."""
+def _backup_settings(version, cluster, backup, tls, program):
+    """What a declared ``patroni:backup`` asks of every member's config, ``{}`` without one: the archiving, through
+    the DCS so that it follows the leader, into the stanza the cluster archives into (``archive``); WAL from the
+    repository for a replica the leader's WAL no longer reaches (``recovery``); and, for the clusters of
+    ``replicas_from_repository``, replicas made from the repository first (``methods``: the program's restore of
+    the newest backup, then ``clone`` from the leader when it fails)."""
     checked = _check_backup(backup, tls)
     if not checked:
         return {}
-    stanza = _stanzas_of(checked, f"{version}-{cluster}")[0]
-    return {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={stanza} archive-push %p"}
+    scope = f"{version}-{cluster}"
+    stanza = _stanzas_of(checked, scope)[0]
+    settings = {
+        "archive": {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={stanza} archive-push %p"},
+        "recovery": {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'},
+    }
+    replicas = checked["replicas_from_repository"]
+    if replicas is True or (replicas and scope in replicas):
+        settings["methods"] = {
+            "create_replica_method": [REPOSITORY_METHOD, "pg_clonecluster"],
+            REPOSITORY_METHOD: {"command": _program_command(program, f"restore --stanza={stanza}")},
+        }
+    return settings
 
 
 def _etcd_url(address, port, tls=False):
@@ -1468,7 +1509,7 @@ def _validated(version, cluster, kwargs, pillar):
         "dcs_type": _check_dcs(settings["dcs"], settings["dcs_source"]),
         "program": program,
         "tls": _check_tls(settings["tls"]),
-        "archive": _archive_settings(version, cluster, _pillar_get(pillar, "patroni:backup"), settings["tls"]),
+        "backup": _backup_settings(version, cluster, _pillar_get(pillar, "patroni:backup"), settings["tls"], program),
     }
 
 
@@ -1491,9 +1532,11 @@ def _composed(checked, name, hostip, network, port, data_dir):
         checked["tls"],
     )
     config["bootstrap"]["dcs"].update(TIMING_PROFILES[checked["timing"]])
-    if checked.get("archive"):
+    if checked["backup"]:
         dcs_postgresql = config["bootstrap"]["dcs"].setdefault("postgresql", {})
-        dcs_postgresql.setdefault("parameters", {}).update(checked["archive"])
+        dcs_postgresql.setdefault("parameters", {}).update(checked["backup"]["archive"])
+        config["postgresql"].setdefault("recovery_conf", {}).update(checked["backup"]["recovery"])
+        config["postgresql"].update(checked["backup"].get("methods", {}))
     _check_override("dynamic", config["bootstrap"]["dcs"], checked["dynamic"])
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], checked["dynamic"])
     _check_override("config", config, checked["overrides"])

@@ -25,6 +25,23 @@ SIGNING_POLICY = {
 }
 
 
+def backup_pillars(lab, repository):
+    """The members' pillar (the formula's with TLS, and ``patroni:backup``) and the repository host's."""
+    backup = {"repository": {repository.name: repository.address}}
+    members = pillar(lab, tls={"ca_server": "pg1"})
+    members["patroni"]["backup"] = backup
+    own = {"patroni": {"role": "backup", "tls": {"ca_server": "pg1"}, "backup": backup}}
+    return members, own
+
+
+def write_pillars(lab, members, own, repository):
+    (lab.pillar_root / "lab.sls").write_text(json.dumps(members))
+    (lab.pillar_root / "repository.sls").write_text(json.dumps(own))
+    top = f"base:\n  'L@pg1,pg2,pg3':\n    - match: compound\n    - lab\n  '{repository.name}':\n    - repository\n"
+    (lab.pillar_root / "top.sls").write_text(top)
+    assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
+
+
 def config_path(version):
     return f"/etc/patroni/{version}-main.yml"
 

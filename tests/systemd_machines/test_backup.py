@@ -11,29 +11,23 @@ on the full one; a highstate of all four then changes nothing.
 """
 
 import json
+import threading
 import time
 
 import netlab
 import pytest
-from highstate import API_PORT, failures, highstate, machine, orchestrate, outcomes, pillar
+from highstate import (
+    API_PORT,
+    backup_pillars,
+    failures,
+    highstate,
+    machine,
+    orchestrate,
+    outcomes,
+    pillar,
+    write_pillars,
+)
 from starting_points import trust_cluster_ca
-
-
-def backup_pillars(lab, repository):
-    """The members' pillar (the formula's with TLS, and ``patroni:backup``) and the repository host's."""
-    backup = {"repository": {repository.name: repository.address}}
-    members = pillar(lab, tls={"ca_server": "pg1"})
-    members["patroni"]["backup"] = backup
-    own = {"patroni": {"role": "backup", "tls": {"ca_server": "pg1"}, "backup": backup}}
-    return members, own
-
-
-def write_pillars(lab, members, own, repository):
-    (lab.pillar_root / "lab.sls").write_text(json.dumps(members))
-    (lab.pillar_root / "repository.sls").write_text(json.dumps(own))
-    top = f"base:\n  'L@pg1,pg2,pg3':\n    - match: compound\n    - lab\n  '{repository.name}':\n    - repository\n"
-    (lab.pillar_root / "top.sls").write_text(top)
-    assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
 
 
 def active(node, unit):
@@ -94,15 +88,17 @@ def test_backups_turned_on_for_a_running_cluster_follow_the_leader_into_the_repo
         failed, changed, _ = outcomes(returns)
         assert (failed, changed) == ([], []), (failed, changed)
         restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
+        replica_from_the_repository_while_the_leader_writes(lab, timings)
 
 
 ROWS = "SELECT count(*) || ':' || md5(coalesce(string_agg(id::text, ',' ORDER BY id), '')) FROM rows"
 
 
-def with_stanzas(lab, repository, members, own, stanzas):
-    """Pillar ``patroni:backup:stanzas`` for the lab's cluster: the stanza it archives into first."""
+def with_stanzas(lab, repository, members, own, stanzas, **more):
+    """Pillar ``patroni:backup:stanzas`` for the lab's cluster (the stanza it archives into first), and ``more``
+    keys of ``patroni:backup``."""
     for one in (members, own):
-        one["patroni"]["backup"]["stanzas"] = {f"{lab.version}-main": stanzas}
+        one["patroni"]["backup"].update(more, stanzas={f"{lab.version}-main": stanzas})
     write_pillars(lab, members, own, repository)
 
 
@@ -128,7 +124,9 @@ def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
     the DCS keys destroyed, the cluster restored to T into a fresh stanza: the leader has batch A exactly, on a
     timeline above the old one, both replicas streaming with the same rows, a full backup in the fresh stanza,
     and not one WAL segment more in the old one. Then batch C, and the restored cluster's own backup restored
-    in turn (to the end of its archive, over the running cluster, confirmed): A and C everywhere."""
+    in turn (to the end of its archive, over the running cluster, confirmed), with replicas made from the
+    repository first (its fresh stanza has no backup yet: they fall back to cloning the leader): A and C
+    everywhere."""
     scope = f"{lab.version}-main"
     leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
     node = machine(lab, leader)
@@ -182,7 +180,7 @@ def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
     batches_a_c = node.psql(ROWS)
     checked = pgbackrest(node, f"--stanza={scope}-2", "check")
     assert checked.returncode == 0, checked.stderr
-    with_stanzas(lab, repository, members, own, [f"{scope}-3", f"{scope}-2", scope])
+    with_stanzas(lab, repository, members, own, [f"{scope}-3", f"{scope}-2", scope], replicas_from_repository=True)
     started = time.monotonic()
     code, steps, _ = restore(lab, confirm=scope)
     assert code == 0, failures(steps)
@@ -191,3 +189,38 @@ def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
     )
     assert rows_everywhere(lab) == [batches_a_c] * 3
     assert archive_end(lab, repository, scope) == old_end
+    replica = next(node for node in lab.nodes if node.name != restored["leader"])
+    journal = replica.run(["journalctl", "-o", "cat", "-u", f"patroni@{scope}"]).stdout
+    assert "Error creating replica using method pgbackrest" in journal, journal[-3000:]
+
+
+def replica_from_the_repository_while_the_leader_writes(lab, timings):
+    """Pillar ``replicas_from_repository`` (set before the last restore): a replica re-initialised while the
+    leader takes writes is made from the repository's newest backup (Patroni's log names the method), streams,
+    and has the leader's rows."""
+    leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
+    replica = next(node for node in lab.nodes if node.name != leader)
+    stop, written = threading.Event(), []
+
+    def write():
+        while not stop.is_set():
+            machine(lab, leader).psql(f"INSERT INTO rows VALUES ({3001 + len(written)})")
+            written.append(1)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    started = time.monotonic()
+    try:
+        reinit = lab.salt(replica.name, "patroni_debian.reinit", lab.version, "main", timeout=300)[replica.name]
+    finally:
+        stop.set()
+        writer.join()
+    timings[f"backup: a replica made from the repository while the leader writes ({lab.release})"] = (
+        time.monotonic() - started
+    )
+    assert isinstance(reinit, dict), reinit
+    journal = replica.run(["journalctl", "-o", "cat", "-u", f"patroni@{lab.version}-main"]).stdout
+    assert "replica has been created using pgbackrest" in journal, journal[-3000:]
+    assert len(written) > 10, written
+    counts = netlab.wait_until("the same rows everywhere", lambda: len(set(rows_everywhere(lab))) == 1, 30)
+    assert counts and rows_everywhere(lab)[0].startswith(f"{1500 + len(written)}:"), rows_everywhere(lab)

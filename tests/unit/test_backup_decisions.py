@@ -45,6 +45,8 @@ REPOSITORY = {"pgbr": "10.0.0.20"}
         ({"repository": REPOSITORY, "schedule": {"full": 7}}, TLS, "backup:schedule:full: 7 is not a systemd"),
         ({"repository": REPOSITORY}, None, "backup: needs pillar patroni:tls:ca_server"),
         ({"repository": REPOSITORY, "stanzas": ["15-main"]}, TLS, "backup:stanzas: expected a mapping such as"),
+        ({"repository": REPOSITORY, "replicas_from_repository": "yes"}, TLS, "'yes' is not true, false or a list"),
+        ({"repository": REPOSITORY, "replicas_from_repository": [15]}, TLS, "[15] is not true, false or a list"),
         ({"repository": REPOSITORY, "stanzas": {"main": ["15-main"]}}, TLS, "backup:stanzas:main: not a scope"),
         ({"repository": REPOSITORY, "stanzas": {"15-main": []}}, TLS, "expected a list of stanzas"),
         ({"repository": REPOSITORY, "stanzas": {"15-main": ["main 2"]}}, TLS, "'main 2' is not a stanza name"),
@@ -67,6 +69,7 @@ def test_a_repository_host_alone_is_enough_the_rest_has_defaults():
         "from_replica": True,
         "schedule": {"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00"},
         "stanzas": {},
+        "replicas_from_repository": False,
     }
     given = {"repository": {"pgbr": "fd00::20"}, "path": "/srv/backups/", "retention_full": 7, "from_replica": "no"}
     checked = render._check_backup(dict(given, schedule={"incr": " hourly "}), TLS)
@@ -173,9 +176,14 @@ def test_a_declared_backup_archives_every_member_into_the_stanza_of_its_scope_th
     }
     assert "archive_command" not in composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
     pillar["patroni"]["backup"] = {"repository": REPOSITORY}
-    parameters = composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    config = composed(pillar)
+    parameters = config["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert parameters["archive_mode"] == "on"
     assert parameters["archive_command"] == "pgbackrest --stanza=15-main archive-push %p"
+    # a replica the leader's WAL no longer reaches reads it from the repository; replicas still clone by default
+    restore_command = 'pgbackrest --stanza=15-main archive-get %f "%p"'
+    assert config["postgresql"]["recovery_conf"] == {"restore_command": restore_command}
+    assert config["postgresql"]["create_replica_method"] == ["pg_clonecluster"]
     own = {"postgresql": {"parameters": {"archive_command": "/bin/true"}}}
     pillar["patroni"]["clusters"]["15-main"]["dynamic"] = own  # the pillar's own dynamic settings still win
     assert composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"] == "/bin/true"
@@ -281,3 +289,41 @@ def test_this_host_s_stanzas_are_its_declared_scopes_with_a_config_and_only_thos
         "16-x": {"address": "fd00::11", "port": 5433},
     }
     assert all(path.startswith("/etc/patroni/1") and "\n" not in path and ".." not in path for path in read), read
+
+
+def test_replicas_from_the_repository_restore_the_newest_backup_first_and_clone_when_that_fails():
+    pillar = {
+        "patroni": {
+            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
+            "tls": TLS,
+            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
+            "backup": {"repository": REPOSITORY, "replicas_from_repository": True, "stanzas": {"15-main": "15-main-2"}},
+        }
+    }
+    postgresql = composed(pillar)["postgresql"]
+    assert postgresql["create_replica_method"] == ["pgbackrest", "pg_clonecluster"]
+    assert postgresql["pgbackrest"] == {
+        "command": "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py restore --stanza=15-main-2"
+    }
+    pillar["patroni"]["backup"]["replicas_from_repository"] = ["16-other"]  # another cluster's only
+    assert composed(pillar)["postgresql"]["create_replica_method"] == ["pg_clonecluster"]
+
+
+def test_a_cluster_whose_pillar_dropped_the_backup_stops_archiving_into_the_formula_s_repository():
+    import patroni_debian_ops as ops  # pylint: disable=import-outside-toplevel
+
+    ours = {
+        "postgresql": {
+            "parameters": {"archive_mode": "on", "archive_command": "pgbackrest --stanza=15-main-2 archive-push %p"}
+        }
+    }
+    dropped = {"postgresql": {"parameters": {}}}
+    assert ops._wanted_changes(ops._with_leftover_archiving_off(dropped, ours), ours) == {
+        "postgresql.parameters.archive_mode": {"old": "on", "new": "off"}
+    }
+    declared = {"postgresql": {"parameters": dict(ours["postgresql"]["parameters"])}}
+    assert ops._with_leftover_archiving_off(declared, ours) == declared  # still declared: left alone
+    own = {"postgresql": {"parameters": {"archive_mode": "on", "archive_command": "cp %p /mnt/wal/%f"}}}
+    assert ops._with_leftover_archiving_off(dropped, own) == dropped  # archiving of the site's own: left alone
+    off = {"postgresql": {"parameters": dict(ours["postgresql"]["parameters"], archive_mode="off")}}
+    assert ops._wanted_changes(ops._with_leftover_archiving_off(dropped, off), off) == {}  # once off, no change
