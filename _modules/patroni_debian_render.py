@@ -241,6 +241,7 @@ BACKUP_DEFAULTS = {
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*,.:/~ +-]{1,100}", re.ASCII)  # the characters of systemd's OnCalendar
 BACKUP_TLS_PORT = 8432  # pgBackRest's TLS server (tls-server-port)
 REPOSITORY_METHOD = "pgbackrest"  # the replica-creation method that restores the newest backup
+ARCHIVE_GET_SECONDS = 10  # a standby's restore_command gives up then, and the standby streams (_backup_settings)
 BACKUP_RETENTION_MAX = 9999999  # pgBackRest's own bound of repo1-retention-full
 
 
@@ -690,10 +691,14 @@ def _check_schedule(schedule):
 
 def _backup_settings(version, cluster, backup, tls, program):
     """What a declared ``patroni:backup`` asks of every member's config, ``{}`` without one: the archiving, through
-    the DCS so that it follows the leader, into the stanza the cluster archives into (``archive``); WAL from the
-    repository for a replica the leader's WAL no longer reaches (``recovery``); and, for the clusters of
-    ``replicas_from_repository``, replicas made from the repository first (``methods``: the program's restore of
-    the newest backup, then ``clone`` from the leader when it fails)."""
+    the DCS so that it follows the leader, into the stanza the cluster archives into (``archive``); and, for the
+    clusters of ``replicas_from_repository``, replicas made from the repository first (``methods``: the program's
+    restore of the newest backup, then ``clone`` from the leader when it fails) and WAL read from the archive
+    (``recovery``), which such a replica needs from its backup's start on when the leader no longer keeps it.
+
+    The archive's WAL is read within ``ARCHIVE_GET_SECONDS``: a standby asks its ``restore_command`` before it
+    streams, and pgBackRest waits minutes for a repository host that does not answer (measured: over 120 s, at a
+    first rollout whose repository host is configured last), which would hold every replica's start."""
     checked = _check_backup(backup, tls)
     if not checked:
         return {}
@@ -701,7 +706,6 @@ def _backup_settings(version, cluster, backup, tls, program):
     stanza = _stanzas_of(checked, scope)[0]
     settings = {
         "archive": {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={stanza} archive-push %p"},
-        "recovery": {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'},
     }
     replicas = checked["replicas_from_repository"]
     if replicas is True or (replicas and scope in replicas):
@@ -709,6 +713,8 @@ def _backup_settings(version, cluster, backup, tls, program):
             "create_replica_method": [REPOSITORY_METHOD, "pg_clonecluster"],
             REPOSITORY_METHOD: {"command": _program_command(program, f"restore --stanza={stanza}")},
         }
+        get = f'timeout {ARCHIVE_GET_SECONDS} pgbackrest --stanza={stanza} archive-get %f "%p"'
+        settings["recovery"] = {"restore_command": get}
     return settings
 
 
@@ -1535,7 +1541,8 @@ def _composed(checked, name, hostip, network, port, data_dir):
     if checked["backup"]:
         dcs_postgresql = config["bootstrap"]["dcs"].setdefault("postgresql", {})
         dcs_postgresql.setdefault("parameters", {}).update(checked["backup"]["archive"])
-        config["postgresql"].setdefault("recovery_conf", {}).update(checked["backup"]["recovery"])
+        if "recovery" in checked["backup"]:
+            config["postgresql"].setdefault("recovery_conf", {}).update(checked["backup"]["recovery"])
         config["postgresql"].update(checked["backup"].get("methods", {}))
     _check_override("dynamic", config["bootstrap"]["dcs"], checked["dynamic"])
     config["bootstrap"]["dcs"] = _deep_merge(config["bootstrap"]["dcs"], checked["dynamic"])
