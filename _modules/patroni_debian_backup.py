@@ -41,6 +41,9 @@ BACKUP_LOCK_FILE = "/run/lock/patroni-debian-backup.lock"
 CONF_HEADER = "# pgBackRest for patroni_debian, written by Salt's patroni_debian formula: edits are replaced.\n"
 SOCKET_DIR = "/var/run/postgresql"  # pg-common's unix_socket_directories
 LOG_LEVEL_FILE = "detail"  # /var/log/pgbackrest/<stanza>-<command>.log: what a restore's post-mortem needs
+# zstd rather than pgBackRest's default gzip, for backups (compressed where the files are read) and each WAL segment
+# archive-push sends: a full backup of 1 GB took 6.9 s against gzip's 24.2 s, pg_basebackup 4.0 s (bench/backup.py)
+COMPRESS_TYPE = "zst"
 
 
 def __virtual__():
@@ -104,6 +107,7 @@ def _member_conf(backup, tls, repository_cn, stanzas):
     options = {
         **_tls_client("repo1-host", repository, tls),
         **_tls_server(tls, {repository_cn: current}),
+        "compress-type": COMPRESS_TYPE,
         "log-level-file": LOG_LEVEL_FILE,
     }
     sections = [_section("global", options)]
@@ -129,6 +133,7 @@ def _repository_conf(backup, tls, members):
         "repo1-path": backup["path"],
         "repo1-retention-full": backup["retention_full"],
         "start-fast": True,
+        "compress-type": COMPRESS_TYPE,
         **_tls_server(tls, clients),
         "log-level-file": LOG_LEVEL_FILE,
     }

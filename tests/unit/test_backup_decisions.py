@@ -106,6 +106,7 @@ def test_a_member_archives_through_the_repository_host_s_server_and_serves_the_r
     assert (shown["repo1-host"], shown["repo1-host-type"], shown["repo1-host-port"]) == ("10.0.0.20", "tls", "8432")
     assert shown["repo1-host-cert-file"] == shown["tls-server-cert-file"] == "/etc/patroni/tls/member.crt"
     assert [value for key, value in conf["global"] if key == "tls-server-auth"] == ["pgbr.example=15-main,16-sales"]
+    assert shown["compress-type"] == "zst"  # each WAL segment archive-push sends: zstd, not gzip (bench/backup.py)
     assert dict(conf["16-sales"]) == {
         "pg1-path": "/var/lib/postgresql/16/sales",
         "pg1-port": "5433",
@@ -128,6 +129,7 @@ def test_the_repository_host_reaches_every_member_and_lets_each_in_to_its_own_st
         "2",
         "y",
     )
+    assert shown["compress-type"] == "zst"
     assert [value for key, value in conf["global"] if key == "tls-server-auth"] == [
         "pg1.example=15-main",
         "pg2.example=15-main",
@@ -180,10 +182,9 @@ def test_a_declared_backup_archives_every_member_into_the_stanza_of_its_scope_th
     parameters = config["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert parameters["archive_mode"] == "on"
     assert parameters["archive_command"] == "pgbackrest --stanza=15-main archive-push %p"
-    # a replica the leader's WAL no longer reaches reads it from the repository; replicas still clone by default
-    restore_command = 'pgbackrest --stanza=15-main archive-get %f "%p"'
-    assert config["postgresql"]["recovery_conf"] == {"restore_command": restore_command}
+    # replicas clone by default, and stream without asking the archive (a standby asks it before it streams)
     assert config["postgresql"]["create_replica_method"] == ["pg_clonecluster"]
+    assert "recovery_conf" not in config["postgresql"]
     own = {"postgresql": {"parameters": {"archive_command": "/bin/true"}}}
     pillar["patroni"]["clusters"]["15-main"]["dynamic"] = own  # the pillar's own dynamic settings still win
     assert composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]["archive_command"] == "/bin/true"
@@ -305,6 +306,9 @@ def test_replicas_from_the_repository_restore_the_newest_backup_first_and_clone_
     assert postgresql["pgbackrest"] == {
         "command": "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py restore --stanza=15-main-2"
     }
+    # such a replica needs the WAL from its backup's start on: from the archive, never waiting on it for long
+    get = 'timeout 10 pgbackrest --stanza=15-main-2 archive-get %f "%p"'
+    assert postgresql["recovery_conf"] == {"restore_command": get}
     pillar["patroni"]["backup"]["replicas_from_repository"] = ["16-other"]  # another cluster's only
     assert composed(pillar)["postgresql"]["create_replica_method"] == ["pg_clonecluster"]
 
