@@ -663,6 +663,17 @@ def _next_stanza(stanza):
     return f"{head}-{int(number) + 1}" if number.isdigit() and head.count("-") else f"{stanza}-2"
 
 
+def _check_same_system(stanza, stanza_id, scope, cluster_id):
+    """Refuse a stanza whose database system is not the one the cluster's DCS knows (its ``initialize`` key):
+    another cluster's backups, restored over this one. Either unknown (no DCS keys: a cluster lost whole, a stanza
+    not created yet) is no refusal."""
+    if cluster_id and stanza_id and str(cluster_id) != str(stanza_id):
+        raise SaltInvocationError(
+            f"stanza {stanza} holds the backups of database system {stanza_id}, not of cluster {scope} as its "
+            f"DCS knows it ({cluster_id}): refusing to restore another cluster's data over it"
+        )
+
+
 def _restore_plan(version, cluster, target, confirm, stanza=None):
     """The plan every restore step checks again before it acts (``restore_plan``'s answer)."""
     scope = _stanza(version, cluster)
@@ -679,12 +690,7 @@ def _restore_plan(version, cluster, target, confirm, stanza=None):
         raise SaltInvocationError(f"the repository has no stanza {source}")
     chosen = _restore_choice(listed, checked, time.time())
     view = ops._dcs_view(scope)
-    stanza_id, cluster_id = listed["system_identifier"], view.get("system_identifier")
-    if cluster_id and stanza_id and str(cluster_id) != stanza_id:
-        raise SaltInvocationError(
-            f"stanza {source} holds the backups of database system {stanza_id}, not of cluster {scope} as its "
-            f"DCS knows it ({cluster_id}): refusing to restore another cluster's data over it"
-        )
+    _check_same_system(source, listed["system_identifier"], scope, view.get("system_identifier"))
     has_data = not debian._is_empty_dir(datadir)
     if has_data and os.path.ismount(datadir):
         raise SaltInvocationError(

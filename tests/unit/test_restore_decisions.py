@@ -156,3 +156,13 @@ def test_a_restore_into_the_stanza_it_reads_is_refused_with_the_pillar_that_woul
     with pytest.raises(SaltInvocationError) as refused:
         backup_module._restore_source("15-main", stanzas, given)
     assert says in str(refused.value)
+
+
+def test_a_stanza_of_another_database_system_is_refused_and_an_unknown_one_is_not():
+    with pytest.raises(SaltInvocationError) as refused:
+        backup_module._check_same_system("15-main", "7715083836920374966", "15-main", "7715083836920374967")
+    assert "stanza 15-main holds the backups of database system 7715083836920374966, not of cluster" in str(
+        refused.value
+    )
+    backup_module._check_same_system("15-main", listed()["system_identifier"], "15-main", "7715083836920374966")
+    backup_module._check_same_system("15-main", "7715083836920374966", "15-main", None)  # the DCS lost its keys
