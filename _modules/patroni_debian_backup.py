@@ -103,7 +103,7 @@ def _member_conf(backup, tls, repository_cn, stanzas):
     host's certificate files, ``repository_cn`` the CN of the repository host's certificate (the one client its
     own server accepts), ``stanzas`` ``{scope: port}`` of its clusters."""
     repository = backup["repository"]["address"]
-    current = [render._stanzas_of(backup, scope)[0] for scope in stanzas]
+    current = [render._archive_stanza(backup, scope) for scope in stanzas]
     options = {
         **_tls_client("repo1-host", repository, tls),
         **_tls_server(tls, {repository_cn: current}),
@@ -144,7 +144,7 @@ def _repository_conf(backup, tls, members):
         for number, (_, host) in enumerate(sorted(hosts.items()), start=1):
             stanza.update(_tls_client(f"pg{number}-host", host["address"], tls))
             stanza.update({f"pg{number}-path": _data_dir_of(scope), f"pg{number}-port": host["port"]})
-        sections.append(_section(render._stanzas_of(backup, scope)[0], stanza))
+        sections.append(_section(render._archive_stanza(backup, scope), stanza))
     return CONF_HEADER + "\n".join(sections)
 
 
@@ -368,7 +368,7 @@ def backup_plan():
     plan = {"role": role, "changed": changed, "stanzas": stanzas, "error": None, "text": text}
     if role != "repository":
         return plan
-    current = {scope: render._stanzas_of(backup, scope)[0] for scope in stanzas}
+    current = {scope: render._archive_stanza(backup, scope) for scope in stanzas}
     timers = _timers(sorted(current.values()), backup["schedule"])
     return dict(plan, path=backup["path"], current=current, timers=timers, stale_timers=_stale_timers(timers))
 
@@ -434,16 +434,10 @@ def _info(stanza):
     return _backups_of(_pgbackrest("--output=json", f"--stanza={stanza}", "info").stdout, stanza)
 
 
-def _stanza(version, cluster):
-    """The scope ``<version>-<cluster>``, checked: a cluster's first stanza, until a restore gives it another."""
-    version, cluster = debian._check_version(version), debian._check_cluster(cluster)
-    return f"{version}-{cluster}"
-
-
 def _stanzas(version, cluster):
     """The stanzas of ``<version>/<cluster>`` under this minion's pillar: the one it archives into, then earlier
     ones (``backup:stanzas``); its scope alone without that pillar."""
-    scope = _stanza(version, cluster)
+    scope = ops._scope(version, cluster)
     backup, _ = _pillar_backup()
     return render._stanzas_of(backup, scope) if backup else [scope]
 
@@ -548,9 +542,7 @@ def _check_restore_target(target):
         return {}
     if not isinstance(target, dict) or not target:
         raise SaltInvocationError(f"target: {_scrub(target)!r} is not 'latest' or a mapping such as {{time: ...}}")
-    unknown = sorted(str(key) for key in target if key not in RESTORE_KEYS)
-    if unknown:
-        raise SaltInvocationError(f"target: unknown key(s) {', '.join(unknown)}; known: {', '.join(RESTORE_KEYS)}")
+    render._check_known_keys("target", target, RESTORE_KEYS)
     if "time" in target and "name" in target:
         raise SaltInvocationError("target: give a time or a name, not both")
     checked = {}
@@ -620,7 +612,7 @@ def _utc_text(seconds):
 def _recovery_conf(stanza, target):
     """What Patroni writes for the restored member's recovery (its bootstrap method's ``recovery_conf``): the WAL
     from the repository, to the target, then promotion; to the end of the archive for ``latest``."""
-    conf = {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'}
+    conf = {"restore_command": render._archive_get(stanza)}
     if "time" in target:
         conf["recovery_target_time"] = _utc_text(target["time"].timestamp())
     elif "name" in target:
@@ -676,7 +668,7 @@ def _check_same_system(stanza, stanza_id, scope, cluster_id):
 
 def _restore_plan(version, cluster, target, confirm, stanza=None):
     """The plan every restore step checks again before it acts (``restore_plan``'s answer)."""
-    scope = _stanza(version, cluster)
+    scope = ops._scope(version, cluster)
     checked = _check_restore_target(target)
     backup_pillar, _ = _pillar_backup()
     if not backup_pillar:

@@ -672,6 +672,16 @@ def _stanzas_of(backup, scope):
     return list(backup["stanzas"].get(scope) or [scope])
 
 
+def _archive_stanza(backup, scope):
+    """The stanza ``scope`` archives into and is backed up into, under a checked ``backup``."""
+    return _stanzas_of(backup, scope)[0]
+
+
+def _archive_get(stanza):
+    """The ``restore_command`` that reads a WAL file (or history file) from ``stanza``'s archive."""
+    return f'pgbackrest --stanza={stanza} archive-get %f "%p"'
+
+
 def _check_schedule(schedule):
     """``backup:schedule``: ``{type: OnCalendar}`` of the backups the repository host's systemd timers take
     (``{}``: none, backups only on demand). systemd itself checks the expression when the timer is written."""
@@ -703,7 +713,7 @@ def _backup_settings(version, cluster, backup, tls, program):
     if not checked:
         return {}
     scope = f"{version}-{cluster}"
-    stanza = _stanzas_of(checked, scope)[0]
+    stanza = _archive_stanza(checked, scope)
     settings = {
         "archive": {"archive_mode": "on", "archive_command": f"pgbackrest --stanza={stanza} archive-push %p"},
     }
@@ -713,8 +723,7 @@ def _backup_settings(version, cluster, backup, tls, program):
             "create_replica_method": [REPOSITORY_METHOD, "pg_clonecluster"],
             REPOSITORY_METHOD: {"command": _program_command(program, f"restore --stanza={stanza}")},
         }
-        get = f'timeout {ARCHIVE_GET_SECONDS} pgbackrest --stanza={stanza} archive-get %f "%p"'
-        settings["recovery"] = {"restore_command": get}
+        settings["recovery"] = {"restore_command": f"timeout {ARCHIVE_GET_SECONDS} {_archive_get(stanza)}"}
     return settings
 
 

@@ -39,7 +39,7 @@ def test_the_stanza_s_database_system_is_read_from_pgbackrest_s_info():
     "target, says",
     [
         ("yesterday", "target: 'yesterday' is not 'latest' or a mapping"),
-        ({"when": "x"}, "unknown key(s) when"),
+        ({"when": "x"}, "target: unknown key 'when'; known: time, name, set, timeline"),
         ({"time": "2026-12-03 17:00:00"}, "has no time zone; add one"),
         ({"time": "3 pm"}, "'3 pm' is not a time such as"),
         ({"time": "2026-12-03 17:00:00+00", "name": "x"}, "a time or a name, not both"),
