@@ -162,6 +162,16 @@ def test_backups_as_data_and_as_a_table_from_pgbackrest_s_own_answer():
     assert backup_module._backups_of("not json", "15-bk") is None
 
 
+def formula_pillar(backup=None):
+    """The formula's pillar for cluster 15-main over TLS, with ``patroni:backup`` when given."""
+    patroni = {
+        "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
+        "tls": TLS,
+        "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
+    }
+    return {"patroni": dict(patroni, backup=backup) if backup else patroni}
+
+
 def composed(pillar):
     checked = render._validated("15", "main", {}, pillar)
     address, network = ipaddress.ip_address("10.0.0.11"), ipaddress.ip_interface("10.0.0.11/24")
@@ -169,13 +179,7 @@ def composed(pillar):
 
 
 def test_a_declared_backup_archives_every_member_into_the_stanza_of_its_scope_through_the_dcs():
-    pillar = {
-        "patroni": {
-            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
-            "tls": TLS,
-            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
-        }
-    }
+    pillar = formula_pillar()
     assert "archive_command" not in composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
     pillar["patroni"]["backup"] = {"repository": REPOSITORY}
     config = composed(pillar)
@@ -263,15 +267,9 @@ def test_after_a_restore_a_cluster_archives_into_its_fresh_stanza_and_reads_the_
     assert [value for key, value in repository["global"] if key == "tls-server-auth"] == [
         "pg1.example=15-main,15-main-2"
     ]
-    pillar = {
-        "patroni": {
-            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
-            "tls": TLS,
-            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
-            "backup": {"repository": REPOSITORY, "stanzas": stanzas},
-        }
-    }
-    parameters = composed(pillar)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    parameters = composed(formula_pillar({"repository": REPOSITORY, "stanzas": stanzas}))["bootstrap"]["dcs"][
+        "postgresql"
+    ]["parameters"]
     assert parameters["archive_command"] == "pgbackrest --stanza=15-main-2 archive-push %p"
 
 
@@ -293,14 +291,9 @@ def test_this_host_s_stanzas_are_its_declared_scopes_with_a_config_and_only_thos
 
 
 def test_replicas_from_the_repository_restore_the_newest_backup_first_and_clone_when_that_fails():
-    pillar = {
-        "patroni": {
-            "dcs": {"etcd3": {"hosts": ["10.0.0.5:2379"]}},
-            "tls": TLS,
-            "clusters": {"15-main": {"authentication": {"replication": {"password": "a-long-secret"}}}},
-            "backup": {"repository": REPOSITORY, "replicas_from_repository": True, "stanzas": {"15-main": "15-main-2"}},
-        }
-    }
+    pillar = formula_pillar(
+        {"repository": REPOSITORY, "replicas_from_repository": True, "stanzas": {"15-main": "15-main-2"}}
+    )
     postgresql = composed(pillar)["postgresql"]
     assert postgresql["create_replica_method"] == ["pgbackrest", "pg_clonecluster"]
     assert postgresql["pgbackrest"] == {
