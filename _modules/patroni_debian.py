@@ -1042,9 +1042,41 @@ def _restore_from_repository(version, cluster, datadir, stanza, backup_set=None)
     backup_set = _check_backup_set(backup_set)
     argv = ["pgbackrest", f"--stanza={stanza}", f"--pg1-path={datadir}", "--type=none"]
     argv += [f"--set={backup_set}"] if backup_set else []
-    _filled_cluster("restore", version, cluster, datadir, lambda: _run([*argv, "restore"], user=CONFIG_OWNER))
+    delta = not _is_empty_dir(datadir)
+    if delta:
+        _delta_restored(version, cluster, datadir, lambda: _run([*argv, "--delta", "restore"], user=CONFIG_OWNER))
+    else:
+        _filled_cluster("restore", version, cluster, datadir, lambda: _run([*argv, "restore"], user=CONFIG_OWNER))
     log.info("patroni_debian: restored cluster %s/%s into %s from stanza %s", version, cluster, datadir, stanza)
-    return {"cluster": f"{version}/{cluster}", "datadir": datadir, "stanza": stanza, "set": backup_set or "latest"}
+    return {
+        "cluster": f"{version}/{cluster}",
+        "datadir": datadir,
+        "stanza": stanza,
+        "set": backup_set or "latest",
+        "delta": delta,
+    }
+
+
+def _delta_restored(version, cluster, datadir, restore):
+    """A replica's own data brought to the backup in place, ``restore()`` running pgBackRest's ``--delta`` (only
+    the files that differ are fetched): Patroni keeps the data directory for the repository's method
+    (``keep_data``), at a reinit. Refused, touching nothing, unless it is this very cluster's data: pg-common's
+    ``<version>/<cluster>`` at this data directory, of that version, PostgreSQL stopped. Patroni then empties it
+    and clones (the next method keeps no data)."""
+    with _host_lock(f"restore {version}/{cluster}"):
+        pid = _running_postmaster(datadir)
+        if pid:
+            raise DataSafetyError(f"data directory {datadir} is in use by a running server (pid {pid})")
+        own = next((row for row in _pg_cluster_table() if (row["version"], row["cluster"]) == (version, cluster)), None)
+        if own is None or not own["datadir"] or not _same_path(own["datadir"], datadir):
+            raise DataSafetyError(
+                f"data directory {datadir} is not empty and is not cluster {version}/{cluster}'s in pg-common: "
+                "refusing to restore over it in place"
+            )
+        found = (_read_text(os.path.join(datadir, "PG_VERSION"), follow_links=False) or "").strip()
+        if found != version:
+            raise DataSafetyError(f"data directory {datadir} holds PostgreSQL {found or 'nothing'}, not {version}")
+        restore()
 
 
 def _pillar_replication_password(version, cluster, conninfo, pillar):

@@ -103,6 +103,23 @@ def test_clone_refuses_a_non_empty_data_directory(node, non_empty):
     assert fingerprint(node, "/var/lib/postgresql/15/other") == before
 
 
+def test_restore_in_place_refuses_a_running_server_s_data_directory(node, safe):
+    """A replica from the repository keeps its data for pgBackRest's --delta: never another running cluster's."""
+    before = fingerprint(node, "/var/lib/postgresql/15/safe")[-1:]  # a running server's files change on their own
+    proc = door(node, "restore", "--scope=15-thief", "--datadir=/var/lib/postgresql/15/safe", "--stanza=15-thief")
+    assert_refused(proc, "in use by a running server")
+    assert fingerprint(node, "/var/lib/postgresql/15/safe")[-1:] == before
+    assert node.psql("SELECT answer FROM precious", port=safe) == "42"
+
+
+def test_restore_in_place_refuses_data_that_is_not_the_cluster_s(node, non_empty):
+    before = fingerprint(node, "/var/lib/postgresql/15/other")
+    proc = door(node, "restore", "--scope=15-other", "--datadir=/var/lib/postgresql/15/other", "--stanza=15-other")
+    assert_refused(proc, "not cluster 15/other's in pg-common")
+    assert fingerprint(node, "/var/lib/postgresql/15/other") == before
+    assert node.run(["test", "-e", "/etc/postgresql/15/other"], check=False).returncode == 1
+
+
 def test_clone_refuses_to_drop_its_cluster_while_it_runs(node, safe):
     before = fingerprint(node, "/etc/postgresql/15/safe")
     proc = door(
