@@ -38,6 +38,7 @@ MINE_KEY = "patroni_debian_backup"  # each host's part, exchanged through the Sa
 MEMBERS = "I@patroni:role:bootstrap or I@patroni:role:replica or G@patroni_role:bootstrap or G@patroni_role:replica"
 CN_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?", re.ASCII)  # a host name, as the CN is
 BACKUP_LOCK_FILE = "/run/lock/patroni-debian-backup.lock"
+RESTORE_LOCK_FILE = "/run/lock/patroni-debian-restore.lock"  # one restore_start at a time on a host
 CONF_HEADER = "# pgBackRest for patroni_debian, written by Salt's patroni_debian formula: edits are replaced.\n"
 SOCKET_DIR = "/var/run/postgresql"  # pg-common's unix_socket_directories
 LOG_LEVEL_FILE = "detail"  # /var/log/pgbackrest/<stanza>-<command>.log: what a restore's post-mortem needs
@@ -111,13 +112,23 @@ def _member_conf(backup, tls, repository_cn, stanzas):
         "log-level-file": LOG_LEVEL_FILE,
     }
     sections = [_section("global", options)]
-    for scope, port in sorted(stanzas.items()):
-        # the earlier stanzas too: a restore reads them (restore, archive-get) with this cluster's data directory
-        for stanza in render._stanzas_of(backup, scope):
-            sections.append(
-                _section(stanza, {"pg1-path": _data_dir_of(scope), "pg1-port": port, "pg1-socket-path": SOCKET_DIR})
-            )
+    for stanza, (scope, port) in _member_sections(backup, stanzas).items():
+        sections.append(
+            _section(stanza, {"pg1-path": _data_dir_of(scope), "pg1-port": port, "pg1-socket-path": SOCKET_DIR})
+        )
     return CONF_HEADER + "\n".join(sections)
+
+
+def _member_sections(backup, stanzas):
+    """``{stanza: (scope, port)}``: the cluster each stanza of a member's clusters describes, the one archiving
+    into it first, else the first that reads it (a restore into a new scope reads the stanza of the cluster beside
+    it; its reads name their own data directory on the command line). The earlier stanzas are there for
+    ``info``, restore and archive-get."""
+    sections = {render._archive_stanza(backup, scope): (scope, port) for scope, port in sorted(stanzas.items())}
+    for scope, port in sorted(stanzas.items()):
+        for stanza in render._stanzas_of(backup, scope)[1:]:
+            sections.setdefault(stanza, (scope, port))
+    return sections
 
 
 def _repository_conf(backup, tls, members):
@@ -128,7 +139,8 @@ def _repository_conf(backup, tls, members):
     clients = {}
     for scope, hosts in members.items():
         for host in hosts.values():
-            clients.setdefault(host["cn"], []).extend(render._stanzas_of(backup, scope))
+            named = clients.setdefault(host["cn"], [])
+            named.extend(one for one in render._stanzas_of(backup, scope) if one not in named)
     options = {
         "repo1-path": backup["path"],
         "repo1-retention-full": backup["retention_full"],
@@ -609,10 +621,10 @@ def _utc_text(seconds):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
-def _recovery_conf(stanza, target):
+def _recovery_conf(stanza, target, datadir):
     """What Patroni writes for the restored member's recovery (its bootstrap method's ``recovery_conf``): the WAL
     from the repository, to the target, then promotion; to the end of the archive for ``latest``."""
-    conf = {"restore_command": render._archive_get(stanza)}
+    conf = {"restore_command": render._archive_get(stanza, datadir)}
     if "time" in target:
         conf["recovery_target_time"] = _utc_text(target["time"].timestamp())
     elif "name" in target:
@@ -666,6 +678,28 @@ def _check_same_system(stanza, stanza_id, scope, cluster_id):
         )
 
 
+def _declares(scope):
+    """Whether this minion is a member of ``scope``: its Patroni config is here, or its pillar declares it."""
+    clusters = debian._pillar_get(globals().get("__pillar__"), "patroni:clusters")
+    return (isinstance(clusters, dict) and scope in clusters) or os.path.lexists(f"{render.PATRONI_DIR}/{scope}.yml")
+
+
+def _member_config(version, cluster):
+    """``(config, written)``: this member's Patroni config of ``<version>/<cluster>``, else the one pillar declares,
+    rendered without writing anything: a restore into a new scope, or onto members whose config is gone, plans
+    from it (the formula, run first, would bootstrap an empty cluster there)."""
+    scope = ops._scope(version, cluster)
+    if os.path.lexists(f"{render.PATRONI_DIR}/{scope}.yml"):
+        return ops._config(scope), True
+    pillar = globals().get("__pillar__")
+    if not _declares(scope):
+        raise SaltInvocationError(
+            f"{scope} has no Patroni config here and pillar patroni:clusters does not declare it: declare the cluster "
+            "to restore (without running the formula, which would bootstrap it empty) and restore again"
+        )
+    return render._render(version, cluster, {}, pillar)["config"], False
+
+
 def _restore_plan(version, cluster, target, confirm, stanza=None):
     """The plan every restore step checks again before it acts (``restore_plan``'s answer)."""
     scope = ops._scope(version, cluster)
@@ -673,15 +707,15 @@ def _restore_plan(version, cluster, target, confirm, stanza=None):
     backup_pillar, _ = _pillar_backup()
     if not backup_pillar:
         raise SaltInvocationError("pillar patroni:backup declares no repository to restore from")
+    config, written = _member_config(version, cluster)
     stanzas = render._stanzas_of(backup_pillar, scope)
     source = _restore_source(scope, stanzas, stanza)
-    config = ops._config(scope)
     datadir = str(config["postgresql"]["data_dir"])
     listed = _info(source)
     if listed is None or listed["status"] == "missing stanza path":
         raise SaltInvocationError(f"the repository has no stanza {source}")
     chosen = _restore_choice(listed, checked, time.time())
-    view = ops._dcs_view(scope)
+    view = ops._dcs_view(scope, config=None if written else config)
     _check_same_system(source, listed["system_identifier"], scope, view.get("system_identifier"))
     has_data = not debian._is_empty_dir(datadir)
     if has_data and os.path.ismount(datadir):
@@ -696,10 +730,11 @@ def _restore_plan(version, cluster, target, confirm, stanza=None):
         )
     return {
         "scope": scope,
+        "member": True,
         "stanza": source,
         "archives_into": stanzas[0],
         "set": chosen["label"],
-        "recovery": _recovery_conf(source, checked),
+        "recovery": _recovery_conf(source, checked, datadir),
         "restores_here": ops._role_of(globals().get("__pillar__"), globals().get("__grains__")) == "bootstrap",
         "datadir": datadir,
         "has_data": has_data,
@@ -723,12 +758,22 @@ def restore_plan(version, cluster, target="latest", confirm=None, stanza=None):
     the stanza does not have, a stanza of another database system than the cluster's DCS knows, and a cluster
     that exists (DCS keys or data here) without ``confirm=<version>-<cluster>``.
 
+    The cluster may be new here (a restore into a new scope beside another, or onto members whose config is gone):
+    pillar ``patroni:clusters`` declares it, and the plan reads its declared config without writing it. A minion
+    that neither declares the cluster nor has its config answers ``{"member": false}`` and takes no part, unless
+    it has the bootstrap role (the restore happens there: refused).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt pg1 patroni_debian.restore_plan 15 main target='{time: "2026-12-03 17:04:05+00"}'
+        salt pg1 patroni_debian.restore_plan 15 copy target=latest stanza=15-main
     """
+    scope = ops._scope(version, cluster)
+    bootstrap = ops._role_of(globals().get("__pillar__"), globals().get("__grains__")) == "bootstrap"
+    if not bootstrap and not _declares(scope):
+        return {"scope": scope, "member": False}
     return _restore_plan(version, cluster, target, confirm, stanza)
 
 
@@ -748,9 +793,14 @@ def restore_prepare(version, cluster, target="latest", confirm=None, stanza=None
 
         salt pg1 patroni_debian.restore_prepare 15 main confirm=15-main
     """
+    timeout = debian._check_seconds("timeout", timeout)
+    with debian._host_lock(f"restore_prepare {version}/{cluster}", RESTORE_LOCK_FILE):
+        return _restore_prepare(version, cluster, target, confirm, stanza, timeout)
+
+
+def _restore_prepare(version, cluster, target, confirm, stanza, timeout):
     plan = _restore_plan(version, cluster, target, confirm, stanza)
     scope, unit = plan["scope"], f"patroni@{plan['scope']}"
-    timeout = debian._check_seconds("timeout", timeout)
     salt = globals()["__salt__"]
     stopped = bool(salt["service.status"](unit))
     if stopped:
@@ -798,22 +848,28 @@ def restore_start(version, cluster, target="latest", confirm=None, stanza=None, 
 
         salt pg1 patroni_debian.restore_start 15 main target='{time: "2026-12-03 17:04:05+00"}' confirm=15-main
     """
+    timeout = debian._check_seconds("timeout", timeout)
+    # a lock of its own: the program that Patroni runs for the restore takes the host's lock
+    with debian._host_lock(f"restore_start {version}/{cluster}", RESTORE_LOCK_FILE):
+        return _restore_start(version, cluster, target, confirm, stanza, timeout)
+
+
+def _restore_start(version, cluster, target, confirm, stanza, timeout):
     plan = _restore_plan(version, cluster, target, confirm, stanza)
     scope = plan["scope"]
-    timeout = debian._check_seconds("timeout", timeout)
     if not plan["restores_here"]:
         raise CommandExecutionError(f"{scope} is restored on the member with the bootstrap role, not here")
     if plan["has_data"] or globals()["__salt__"]["service.status"](f"patroni@{scope}"):
         raise CommandExecutionError(f"{scope} still runs or has data here: run restore_prepare on every member first")
     started = time.monotonic()
     salt, pillar = globals()["__salt__"], globals().get("__pillar__")
-    forgotten = ops._patroni_dcs(scope, ops.DCS_FORGET)
     program = debian._pillar_get(pillar, f"patroni:clusters:{scope}:program") or debian.PROGRAM
     overrides = debian._pillar_get(pillar, f"patroni:clusters:{scope}:config") or {}
     bootstrap = _restore_bootstrap(program, plan["stanza"], plan["set"], plan["recovery"])
     restoring = render._deep_merge(overrides, {"bootstrap": bootstrap})
     salt["patroni_debian.createconfig"](version, cluster, declared=True, config=restoring)
     try:
+        forgotten = ops._patroni_dcs(scope, ops.DCS_FORGET)  # with the config just written: a new scope had none
         salt["service.start"](f"patroni@{scope}")
         healthy = salt["patroni_debian.wait_healthy"](version, cluster, timeout=timeout)
     finally:

@@ -848,11 +848,19 @@ dcs.delete_cluster()
 """
 
 
-def _patroni_dcs(scope, script, *args):
-    """What ``script`` prints (JSON), run with Patroni's own DCS client on this member's config of ``scope``."""
-    _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
-    argv = [PATRONI_PYTHON, "-c", script, f"{render.PATRONI_DIR}/{scope}.yml", *args]
-    proc = debian._run(argv, check=False)
+def _patroni_dcs(scope, script, *args, config=None):
+    """What ``script`` prints (JSON), run with Patroni's own DCS client on this member's config of ``scope``, or on
+    ``config`` (a config not written yet, e.g. the declared one of a cluster about to be restored here): Patroni
+    reads it from its environment variable when the config file does not exist, so no secret of it is written or
+    shown in the process's arguments."""
+    path, env = f"{render.PATRONI_DIR}/{scope}.yml", None
+    if config is None:
+        _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
+    else:
+        path = f"/dev/null/{scope}.yml"  # a path that cannot exist: Patroni reads the variable only without a file
+        env = {**os.environ, "PATRONI_CONFIGURATION": json.dumps(config)}
+    argv = [PATRONI_PYTHON, "-c", script, path, *args]
+    proc = debian._run(argv, check=False, env=env)
     if proc.returncode:
         lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
         cause = debian._scrub(lines[-1]) if lines else f"exit status {proc.returncode}"
@@ -860,8 +868,8 @@ def _patroni_dcs(scope, script, *args):
     return json.loads(proc.stdout)
 
 
-def _dcs_view(scope, wait=0):
-    view = _patroni_dcs(scope, DCS_VIEW, str(float(wait)))
+def _dcs_view(scope, wait=0, config=None):
+    view = _patroni_dcs(scope, DCS_VIEW, str(float(wait)), config=config)
     if view["role"] in LEADER_ROLES:
         view["role"] = "primary"
     return view

@@ -642,14 +642,16 @@ def _check_replicas_from_repository(value):
 def _check_stanzas(stanzas):
     """``backup:stanzas``: ``{scope: [stanza, earlier stanza, …]}``, the stanza a cluster archives into first, then
     those it may restore from (a restored cluster archives into a fresh stanza, never into the history it came
-    from); a scope not named has its own name as its one stanza. Every name is shaped like a scope, and names one
-    stanza of one scope."""
+    from); a scope not named has its own name as its one stanza. Every name is shaped like a scope. No two scopes
+    archive into one stanza, nor one into the stanza named after another scope (that scope's first history);
+    the stanzas a scope only reads may be another's: a restore into a new scope beside a running cluster reads
+    the stanza that cluster archives into."""
     if not isinstance(stanzas, dict):
         raise SaltInvocationError(
             "backup:stanzas: expected a mapping such as {15-main: [15-main-2, 15-main]}, got "
             f"{type(stanzas).__name__}"
         )
-    checked, seen = {}, {}
+    checked = {}
     for scope, names in stanzas.items():
         where = f"backup:stanzas:{_scrub(str(scope))}"
         if not isinstance(scope, str) or not SCOPE_FILE_RE.fullmatch(f"{scope}.yml"):
@@ -661,10 +663,23 @@ def _check_stanzas(stanzas):
         for name in names:
             if not isinstance(name, str) or not SCOPE_FILE_RE.fullmatch(f"{name}.yml"):
                 raise SaltInvocationError(f"{where}: {_scrub(repr(name))} is not a stanza name shaped like a scope")
-            if seen.setdefault(name, scope) != scope or names.count(name) > 1:
+            if names.count(name) > 1:
                 raise SaltInvocationError(f"{where}: stanza {name} is named twice")
         checked[scope] = list(names)
+    _check_archived_into_once(checked)
     return checked
+
+
+def _check_archived_into_once(stanzas):
+    """Refuse a stanza archived into by two scopes, or by one scope while named after another."""
+    for scope, names in stanzas.items():
+        archived = names[0]
+        for other, its_names in stanzas.items():
+            if other != scope and archived in (other, its_names[0]):
+                raise SaltInvocationError(
+                    f"backup:stanzas:{scope}: {archived}, the stanza {scope} archives into, is named by {other} "
+                    "too; a stanza archived into belongs to its one cluster"
+                )
 
 
 def _stanzas_of(backup, scope):
@@ -677,9 +692,12 @@ def _archive_stanza(backup, scope):
     return _stanzas_of(backup, scope)[0]
 
 
-def _archive_get(stanza):
-    """The ``restore_command`` that reads a WAL file (or history file) from ``stanza``'s archive."""
-    return f'pgbackrest --stanza={stanza} archive-get %f "%p"'
+def _archive_get(stanza, datadir):
+    """The ``restore_command`` that reads a WAL file (or history file) from ``stanza``'s archive into the cluster
+    at ``datadir``. pgBackRest resolves ``%p`` against its ``pg1-path`` and refuses one that is not PostgreSQL's
+    working directory: given here, since the stanza's section may be another cluster's (a restore into a new
+    scope reads the stanza of the cluster beside it)."""
+    return f'pgbackrest --stanza={stanza} --pg1-path={datadir} archive-get %f "%p"'
 
 
 def _check_schedule(schedule):
@@ -703,7 +721,8 @@ def _backup_settings(version, cluster, backup, tls, program):
     """What a declared ``patroni:backup`` asks of every member's config, ``{}`` without one: the archiving, through
     the DCS so that it follows the leader, into the stanza the cluster archives into (``archive``); and, for the
     clusters of ``replicas_from_repository``, replicas made from the repository first (``methods``: the program's
-    restore of the newest backup, then ``clone`` from the leader when it fails) and WAL read from the archive
+    restore of the newest backup, in place with ``--delta`` over a replica's own data at a reinit, then ``clone``
+    from the leader when it fails) and WAL read from the archive
     (``recovery``), which such a replica needs from its backup's start on when the leader no longer keeps it.
 
     The archive's WAL is read within ``ARCHIVE_GET_SECONDS``: a standby asks its ``restore_command`` before it
@@ -721,9 +740,11 @@ def _backup_settings(version, cluster, backup, tls, program):
     if replicas is True or (replicas and scope in replicas):
         settings["methods"] = {
             "create_replica_method": [REPOSITORY_METHOD, "pg_clonecluster"],
-            REPOSITORY_METHOD: {"command": _program_command(program, f"restore --stanza={stanza}")},
+            # keep_data: at a reinit the replica's own data stays for pgBackRest's --delta to bring up to date
+            REPOSITORY_METHOD: {"command": _program_command(program, f"restore --stanza={stanza}"), "keep_data": True},
         }
-        settings["recovery"] = {"restore_command": f"timeout {ARCHIVE_GET_SECONDS} {_archive_get(stanza)}"}
+        datadir = _data_dir(version, cluster)
+        settings["recovery"] = {"restore_command": f"timeout {ARCHIVE_GET_SECONDS} {_archive_get(stanza, datadir)}"}
     return settings
 
 

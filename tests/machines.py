@@ -483,9 +483,11 @@ class Machine:
     def http(self, path, port=8008):
         return self.lab.http(f"{'https' if self.lab.api_ca else 'http'}://{self.address}:{port}{path}")
 
-    def psql(self, statement):
-        """``statement`` run by psql as postgres on the machine's default cluster; its output, unaligned."""
-        argv = ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-q", "-c", statement]
+    def psql(self, statement, cluster=None):
+        """``statement`` run by psql as postgres on the machine's default cluster, or on pg-common's ``cluster``
+        (``15/copy``, through pg_wrapper); its output, unaligned."""
+        where = ["--cluster", cluster] if cluster else []
+        argv = ["runuser", "-u", "postgres", "--", "psql", *where, "-X", "-A", "-t", "-q", "-c", statement]
         return self.run(argv).stdout.strip()
 
 

@@ -1,8 +1,10 @@
-{#- Restore of a Patroni cluster from its pgBackRest backups, into the same scope (docs/backups.md, the runbook).
+{#- Restore of a Patroni cluster from its pgBackRest backups, into the same scope or into a new one beside it
+    (docs/backups.md, the runbook).
 
     salt-run state.orchestrate orch.patroni_restore pillar='{"cluster": "15-main"}'
     salt-run state.orchestrate orch.patroni_restore \
         pillar='{"cluster": "15-main", "target": {"time": "2026-12-03 17:04:05+00"}, "confirm": "15-main"}'
+    salt-run state.orchestrate orch.patroni_restore pillar='{"cluster": "15-copy", "stanza": "15-main"}'
     pillar: "cluster" (the scope), "target" ("latest", the default, or {"time": …}, {"name": …}, {"set": …},
     optionally with "timeline"), "confirm" (the scope again: required when the cluster exists, in its DCS or
     as data on a member), "stanza" (the stanza to read, default the one before the stanza the cluster archives
@@ -23,12 +25,17 @@
          stanza; the repository host creates it (patroni.repository), the gate of orch.patroni, a full backup
          into the fresh stanza, the summary.
     Every step has failhard: the first failure stops the restore, its comment naming the minion and the cause. -#}
-{%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
-                  ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
-{%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
-{%- set repository = "I@patroni:role:backup" %}
-{%- set everyone = members ~ " or " ~ repository %}
 {%- set scope = pillar.get("cluster", "") | string %}
+{%- set roles = "I@patroni:role:bootstrap or I@patroni:role:replica"
+                ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
+{#- after the plan, the members whose pillar declares the cluster: a restore into a new scope beside another may
+    live on some of them (the plan asks every member, and the bootstrap member refuses a scope it does not
+    declare); a scope that is no word (a space would end the expression) is refused by the plan first -#}
+{%- set declares = "I@patroni:clusters:" ~ (scope if scope and " " not in scope else "-") %}
+{%- set members = "( " ~ roles ~ " ) and " ~ declares %}
+{%- set bootstrap = "( I@patroni:role:bootstrap or G@patroni_role:bootstrap ) and " ~ declares %}
+{%- set repository = "I@patroni:role:backup" %}
+{%- set everyone = roles ~ " or " ~ repository %}
 {%- set version, name = (scope.split("-", 1) + [""])[:2] %}
 {%- set timeout = pillar.get("timeout", 600) %}
 {%- set restore = dict(version=version, cluster=name, target=pillar.get("target", "latest"),
@@ -60,7 +67,7 @@ Members and the repository host have this release of the {{ kind }}:
 Every member finds the restore possible and confirmed:
   salt.function:
     - name: patroni_debian.restore_plan
-    - tgt: "{{ members }}"
+    - tgt: "{{ roles }}"
     - tgt_type: compound
     - kwarg: {{ restore | json }}
     - expect_minions: True

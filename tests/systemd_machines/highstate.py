@@ -34,10 +34,15 @@ def backup_pillars(lab, repository):
     return members, own
 
 
-def write_pillars(lab, members, own, repository):
+def write_pillars(lab, members, own, repository, only=None):
+    """The members' pillar, the repository host's, and ``only``'s keys on the one member it names (``{minion:
+    pillar}``, merged over the members' by Salt)."""
     (lab.pillar_root / "lab.sls").write_text(json.dumps(members))
     (lab.pillar_root / "repository.sls").write_text(json.dumps(own))
     top = f"base:\n  'L@pg1,pg2,pg3':\n    - match: compound\n    - lab\n  '{repository.name}':\n    - repository\n"
+    for minion, more in (only or {}).items():
+        (lab.pillar_root / f"only-{minion}.sls").write_text(json.dumps(more))
+        top += f"  '{minion}':\n    - only-{minion}\n"
     (lab.pillar_root / "top.sls").write_text(top)
     assert all(lab.salt("*", "saltutil.refresh_pillar", "wait=True").values())
 

@@ -25,6 +25,7 @@ from highstate import (
     orchestrate,
     outcomes,
     pillar,
+    start_times,
     write_pillars,
 )
 from starting_points import trust_cluster_ca
@@ -89,6 +90,7 @@ def test_backups_turned_on_for_a_running_cluster_follow_the_leader_into_the_repo
         assert (failed, changed) == ([], []), (failed, changed)
         restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
         replica_from_the_repository_while_the_leader_writes(lab, timings)
+        restored_into_a_new_scope_beside_the_running_cluster(lab, repository, members, own, timings)
 
 
 ROWS = "SELECT count(*) || ':' || md5(coalesce(string_agg(id::text, ',' ORDER BY id), '')) FROM rows"
@@ -112,6 +114,14 @@ def restore(lab, **request):
     return orchestrate(
         lab, "orch.patroni_restore", f"pillar={json.dumps(dict(request, cluster=f'{lab.version}-main'))}"
     )
+
+
+def pg_cluster(node, version, name):
+    """pg-common's line for ``<version>/<name>`` in ``pg_lsclusters``: ``[version, name, port, status, …]``."""
+    for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines():
+        if line.split()[:2] == [version, name]:
+            return line.split()
+    return None
 
 
 def rows_everywhere(lab):
@@ -171,6 +181,8 @@ def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
     (restored,) = steps["The bootstrap member has restored the cluster and leads it"]["changes"]["ret"].values()
     assert restored["timeline"] > timeline and restored["stanza"] == scope, (restored, timeline)
     assert rows_everywhere(lab) == [batch_a] * 3
+    # pg-common lists every member online, run by Patroni (its status flags: online[,recovery],patroni)
+    assert all({"online", "patroni"} <= set(pg_cluster(one, lab.version, "main")[3].split(",")) for one in lab.nodes)
     listed = lab.salt(repository.name, "patroni_debian.backups", lab.version, "main")[repository.name]
     assert (listed["stanza"], [one["type"] for one in listed["backups"]]) == (f"{scope}-2", ["full"]), listed
     assert archive_end(lab, repository, scope) == old_end  # the old stanza received no WAL from the restored one
@@ -196,8 +208,8 @@ def restored_to_a_time_before_a_disaster(lab, repository, members, own, timings)
 
 def replica_from_the_repository_while_the_leader_writes(lab, timings):
     """Pillar ``replicas_from_repository`` (set before the last restore): a replica re-initialised while the
-    leader takes writes is made from the repository's newest backup (Patroni's log names the method), streams,
-    and has the leader's rows."""
+    leader takes writes is made from the repository's newest backup (Patroni's log names the method) over its own
+    data, in place (pgBackRest's ``--delta``), streams, and has the leader's rows."""
     leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
     replica = next(node for node in lab.nodes if node.name != leader)
     stop, written = threading.Event(), []
@@ -221,6 +233,47 @@ def replica_from_the_repository_while_the_leader_writes(lab, timings):
     assert isinstance(reinit, dict), reinit
     journal = replica.run(["journalctl", "-o", "cat", "-u", f"patroni@{lab.version}-main"]).stdout
     assert "replica has been created using pgbackrest" in journal, journal[-3000:]
+    # Patroni kept the replica's data (keep_data): pgBackRest fetched only what differs (--delta)
+    assert "Leaving data directory uncleaned" in journal and "'delta': True" in journal, journal[-3000:]
     assert len(written) > 10, written
     counts = netlab.wait_until("the same rows everywhere", lambda: len(set(rows_everywhere(lab))) == 1, 30)
     assert counts and rows_everywhere(lab)[0].startswith(f"{1500 + len(written)}:"), rows_everywhere(lab)
+
+
+def restored_into_a_new_scope_beside_the_running_cluster(lab, repository, members, own, timings):
+    """Pillar declares ``<version>-copy`` on pg1 alone, reading the running cluster's stanza and archiving into its
+    own; the formula never ran for it. Restored to the end of the archive beside the running cluster, on the same
+    machines: its one member leads with the cluster's rows, pg-common lists it online on its own port, it archives
+    into its own stanza (a full backup there), and the running cluster kept its members, timeline and rows,
+    nothing in it restarted."""
+    scope, copy = f"{lab.version}-main", f"{lab.version}-copy"
+    leader, _ = netlab.wait_until("every member streaming", lambda: netlab.health(lab.nodes, API_PORT), 60)
+    rows = machine(lab, leader).psql(ROWS)
+    checked = pgbackrest(machine(lab, leader), f"--stanza={scope}-3", "check")  # every row's WAL in the archive
+    assert checked.returncode == 0, checked.stderr
+    before, timeline = start_times(lab), json.loads(machine(lab, leader).http("/patroni", port=API_PORT))["timeline"]
+    stanzas = {scope: [f"{scope}-3", f"{scope}-2", scope], copy: [copy, f"{scope}-3"]}
+    for one in (members, own):
+        one["patroni"]["backup"]["stanzas"] = stanzas
+    declared = {"patroni": {"clusters": {copy: members["patroni"]["clusters"][scope]}}}
+    write_pillars(lab, members, own, repository, only={"pg1": declared})
+    started = time.monotonic()
+    code, steps, _ = orchestrate(lab, "orch.patroni_restore", f"pillar={json.dumps({'cluster': copy})}")
+    assert code == 0, failures(steps)
+    timings[f"backup: restored into a new scope beside the running cluster ({lab.release})"] = (
+        time.monotonic() - started
+    )
+    planned = steps["Every member finds the restore possible and confirmed"]["changes"]["ret"]
+    assert {name: plan["member"] for name, plan in planned.items()} == {"pg1": True, "pg2": False, "pg3": False}
+    (restored,) = steps["The bootstrap member has restored the cluster and leads it"]["changes"]["ret"].values()
+    assert (restored["leader"], restored["stanza"], restored["archives_into"]) == ("pg1", f"{scope}-3", copy)
+    pg1 = machine(lab, "pg1")
+    assert pg1.psql(ROWS, cluster=f"{lab.version}/copy") == rows
+    listed = pg_cluster(pg1, lab.version, "copy")
+    assert listed[3] == "online,patroni" and listed[2] != pg_cluster(pg1, lab.version, "main")[2], listed
+    assert f"--stanza={copy} " in pg1.psql("SHOW archive_command", cluster=f"{lab.version}/copy")
+    backups = lab.salt(repository.name, "patroni_debian.backups", lab.version, "copy")[repository.name]
+    assert (backups["stanza"], [one["type"] for one in backups["backups"]]) == (copy, ["full"]), backups
+    assert rows_everywhere(lab) == [rows] * 3
+    assert start_times(lab) == before  # the running cluster: not one member restarted
+    assert json.loads(machine(lab, leader).http("/patroni", port=API_PORT))["timeline"] == timeline

@@ -51,7 +51,8 @@ REPOSITORY = {"pgbr": "10.0.0.20"}
         ({"repository": REPOSITORY, "stanzas": {"15-main": []}}, TLS, "expected a list of stanzas"),
         ({"repository": REPOSITORY, "stanzas": {"15-main": ["main 2"]}}, TLS, "'main 2' is not a stanza name"),
         ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-a-2", "15-a-2"]}}, TLS, "stanza 15-a-2 is named twice"),
-        ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-x"], "15-b": ["15-x"]}}, TLS, "15-x is named twice"),
+        ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-x"], "15-b": ["15-x"]}}, TLS, "15-x, the stanza 15-a"),
+        ({"repository": REPOSITORY, "stanzas": {"15-a": ["15-b"], "15-b": ["15-b-2"]}}, TLS, "named by 15-b too"),
         ({"repository": REPOSITORY}, {"ca_file": "/a", "cert_file": "/b", "key_file": "/c"}, "needs pillar"),
     ],
 )
@@ -273,6 +274,28 @@ def test_after_a_restore_a_cluster_archives_into_its_fresh_stanza_and_reads_the_
     assert parameters["archive_command"] == "pgbackrest --stanza=15-main-2 archive-push %p"
 
 
+def test_a_new_scope_restored_beside_a_running_cluster_reads_that_cluster_s_stanza_and_archives_into_its_own():
+    stanzas = {"15-main": ["15-main-2", "15-main"], "15-copy": ["15-copy", "15-main-2"]}
+    both = render._check_backup({"repository": REPOSITORY, "stanzas": stanzas}, TLS)
+    member = sections(backup_module._member_conf(both, FILES, "pgbr.example", {"15-main": 5432, "15-copy": 5433}))
+    # one section per stanza, the one archiving into it describing it: reads name their own pg1-path
+    assert list(member) == ["global", "15-copy", "15-main-2", "15-main"]
+    assert ("pg1-path", "/var/lib/postgresql/15/main") in member["15-main-2"]
+    assert ("pg1-path", "/var/lib/postgresql/15/copy") in member["15-copy"]
+    assert [value for key, value in member["global"] if key == "tls-server-auth"] == ["pgbr.example=15-copy,15-main-2"]
+    alone = sections(backup_module._member_conf(both, FILES, "pgbr.example", {"15-copy": 5433}))
+    assert list(alone) == ["global", "15-copy", "15-main-2"]  # a member of the new scope alone reads it too
+    members = {
+        "15-main": {"pg1": {"address": "10.0.0.11", "port": 5432, "cn": "pg1.example"}},
+        "15-copy": {"pg1": {"address": "10.0.0.11", "port": 5433, "cn": "pg1.example"}},
+    }
+    repository = sections(backup_module._repository_conf(both, FILES, members))
+    assert list(repository) == ["global", "15-copy", "15-main-2"]
+    assert [value for key, value in repository["global"] if key == "tls-server-auth"] == [
+        "pg1.example=15-copy,15-main,15-main-2"
+    ]
+
+
 def test_this_host_s_stanzas_are_its_declared_scopes_with_a_config_and_only_those(monkeypatch):
     configs = {
         "/etc/patroni/15-main.yml": {"postgresql": {"connect_address": "10.0.0.11:5432", "listen": "0.0.0.0:5432"}},
@@ -297,10 +320,11 @@ def test_replicas_from_the_repository_restore_the_newest_backup_first_and_clone_
     postgresql = composed(pillar)["postgresql"]
     assert postgresql["create_replica_method"] == ["pgbackrest", "pg_clonecluster"]
     assert postgresql["pgbackrest"] == {
-        "command": "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py restore --stanza=15-main-2"
+        "command": "/usr/bin/python3 /usr/share/patroni-debian/patroni_debian.py restore --stanza=15-main-2",
+        "keep_data": True,  # a reinit's --delta restore over the replica's own data
     }
     # such a replica needs the WAL from its backup's start on: from the archive, never waiting on it for long
-    get = 'timeout 10 pgbackrest --stanza=15-main-2 archive-get %f "%p"'
+    get = 'timeout 10 pgbackrest --stanza=15-main-2 --pg1-path=/var/lib/postgresql/15/main archive-get %f "%p"'
     assert postgresql["recovery_conf"] == {"restore_command": get}
     pillar["patroni"]["backup"]["replicas_from_repository"] = ["16-other"]  # another cluster's only
     assert composed(pillar)["postgresql"]["create_replica_method"] == ["pg_clonecluster"]

@@ -13,14 +13,12 @@ import salt.loader
 ORCH = pathlib.Path(__file__).resolve().parent.parent.parent / "salt" / "orch" / "patroni.sls"
 
 
-def target(name, orch=ORCH):
-    """The orchestration's ``name`` target, rendered from its own ``set`` lines."""
+def target(name, orch=ORCH, pillar=None):
+    """The orchestration's ``name`` target, rendered from its own ``set`` lines with the orchestration's ``pillar``."""
     text = orch.read_text()
-    sets = "".join(
-        match.group(0)
-        for match in re.finditer(r"\{%-\s*set (?:members|bootstrap|etcd_hosts|repository|everyone)\b.*?%\}", text, re.S)
-    )
-    return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render()
+    names = "members|bootstrap|etcd_hosts|repository|everyone|roles|declares|scope"
+    sets = "".join(match.group(0) for match in re.finditer(r"\{%-\s*set (?:" + names + r")\b.*?%\}", text, re.S))
+    return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render(pillar=pillar or {})
 
 
 def matches(tgt, grains, pillar):
@@ -59,10 +57,19 @@ def test_the_repository_host_is_everyone_s_and_the_repository_steps_but_no_membe
 
 
 def test_the_restore_stops_members_restores_on_the_bootstrap_member_and_creates_the_stanza_on_the_repository_host():
-    restore = ORCH.with_name("patroni_restore.sls")
-    backup, replica = {"patroni": {"role": "backup"}}, {"patroni": {"role": "replica"}}
-    assert matches(target("members", restore), {}, replica) and not matches(target("members", restore), {}, backup)
-    assert matches(target("bootstrap", restore), {"patroni_role": "bootstrap"}, {})
-    assert not matches(target("bootstrap", restore), {}, replica)
-    assert matches(target("repository", restore), {}, backup) and matches(target("everyone", restore), {}, backup)
-    assert matches(target("everyone", restore), {}, replica) and not matches(target("everyone", restore), {}, {})
+    restore, request = ORCH.with_name("patroni_restore.sls"), {"cluster": "15-copy"}
+    backup = {"patroni": {"role": "backup"}}
+    replica = {"patroni": {"role": "replica", "clusters": {"15-main": {}, "15-copy": {}}}}
+    beside = {"patroni": {"role": "replica", "clusters": {"15-main": {}}}}  # a member of another cluster only
+
+    def restoring(name, grains, pillar):
+        return matches(target(name, restore, request), grains, pillar)
+
+    assert restoring("members", {}, replica) and not restoring("members", {}, backup)
+    assert not restoring("members", {}, beside) and restoring("roles", {}, beside)  # asked by the plan, then not
+    assert restoring("bootstrap", {"patroni_role": "bootstrap"}, {"patroni": {"clusters": {"15-copy": {}}}})
+    assert not restoring("bootstrap", {"patroni_role": "bootstrap"}, {"patroni": {"clusters": {"15-main": {}}}})
+    assert not restoring("bootstrap", {}, replica)
+    assert restoring("repository", {}, backup) and restoring("everyone", {}, backup)
+    assert restoring("everyone", {}, beside) and not restoring("everyone", {}, {})
+    assert not matches(target("members", restore, {"cluster": "15 main"}), {}, replica)  # no word: no member

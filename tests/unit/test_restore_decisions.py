@@ -19,6 +19,7 @@ import patroni_debian_backup as backup_module  # noqa: E402  pylint: disable=wro
 CAPTURE = pathlib.Path(__file__).parent / "captures" / "pgbackrest" / "bookworm-info-one-full.json"
 INFO = json.loads(CAPTURE.read_text())  # one full backup of stanza 15-bk, ended at 1796307970 (UNIX seconds)
 UTC = datetime.timezone.utc
+DATADIR = "/var/lib/postgresql/15/main"
 
 
 def listed(*more):
@@ -58,8 +59,8 @@ def test_a_bad_target_is_refused_with_the_reason(target, says):
 def test_a_time_is_taken_in_its_own_zone_and_written_in_utc():
     checked = backup_module._check_restore_target({"time": "2026-12-03 18:30:00.25+01:00", "timeline": "current"})
     assert checked["time"] == datetime.datetime(2026, 12, 3, 17, 30, 0, 250000, tzinfo=UTC)
-    assert backup_module._recovery_conf("15-main", checked) == {
-        "restore_command": 'pgbackrest --stanza=15-main archive-get %f "%p"',
+    assert backup_module._recovery_conf("15-main", checked, DATADIR) == {
+        "restore_command": 'pgbackrest --stanza=15-main --pg1-path=/var/lib/postgresql/15/main archive-get %f "%p"',
         "recovery_target_time": "2026-12-03 17:30:00.250000+00",
         "recovery_target_action": "promote",
         "recovery_target_timeline": "current",
@@ -68,13 +69,13 @@ def test_a_time_is_taken_in_its_own_zone_and_written_in_utc():
 
 def test_latest_recovers_to_the_end_of_the_archive_and_a_set_to_its_consistent_end():
     assert backup_module._check_restore_target("latest") == {}
-    assert backup_module._recovery_conf("15-main", {}) == {
-        "restore_command": 'pgbackrest --stanza=15-main archive-get %f "%p"'
+    assert backup_module._recovery_conf("15-main", {}, DATADIR) == {
+        "restore_command": 'pgbackrest --stanza=15-main --pg1-path=/var/lib/postgresql/15/main archive-get %f "%p"'
     }
     by_set = backup_module._check_restore_target({"set": "20261203-142604F"})
-    assert backup_module._recovery_conf("15-main", by_set)["recovery_target"] == "immediate"
+    assert backup_module._recovery_conf("15-main", by_set, DATADIR)["recovery_target"] == "immediate"
     by_name = backup_module._check_restore_target({"name": "before-migration"})
-    assert backup_module._recovery_conf("15-main", by_name)["recovery_target_name"] == "before-migration"
+    assert backup_module._recovery_conf("15-main", by_name, DATADIR)["recovery_target_name"] == "before-migration"
 
 
 def test_a_time_starts_from_the_newest_backup_that_ended_before_it():
@@ -166,3 +167,28 @@ def test_a_stanza_of_another_database_system_is_refused_and_an_unknown_one_is_no
     )
     backup_module._check_same_system("15-main", listed()["system_identifier"], "15-main", "7715083836920374966")
     backup_module._check_same_system("15-main", "7715083836920374966", "15-main", None)  # the DCS lost its keys
+
+
+@pytest.mark.parametrize(
+    "role, clusters, answer",
+    [
+        ("replica", {"15-main": {}}, {"scope": "15-nowhere", "member": False}),  # a member of another cluster only
+        ("replica", None, {"scope": "15-nowhere", "member": False}),
+        ("bootstrap", {"15-main": {}}, "pillar patroni:clusters does not declare it"),  # the restore would be here
+    ],
+)
+def test_a_member_that_does_not_declare_the_cluster_takes_no_part_unless_the_restore_is_there(
+    monkeypatch, role, clusters, answer
+):
+    backup = {"repository": {"pgbr": "10.0.0.9"}}
+    pillar = {"patroni": {"role": role, "tls": {"ca_server": "pg1"}, "backup": backup}}
+    pillar["patroni"].update({"clusters": clusters} if clusters else {})
+    monkeypatch.setattr(backup_module, "__pillar__", pillar, raising=False)
+    monkeypatch.setattr(backup_module, "__grains__", {}, raising=False)
+    assert not os.path.lexists("/etc/patroni/15-nowhere.yml")
+    if isinstance(answer, dict):
+        assert backup_module.restore_plan("15", "nowhere") == answer
+    else:
+        with pytest.raises(SaltInvocationError) as refused:
+            backup_module.restore_plan("15", "nowhere", stanza="15-main")
+        assert answer in str(refused.value)
