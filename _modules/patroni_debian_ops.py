@@ -850,15 +850,16 @@ dcs.delete_cluster()
 
 def _patroni_dcs(scope, script, *args, config=None):
     """What ``script`` prints (JSON), run with Patroni's own DCS client on this member's config of ``scope``, or on
-    ``config`` (a config not written yet, e.g. the declared one of a cluster about to be restored here): Patroni
-    reads it from its environment variable when the config file does not exist, so no secret of it is written or
-    shown in the process's arguments."""
+    ``config`` (a config not written yet, e.g. the declared one of a cluster about to be restored here): its DCS
+    part alone, which Patroni reads from its environment variable when the config file does not exist, so nothing
+    of it is written or shown in the process's arguments."""
     path, env = f"{render.PATRONI_DIR}/{scope}.yml", None
     if config is None:
         _config(scope)  # the config must be there: a clear error rather than Patroni's traceback
     else:
         path = f"/dev/null/{scope}.yml"  # a path that cannot exist: Patroni reads the variable only without a file
-        env = {**os.environ, "PATRONI_CONFIGURATION": json.dumps(config)}
+        dcs = {key: config[key] for key in ("scope", "namespace", "name", *render.DCS_TYPES) if key in config}
+        env = {**os.environ, "PATRONI_CONFIGURATION": json.dumps(dcs)}
     argv = [PATRONI_PYTHON, "-c", script, path, *args]
     proc = debian._run(argv, check=False, env=env)
     if proc.returncode:
