@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """No-op: a converged highstate re-run on each of 3 members, one member at a time: seconds per member and the
-number of changes (which must be 0), beside a bare Salt job, Salt's module sync and the formula alone.
+number of changes (which must be 0), beside a bare Salt job, Salt's module sync and the formula alone; then the
+same highstates with the minions' ``autoload_dynamic_modules: False`` (the minion setting that removes Salt's
+own module sync from every highstate: the modules are synced by orch.patroni, or by ``saltutil.sync_all``).
 
 Brings up lab C, gives the members a pillar for 15-main, converges them with one highstate, then re-runs
-highstate RUNS times on every member. Prints one JSON line last.
+highstate RUNS times on every member, with Salt's default and then without the sync. Prints one JSON line last.
 
 Usage (root, after `make test` has built .venv and the image): .venv/bin/python bench/noop.py [RUNS]
 """
@@ -30,6 +32,21 @@ def changes(returns):
 
 def failures(returns):
     return [state["comment"] for states in returns.values() for state in states.values() if state["result"] is False]
+
+
+def converged_highstates(lab, runs, label):
+    """``runs`` highstates on each member, one member at a time: their seconds and changes."""
+    seconds, changed = [], 0
+    for run in range(runs):
+        for machine in lab.nodes:
+            started = time.monotonic()
+            returns = lab.salt(machine.name, "state.highstate", timeout=400)
+            seconds.append(time.monotonic() - started)
+            changed += changes(returns)
+            if failures(returns):
+                raise SystemExit(f"a converged highstate failed ({label}): {failures(returns)}")
+        print(f"{label} run {run + 1}: {', '.join(f'{s:.2f} s' for s in seconds[-3:])}", file=sys.stderr)
+    return seconds, changed
 
 
 def main(runs):
@@ -59,6 +76,9 @@ def main(runs):
                     if call == "state.apply patroni":
                         changed += changes(returns)
             print(f"run {run + 1}: {', '.join(f'{s:.2f} s' for s in seconds[-3:])}", file=sys.stderr)
+        lab.without_highstate_sync()
+        unsynced, more = converged_highstates(lab, runs, "autoload_dynamic_modules: False")
+        changed += more
     median = statistics.median(seconds)
     print(
         json.dumps(
@@ -71,6 +91,10 @@ def main(runs):
                 "changes": changed,
                 "median_seconds": {call: round(statistics.median(spent), 2) for call, spent in parts.items()},
                 "ratio_to_bare_salt_job": round(median / statistics.median(parts["test.ping"]), 2),
+                "without_highstate_sync": {
+                    "seconds_per_member": [round(s, 2) for s in unsynced],
+                    "median_seconds_per_member": round(statistics.median(unsynced), 2),
+                },
             }
         )
     )

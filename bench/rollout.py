@@ -13,8 +13,12 @@ With --etcd, the DCS too (issue 22): pillar etcd on the three machines instead o
 /etc/default/etcd files written through Salt, every member started at once (systemctl restart --no-block), etcd
 healthy on all three, then the Debian way as above on it. Rollout: orch.patroni, whose first phase deploys etcd.
 
-Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio,
-where the rollout's seconds go (median per step), and the growth figures.
+After each rollout, the same orchestration again on the converged cluster (issue 24: what a re-run that changes
+nothing costs), with its steps.
+
+Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio (against
+the floor's median) and ratio_to_fastest_floor, where the rollout's seconds go (median per step), the converged
+re-run's seconds and steps, and the growth figures.
 
 Usage (root, after `make test` has built .venv and the images):
     .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie] [--no-growth] [--etcd]
@@ -106,6 +110,11 @@ def floor_once(lab, etcd=False):
 def rollout_once(lab, clusters=1, etcd=False):
     """Seconds from ``salt-run`` to healthy clusters, and the seconds of each orchestration step."""
     fresh(lab, clusters, etcd)
+    return orchestrated(lab, clusters)
+
+
+def orchestrated(lab, clusters=1):
+    """``orch.patroni`` on the lab as it is: seconds from ``salt-run`` to healthy clusters, and each step's."""
     started = time.monotonic()
     code, output = lab.salt_run(*ORCHESTRATE)
     data = json.JSONDecoder().raw_decode(output[output.index("{") :])[0]
@@ -123,6 +132,11 @@ def rollout_once(lab, clusters=1, etcd=False):
     return seconds, steps
 
 
+def medians(steps):
+    """Each step's median seconds over runs (``steps``: one ``{step: seconds}`` per run)."""
+    return {step: round(statistics.median(spent[step] for spent in steps), 2) for step in steps[0]}
+
+
 def _clock(text):
     """Seconds since midnight of a state's ``start_time`` (``HH:MM:SS.ffffff``)."""
     hours, minutes, seconds = text.split(":")
@@ -130,7 +144,7 @@ def _clock(text):
 
 
 def main(runs, release, growing=True, etcd=False):
-    floors, rollouts, steps = [], [], []
+    floors, rollouts, steps, reruns, rerun_steps = [], [], [], [], []
     growth = {"replicas": {}, "clusters": {}}
     with machines.MachineLab(machines=3, release=release) as lab:
         for run in range(runs):
@@ -138,7 +152,13 @@ def main(runs, release, growing=True, etcd=False):
             seconds, spent = rollout_once(lab, etcd=etcd)
             rollouts.append(seconds)
             steps.append(spent)
-            print(f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s", file=sys.stderr)
+            again, spent_again = orchestrated(lab)
+            reruns.append(again)
+            rerun_steps.append(spent_again)
+            print(
+                f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s, converged re-run {again:.1f} s",
+                file=sys.stderr,
+            )
         growth["replicas"][2] = statistics.median(rollouts)
         for clusters in (1, 3, 6) if growing else ():
             growth["clusters"][clusters] = rollout_once(lab, clusters)[0]
@@ -157,11 +177,13 @@ def main(runs, release, growing=True, etcd=False):
                 "floor_seconds": round(floor, 2),
                 "rollout_seconds": round(rollout, 2),
                 "ratio": round(rollout / floor, 3),
+                "ratio_to_fastest_floor": round(rollout / min(floors), 3),
                 "floor_runs": [round(s, 2) for s in floors],
                 "rollout_runs": [round(s, 2) for s in rollouts],
-                "rollout_steps_median_seconds": {
-                    step: round(statistics.median(spent[step] for spent in steps), 2) for step in steps[0]
-                },
+                "rollout_steps_median_seconds": medians(steps),
+                "converged_rerun_seconds": round(statistics.median(reruns), 2),
+                "converged_rerun_runs": [round(s, 2) for s in reruns],
+                "converged_rerun_steps_median_seconds": medians(rerun_steps),
                 "rollout_seconds_by_replicas": {n: round(s, 2) for n, s in sorted(growth["replicas"].items())},
                 "rollout_seconds_by_clusters_on_3_machines": {
                     n: round(s, 2) for n, s in sorted(growth["clusters"].items())
