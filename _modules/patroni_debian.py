@@ -632,18 +632,27 @@ def _refuse_data_dir_of_another_cluster(version, cluster, datadir, table):
                 raise DataSafetyError(f"data directory {datadir} belongs to cluster {row['version']}/{row['cluster']}")
 
 
+def _refuse_running_server(datadir):
+    pid = _running_postmaster(datadir)
+    if pid:
+        raise DataSafetyError(f"data directory {datadir} is in use by a running server (pid {pid})")
+
+
+def _own_row(table, version, cluster):
+    """pg-common's row of ``<version>/<cluster>`` in ``table`` (``_pg_cluster_table``), or None."""
+    return next((row for row in table if (row["version"], row["cluster"]) == (version, cluster)), None)
+
+
 def _make_room_for_clone(version, cluster, datadir):
     """Check that cloning into ``datadir`` loses nothing, and drop a stale pg-common cluster of this name."""
     if not _is_empty_dir(datadir):
-        pid = _running_postmaster(datadir)
-        if pid:
-            raise DataSafetyError(f"data directory {datadir} is in use by a running server (pid {pid})")
+        _refuse_running_server(datadir)
         raise DataSafetyError(
             f"data directory {datadir} is not empty; refusing to overwrite it (Patroni empties it before cloning)"
         )
     table = _pg_cluster_table()
     _refuse_data_dir_of_another_cluster(version, cluster, datadir, table)
-    own = next((row for row in table if (row["version"], row["cluster"]) == (version, cluster)), None)
+    own = _own_row(table, version, cluster)
     config_dir = f"{PG_CONF_DIR}/{version}/{cluster}"
     if own is None and not os.path.exists(config_dir):
         return
@@ -1064,10 +1073,8 @@ def _delta_restored(version, cluster, datadir, restore):
     ``<version>/<cluster>`` at this data directory, of that version, PostgreSQL stopped. Patroni then empties it
     and clones (the next method keeps no data)."""
     with _host_lock(f"restore {version}/{cluster}"):
-        pid = _running_postmaster(datadir)
-        if pid:
-            raise DataSafetyError(f"data directory {datadir} is in use by a running server (pid {pid})")
-        own = next((row for row in _pg_cluster_table() if (row["version"], row["cluster"]) == (version, cluster)), None)
+        _refuse_running_server(datadir)
+        own = _own_row(_pg_cluster_table(), version, cluster)
         if own is None or not own["datadir"] or not _same_path(own["datadir"], datadir):
             raise DataSafetyError(
                 f"data directory {datadir} is not empty and is not cluster {version}/{cluster}'s in pg-common: "
