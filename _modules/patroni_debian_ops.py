@@ -610,20 +610,7 @@ def leave_undeclared(clusters=None, timeout=120):
         salt pg3 patroni_debian.leave_undeclared
     """
     timeout = debian._check_seconds("timeout", timeout)
-    named = pillar_rules._rollout_scopes(clusters)
-    listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
-    named_in_pillar = debian._pillar_get(_minion_pillar(), "patroni:clusters")
-    if not listed or (isinstance(named_in_pillar, dict) and set(listed) <= set(named_in_pillar)):
-        return {}  # pillar still names every cluster here: nothing leaves, whatever else it may get wrong
-    try:
-        declared = set(__salt__["patroni_debian.declared_clusters"]())
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        raise CommandExecutionError(
-            f"{_minion()}: leaving {', '.join(sorted(listed))} refused, nothing was changed: only a pillar that "
-            f"validates and no longer names a cluster takes a member out. {exc}"
-        ) from None
-    leaving = sorted(scope for scope in listed if scope not in declared and (named is None or scope in named))
-    plans = {scope: _leaving_member(scope) for scope in leaving}  # every refusal before any change
+    plans = {scope: _leaving_member(scope) for scope in undeclared_here(clusters)}  # every refusal before any change
     result = {}
     for scope, watch in plans.items():
         started = time.monotonic()
@@ -633,6 +620,36 @@ def leave_undeclared(clusters=None, timeout=120):
         __salt__["grains.remove"](MEMBER_GRAIN, scope)
         result[scope] = {"removed": removed, "members": members, "seconds": round(time.monotonic() - started, 1)}
     return result
+
+
+@debian._host_errors
+def undeclared_here(clusters=None):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    The clusters :py:func:`leave_undeclared` would take this member out of, changing nothing: those the formula
+    runs here (grain ``patroni_debian_clusters``) that this minion's pillar no longer declares, only those named
+    in ``clusters`` if given. Refused when the pillar cannot be trusted to say what it declares, as there.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt pg3 patroni_debian.undeclared_here
+    """
+    named = pillar_rules._rollout_scopes(clusters)
+    listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
+    named_in_pillar = debian._pillar_get(_minion_pillar(), "patroni:clusters")
+    if not listed or (isinstance(named_in_pillar, dict) and set(listed) <= set(named_in_pillar)):
+        return []  # pillar still names every cluster here: nothing leaves, whatever else it may get wrong
+    try:
+        declared = set(__salt__["patroni_debian.declared_clusters"]())
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        raise CommandExecutionError(
+            f"{_minion()}: leaving {', '.join(sorted(listed))} refused, nothing was changed: only a pillar that "
+            f"validates and no longer names a cluster takes a member out. {exc}"
+        ) from None
+    return sorted(scope for scope in listed if scope not in declared and (named is None or scope in named))
 
 
 def _leaving_member(scope):
@@ -770,6 +787,75 @@ def rollout_arguments(clusters=None, timeout=120):
         "clusters": sorted(named) if named is not None else None,
         "timeout": debian._check_seconds("timeout", timeout),
     }
+
+
+ROLLOUT_GRAIN = "patroni_debian_rollout"  # "pending" or "converged": what orch.patroni's phases target
+
+
+@debian._host_errors
+def rollout_converged(clusters=None):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    Whether the rollout (``orch.patroni``) would change nothing on this member: the formula, in test mode, with
+    this minion's pillar, predicts no change and no failure for the clusters named (all by default). A member
+    that has not run a declared cluster yet (no config, or the formula's grain does not list it) is not
+    converged, without asking the formula. Returns ``{member, converged, reason}``; ``member`` is false, and
+    nothing is asked, on a minion without a Patroni role.
+
+    The rollout's first step asks it of every member and its phases run only on those that are not converged;
+    its gate still checks every member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.rollout_converged
+    """
+    if _role() not in ("bootstrap", "replica"):
+        return {"member": False, "converged": True, "reason": "no Patroni role here"}
+    listed = (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []
+    scopes = [scope for scope, _, _ in _pillar_scopes(clusters, _minion_pillar())]
+    new = [scope for scope in scopes if scope not in listed or not os.path.exists(f"{render.PATRONI_DIR}/{scope}.yml")]
+    if new:
+        return {"member": True, "converged": False, "reason": f"{', '.join(new)}: not set up here yet"}
+    predicted = _formula_predicted(clusters)
+    unsettled = _unsettled(predicted)
+    if unsettled:
+        return {"member": True, "converged": False, "reason": f"the formula would change: {', '.join(unsettled)}"}
+    return {"member": True, "converged": True, "reason": "the formula would change nothing"}
+
+
+def _formula_predicted(clusters):
+    """The formula's states in test mode, as the rollout's second phase would apply them here."""
+    context = globals().get("__context__")
+    retcode = context.get("retcode") if context is not None else None
+    try:
+        # concurrent: this is asked from within a state run (the rollout's first step), and a dry run changes
+        # nothing that another run could race
+        return __salt__["state.sls"](
+            "patroni",
+            test=True,
+            concurrent=True,
+            pillar={"patroni_rollout": {"clusters": clusters, "phase": "all"}},
+        )
+    finally:
+        if context is not None:  # a failure it predicts is no failure of the job that asked
+            context.pop("retcode", None)
+            if retcode is not None:
+                context["retcode"] = retcode
+
+
+def _unsettled(predicted):
+    """The IDs of the states a dry run of the formula says would change or fail; a formula that did not render
+    (Salt returns its errors as a list) is unsettled as a whole."""
+    if not isinstance(predicted, dict):
+        return [f"it did not render ({'; '.join(map(str, predicted or ['no answer']))[:300]})"]
+    chosen = sorted(
+        (state for state in predicted.values() if isinstance(state, dict)),
+        key=lambda state: state.get("__run_num__", 0),
+    )
+    return [str(state.get("__id__")) for state in chosen if state.get("result") is not True or state.get("changes")]
 
 
 def _minion_pillar():

@@ -629,6 +629,56 @@ def absent(name, version, cluster, purge=False):
     return ret
 
 
+ROLLOUT_GRAIN = "patroni_debian_rollout"  # the execution module's ROLLOUT_GRAIN
+
+
+def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
+    """
+    The first step of the rollout (``orch.patroni``) on every minion it concerns, in one Salt job run with this
+    release of the modules and a fresh pillar: its arguments checked (``patroni_debian.rollout_arguments``), the
+    clusters pillar no longer declares here left (``patroni_debian.leave_undeclared``), and on a member the
+    answer to whether the formula would change anything (``patroni_debian.rollout_converged``) kept in grain
+    ``patroni_debian_rollout`` (``pending`` or ``converged``), which the rollout's phases target. Pillar is then
+    refreshed in the minion itself, which also hands the grain to the master's targeting.
+
+    Changes: the clusters left. In test mode nothing is left and no grain is set.
+
+    .. code-block:: yaml
+
+        This minion is ready for the rollout:
+          patroni_debian.rollout_prepared:
+            - clusters: ["15-main"]
+            - timeout: 120
+    """
+    ret = _ret(name)
+    try:
+        arguments = __salt__["patroni_debian.rollout_arguments"](clusters, timeout)
+        if __opts__["test"]:
+            leaving = __salt__["patroni_debian.undeclared_here"](arguments["clusters"])
+            if leaving:
+                ret.update(result=None, changes={"left": leaving}, comment=f"{name}: would leave {', '.join(leaving)}")
+            else:
+                ret["comment"] = f"{name}: the arguments are valid and pillar declares every cluster run here"
+            return ret
+        left = __salt__["patroni_debian.leave_undeclared"](arguments["clusters"], arguments["timeout"])
+        if left:
+            ret["changes"] = {"left": left}
+        answer = __salt__["patroni_debian.rollout_converged"](arguments["clusters"])
+        if answer["member"]:
+            value = "converged" if answer["converged"] else "pending"
+            if __grains__.get(ROLLOUT_GRAIN) != value:
+                __salt__["grains.setval"](ROLLOUT_GRAIN, value, refresh_pillar=False)
+        # the gate and the summary read the minion's own pillar, and the master targets on the grains it sends
+        if not __salt__["saltutil.refresh_pillar"](wait=True):
+            return _failed(ret, "the minion did not confirm its pillar refresh")
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return _failed(ret, exc)
+    said = [f"left {', '.join(left)}"] if left else []
+    said += [f"{value}: {answer['reason']}"] if answer["member"] else []
+    ret["comment"] = f"{name}: " + ("; ".join(said) or "no Patroni role here, nothing to leave")
+    return ret
+
+
 def backup_published(name):
     """
     This host's part in pgBackRest (``patroni_debian.backup_identity``: its certificate's CN, whether it is the

@@ -9,16 +9,20 @@
       0. the etcd of pillar etcd, when declared, runs on its members: on the Patroni members it is part of the
          formula (the first phase starts it on all of them at once); a separate DCS host gets it in a step
          beside the first phase, so that members on both kinds of host start together;
-      1. every member, and every minion the formula ran a cluster on (grain patroni_debian_clusters), gets a
-         fresh pillar and this release of the modules and states, and the members check the arguments
-         (patroni_debian.rollout_arguments: names exactly as given, a finite timeout) before anything changes;
-      1b. a minion whose pillar no longer declares a cluster it runs leaves it (patroni_debian.leave_undeclared:
-         Patroni stopped and disabled, data kept, back once the others no longer list it; refused for a leader);
-      2. first phase: the formula on every member, each keeping only the clusters it goes first in
+      1. one Salt job on every member and every minion the formula ran a cluster on (grain
+         patroni_debian_clusters), etcd's own hosts and the repository host (salt/patroni/rollout.sls): this
+         release of the modules and states and a fresh pillar; the arguments checked
+         (patroni_debian.rollout_arguments: names exactly as given, a finite timeout) before anything changes; a
+         cluster pillar no longer declares left (patroni_debian.leave_undeclared: Patroni stopped and disabled,
+         data kept, back once the others no longer list it; refused for a leader); and each member asks the
+         formula, in test mode, whether it would change anything there (patroni_debian.rollout_converged). Both
+         phases run only on the members that would change (grain patroni_debian_rollout: pending): a re-run on
+         converged clusters goes from this step to the gate;
+      2. first phase: the formula on every such member, each keeping only the clusters it goes first in
          (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no replica); back
          once each such cluster is claimed (led, or its bootstrap under way), while the others install
          packages and the program;
-      3. second phase: the formula on every member, all at once, back once Patroni runs. A replica without
+      3. second phase: the formula on every such member, all at once, back once Patroni runs. A replica without
          data starts Patroni only once the DCS shows a leader running as the primary (wait_leader_in_dcs), so
          it clones at once and never races the bootstrap; its Salt run overlaps the leader's bootstrap, and a
          member's clusters clone side by side;
@@ -31,6 +35,10 @@
 {%- set members = "I@patroni:role:bootstrap or I@patroni:role:replica"
                   ~ " or G@patroni_role:bootstrap or G@patroni_role:replica" %}
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
+{#- the members whose formula would change something, as each said in the first step (grain patroni_debian_rollout,
+    which the master reads at each phase's start): a converged member is left out of both phases, never out of
+    the gate #}
+{%- set unsettled = "( " ~ members ~ " ) and G@patroni_debian_rollout:pending" %}
 {#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
     the parentheses: "not (I@…" matched the bootstrap member too) #}
 {%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}
@@ -45,58 +53,22 @@
 {%- set timeout = pillar.get("timeout", 120) %}
 {%- set only = {"clusters": clusters} if clusters is not none else {} %}
 
-{#- The three preparations run in parallel: each costs a Salt job's round trip, and none needs another. #}
-Members have a fresh pillar:
+{#- One Salt job on every minion concerned before anything else: this release of the modules and states (synced
+    before the job renders anything), a fresh pillar, the arguments checked, the clusters pillar no longer
+    declares left, and each member's answer to whether the formula would change anything there (salt/patroni/
+    rollout.sls). One job rather than five: on two busy cores the three preparations at once took 3 s each,
+    where this takes about as long as one of them (bench/README.md). #}
+Every minion has this release and a fresh pillar, checks the arguments and leaves what pillar no longer declares:
   salt.function:
-    - name: saltutil.refresh_pillar
+    - name: state.sls
     - tgt: "{{ everyone }}"
     - tgt_type: compound
-    - kwarg: {wait: True}
-    - expect_minions: True
-    - timeout: 15
-    - parallel: True
-    - failhard: True
-
-{#- sync_modules and sync_states rather than sync_all: these two are what the formula needs, and sync_all's
-    seventeen other kinds cost 3.5 s more per run (measured in the lab) #}
-{%- for kind in ("modules", "states") %}
-
-Members have this release of the {{ kind }}:
-  salt.function:
-    - name: saltutil.sync_{{ kind }}
-    - tgt: "{{ everyone }}"
-    - tgt_type: compound
-    - expect_minions: True
-    - timeout: 15
-    - parallel: True
-    - failhard: True
-{%- endfor %}
-
-The rollout's arguments are valid:
-  salt.function:
-    - name: patroni_debian.rollout_arguments
-    - tgt: "{{ members }}"
-    - tgt_type: compound
-    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
+    - arg: [patroni.rollout]
+    - kwarg: {{ dict(sync_mods="modules,states",
+                     pillar={"patroni_rollout": dict(clusters=clusters, timeout=timeout)}) | json }}
     - expect_minions: True
     - timeout: 15
     - failhard: True
-    - require:
-      - salt: Members have this release of the modules
-
-Minions whose pillar no longer declares a cluster leave it:
-  salt.function:
-    - name: patroni_debian.leave_undeclared
-    - tgt: "{{ everyone }}"
-    - tgt_type: compound
-    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
-    - expect_minions: True
-    - timeout: 15
-    - failhard: True
-    - require:
-      - salt: Members have a fresh pillar
-      - salt: The rollout's arguments are valid
-      - salt: Members have this release of the states
 
 {#- Declared before the first phase, in parallel, so that it runs beside it. Matching no minion is no failure:
     most sites run etcd on the Patroni members, or bring their own DCS. #}
@@ -110,7 +82,7 @@ etcd runs on its own hosts too:
     - parallel: True
     - failhard: True
     - require:
-      - salt: Minions whose pillar no longer declares a cluster leave it
+      - salt: Every minion has this release and a fresh pillar, checks the arguments and leaves what pillar no longer declares
 
 {#- The members' pgBackRest names the repository host's certificate, which its part in the Salt mine says: published
     before the members' formula runs, beside the last preparation. Matching no minion is no failure. #}
@@ -124,26 +96,28 @@ The repository host has published its part:
     - parallel: True
     - failhard: True
     - require:
-      - salt: Members have this release of the modules
+      - salt: Every minion has this release and a fresh pillar, checks the arguments and leaves what pillar no longer declares
 
 First phase, the member that goes first in each cluster is converged:
   salt.state:
-    - tgt: "{{ members }}"
+    - tgt: "{{ unsettled }}"
     - tgt_type: compound
     - sls: patroni
     - pillar: {{ {"patroni_rollout": dict(only, phase="first")} | json }}
+    - expect_minions: False
     - timeout: 15
     - failhard: True
     - require:
-      - salt: Minions whose pillar no longer declares a cluster leave it
+      - salt: Every minion has this release and a fresh pillar, checks the arguments and leaves what pillar no longer declares
       - salt: The repository host has published its part
 
 Second phase, every member is converged:
   salt.state:
-    - tgt: "{{ members }}"
+    - tgt: "{{ unsettled }}"
     - tgt_type: compound
     - sls: patroni
     - pillar: {{ {"patroni_rollout": dict(only, phase="all")} | json }}
+    - expect_minions: False
     - timeout: 15
     - failhard: True
     - require:

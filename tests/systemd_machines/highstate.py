@@ -9,6 +9,10 @@ PASSWORD = "Formula-Repl-5e2b"
 RESTAPI_PASSWORD = "Formula-Api-9c4d"
 API_PORT = 8008
 CA_FILE = "/etc/patroni/tls/ca.crt"
+# orch.patroni's first step (salt/patroni/rollout.sls on every minion concerned)
+PREPARE = (
+    "Every minion has this release and a fresh pillar, checks the arguments and leaves what pillar no longer declares"
+)
 
 # the CA server's signing policy, as the README's Security section shows it
 SIGNING_POLICY = {
@@ -110,6 +114,12 @@ def orchestrate(lab, sls, *args):
     return code, {state["__id__"]: state for state in steps.values()}, output
 
 
+def prepared(steps, minion):
+    """What ``minion`` said in orch.patroni's first step: its state ``rollout_prepared`` (comment, changes)."""
+    states = steps[PREPARE]["changes"]["ret"][minion]
+    return next(state for state in states.values() if state["__id__"] == "This minion is ready for the rollout")
+
+
 def failures(steps):
     """Each failed step's comment and the comments of its minions' failed states: what a person would read."""
     lines = []
@@ -119,6 +129,8 @@ def failures(steps):
             for minion, states in (step["changes"].get("ret") or {}).items():
                 if isinstance(states, str):  # a function's error
                     lines.append(f"  {minion}: {states}")
+                if isinstance(states, list):  # what Salt says when it runs no state (a pillar that failed to render)
+                    lines.append(f"  {minion}: {' '.join(map(str, states))}")
                 if isinstance(states, dict):
                     for state in states.values():
                         if isinstance(state, dict) and state.get("result") is False:

@@ -16,11 +16,8 @@ import time
 import highstate
 import netlab
 import pytest
-from highstate import API_PORT, failures, pillar, start_times
+from highstate import API_PORT, PREPARE, failures, pillar, prepared, start_times
 from starting_points import arrived, pillar_files, starting_point, streaming
-
-
-LEAVE = "Minions whose pillar no longer declares a cluster leave it"
 
 
 def give_role(machine, role):
@@ -128,7 +125,7 @@ def pillar_texts(lab, good, broken):
 
 
 def broken_ways(lab):
-    """A replica's pillar broken as an operator in a hurry breaks it: ``(id, pillar file text, words)``. One of
+    """A replica's pillar broken as an operator in a hurry breaks it: ``(id, pillar file text, refusal, words)``. One of
     each family: one that renders but does not validate, and one Salt cannot render; every other shape is a
     decision of declared_clusters, proven in tests/sandboxed/test_bad_pillar.py."""
     good = pillar(lab)["patroni"]
@@ -136,9 +133,11 @@ def broken_ways(lab):
         (
             "a typo in clusters",
             {"patroni": {"dcs": good["dcs"], "clustres": good["clusters"]}},
+            "pg3: leaving {version}-main refused, nothing was changed",
             "did you mean 'clusters'",
         ),
-        ("a render error", "patroni: {clusters: [unclosed\n", "failed to render"),
+        # Salt runs no state on a pillar that failed to render: the rollout's first job stops there, saying so
+        ("a render error", "patroni: {clusters: [unclosed\n", "pg3: Pillar failed to render", "failed to render"),
     ]
 
 
@@ -150,13 +149,13 @@ def test_a_replica_whose_pillar_breaks_never_leaves_and_every_member_keeps_strea
     before = start_times(lab)
     unit = f"patroni@{lab.version}-main"
     try:
-        for way, broken, words in broken_ways(lab):
+        for way, broken, refusal, words in broken_ways(lab):
             pillar_texts(lab, pillar(lab), broken if isinstance(broken, str) else json.dumps(broken))
             code, steps = rollout(lab)
             assert code != 0, way
-            assert steps[LEAVE]["result"] is False and not any(step.startswith("First phase") for step in steps), way
+            assert steps[PREPARE]["result"] is False and not any(step.startswith("First phase") for step in steps), way
             said = failures(steps)
-            assert f"pg3: leaving {lab.version}-main refused, nothing was changed" in said and words in said, (
+            assert refusal.format(version=lab.version) in said and words in said, (
                 way,
                 said,
             )
@@ -182,7 +181,7 @@ def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(or
     declare(lab, "pg[12]")
     code, steps = rollout(lab)
     assert code == 0, failures(steps)
-    left = steps[LEAVE]["changes"]["ret"]["pg3"][f"{lab.version}-main"]
+    left = prepared(steps, "pg3")["changes"]["left"][f"{lab.version}-main"]
     timings[f"membership: pg3 leaves → gone from the cluster ({lab.release})"] = left["seconds"]
     assert left["members"] == ["pg1", "pg2"] and listed(lab) == ["pg1", "pg2"]
     assert f"patroni@{lab.version}-main" in left["removed"]
@@ -194,4 +193,4 @@ def test_a_minion_whose_pillar_loses_the_cluster_leaves_it_and_keeps_its_data(or
     assert start_times(lab, ("pg1", "pg2")) == before
     assert lab.salt("pg3", "grains.get", "patroni_debian_clusters")["pg3"] in ([], "", None)
     code, steps = rollout(lab)  # a second run has nothing left to do, and no longer targets pg3 at all
-    assert code == 0 and "pg3" not in steps[LEAVE]["changes"]["ret"], failures(steps)
+    assert code == 0 and "pg3" not in steps[PREPARE]["changes"]["ret"], failures(steps)

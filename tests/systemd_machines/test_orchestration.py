@@ -14,7 +14,7 @@ import machines
 import netlab
 import pytest
 import highstate
-from highstate import API_PORT, failures, pillar, start_times
+from highstate import API_PORT, PREPARE, failures, pillar, prepared, start_times
 from starting_points import arrived, streaming
 
 
@@ -32,11 +32,18 @@ def orchestrate(lab, *args):
 
 def changed_states(steps):
     """``minion: state id`` of every state that changed something in the formula's runs."""
-    changed = []
-    for phase in PHASES:
-        for minion, states in steps[phase]["changes"].get("ret", {}).items():
-            changed += [f"{minion}: {state['__id__']}" for state in states.values() if state["changes"]]
-    return changed
+    return [f"{minion}: {state['__id__']}" for minion, state in changed_runs(steps)]
+
+
+def changed_runs(steps):
+    """``(minion, state)`` of every state that changed something in the formula's runs (both phases)."""
+    return [
+        (minion, state)
+        for phase in PHASES
+        for minion, states in steps[phase]["changes"].get("ret", {}).items()
+        for state in states.values()
+        if state["changes"]
+    ]
 
 
 def write_on(lab, leader):
@@ -80,8 +87,34 @@ def test_a_second_run_changes_nothing_and_restarts_nothing(lab, timings):
     timings[f"orchestration: converged re-run ({lab.release})"] = time.monotonic() - started
     assert code == 0, failures(steps)
     assert changed_states(steps) == []
-    assert all(not synced for synced in steps["Members have this release of the modules"]["changes"]["ret"].values())
+    said = {machine.name: prepared(steps, machine.name)["comment"] for machine in lab.nodes}
+    assert all("converged: the formula would change nothing" in comment for comment in said.values()), said
+    assert all(not steps[phase]["changes"] for phase in PHASES), "a phase ran on a converged member"
     assert netlab.health(lab.nodes, API_PORT) == before and start_times(lab) == started_at
+
+
+def test_a_re_run_converges_only_the_member_that_drifted(lab):
+    """Issue 24: each member answers whether the formula would change anything there, and both phases run on
+    those that would alone; the others are left out of them, never out of the gate."""
+    leader, timeline = netlab.health(lab.nodes, API_PORT)
+    drifted = next(machine for machine in lab.nodes if machine.name != leader)
+    unit = f"patroni@{lab.version}-main"
+    drifted.run(["systemctl", "disable", unit])
+    started_at = start_times(lab)
+    code, steps, output = orchestrate(lab)
+    assert code == 0, failures(steps)
+    said = {machine.name: prepared(steps, machine.name)["comment"] for machine in lab.nodes}
+    assert said[drifted.name].endswith(f"pending: the formula would change: Patroni {lab.version}-main is running"), (
+        said
+    )
+    assert all("converged" in comment for name, comment in said.items() if name != drifted.name), said
+    changed = [f"{minion}: {state['__id__']}" for minion, state in changed_runs(steps)]
+    assert changed == [f"{drifted.name}: Patroni {lab.version}-main is running"], changed
+    for phase in PHASES:
+        assert set(steps[phase]["changes"].get("ret", {})) <= {drifted.name}, steps[phase]["comment"]
+    assert set(steps[GATE]["changes"]["ret"]) == {machine.name for machine in lab.nodes}
+    assert drifted.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
+    assert netlab.health(lab.nodes, API_PORT) == (leader, timeline) and start_times(lab) == started_at
 
 
 def test_after_a_failover_the_run_keeps_leadership_where_it_is(lab, timings):
@@ -136,9 +169,11 @@ def test_bad_orchestration_arguments_stop_it_before_anything_changes(lab, sls, a
     code, steps, output = highstate.orchestrate(lab, sls, f"pillar={argument}")
     assert code != 0
     failed = [state for state in steps.values() if state["result"] is False]
-    assert len(failed) == 1 and failed[0]["__id__"].endswith("arguments are valid"), output[-3000:]
+    assert len(failed) == 1 and failed[0]["__id__"] in (PREPARE, "The rolling restart's arguments are valid"), output[
+        -3000:
+    ]
     assert words in failures(steps), failures(steps)
-    assert not any(step.startswith(("First phase", "Minions whose", "Each cluster")) for step in steps), list(steps)
+    assert not any(step.startswith(("First phase", "Each cluster")) for step in steps), list(steps)
 
 
 def test_a_replica_powered_off_is_named_within_bounded_time_and_the_others_stay_healthy(lab, timings):

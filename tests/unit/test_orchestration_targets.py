@@ -2,13 +2,19 @@
 hosts of its own must match those and no Patroni member (it once matched the bootstrap member, whose two state
 runs at once then refused each other: Salt's matcher needs spaces inside parentheses)."""
 
+import json
 import pathlib
 import re
+import sys
 
 import jinja2
 import pytest
 import salt.config
 import salt.loader
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent.parent / "_modules"))
+
+import patroni_debian_ops as ops  # noqa: E402
 
 ORCH = pathlib.Path(__file__).resolve().parent.parent.parent / "salt" / "orch" / "patroni.sls"
 
@@ -16,7 +22,7 @@ ORCH = pathlib.Path(__file__).resolve().parent.parent.parent / "salt" / "orch" /
 def target(name, orch=ORCH, pillar=None):
     """The orchestration's ``name`` target, rendered from its own ``set`` lines with the orchestration's ``pillar``."""
     text = orch.read_text()
-    names = "members|bootstrap|etcd_hosts|repository|everyone|roles|declares|scope"
+    names = "members|bootstrap|unsettled|etcd_hosts|repository|everyone|roles|declares|scope"
     sets = "".join(match.group(0) for match in re.finditer(r"\{%-\s*set (?:" + names + r")\b.*?%\}", text, re.S))
     return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render(pillar=pillar or {})
 
@@ -73,3 +79,38 @@ def test_the_restore_stops_members_restores_on_the_bootstrap_member_and_creates_
     assert restoring("repository", {}, backup) and restoring("everyone", {}, backup)
     assert restoring("everyone", {}, beside) and not restoring("everyone", {}, {})
     assert not matches(target("members", restore, {"cluster": "15 main"}), {}, replica)  # no word: no member
+
+
+@pytest.mark.parametrize(
+    "grains, pillar, expected",
+    [
+        ({"patroni_debian_rollout": "pending"}, {"patroni": {"role": "replica"}}, True),
+        ({"patroni_debian_rollout": "pending", "patroni_role": "bootstrap"}, {}, True),
+        ({"patroni_debian_rollout": "converged"}, {"patroni": {"role": "replica"}}, False),
+        ({}, {"patroni": {"role": "bootstrap"}}, False),  # never asked: the first step answers on every member
+        ({"patroni_debian_rollout": "pending"}, {"patroni": {"role": "backup"}}, False),  # no member
+    ],
+)
+def test_the_phases_run_on_the_members_that_said_they_would_change(grains, pillar, expected):
+    """Issue 24: the first step keeps each member's answer in grain patroni_debian_rollout; both phases target
+    the members that said ``pending`` alone, and the gate every member."""
+    assert matches(target("unsettled"), grains, pillar) is expected
+    assert matches(target("members"), grains, pillar) is (pillar.get("patroni", {}).get("role") != "backup")
+
+
+def _captured(name):
+    return json.loads(
+        (pathlib.Path(__file__).resolve().parent / "captures" / "rollout" / f"bookworm-{name}.json").read_text()
+    )
+
+
+def test_a_member_is_converged_when_the_formula_s_dry_run_predicts_no_change_and_no_failure():
+    """``captures/rollout``: the formula's dry run on a member of a converged cluster, on one whose unit was
+    disabled by hand (the state that would enable it says so), and Salt's answer when nothing rendered."""
+    assert ops._unsettled(_captured("converged")) == []
+    assert ops._unsettled(_captured("unit_disabled")) == ["Patroni 15-main is running"]
+    assert ops._unsettled(_captured("no_such_sls")) == [
+        "it did not render (No matching sls found for 'patroni.nosuch' in env 'base')"
+    ]
+    failing = {"a": {"__id__": "Pillar patroni is valid", "result": False, "changes": {}, "__run_num__": 0}}
+    assert ops._unsettled(failing) == ["Pillar patroni is valid"]
