@@ -7,6 +7,8 @@ with ``result: None`` in test mode only when something would change, acts throug
 again. Passwords never travel as state arguments: the execution module reads them from pillar.
 """
 
+import salt.defaults.events
+import salt.utils.event
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "patroni_debian"
@@ -664,19 +666,30 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
         if left:
             ret["changes"] = {"left": left}
         answer = __salt__["patroni_debian.rollout_converged"](arguments["clusters"])
-        if answer["member"]:
-            value = "converged" if answer["converged"] else "pending"
-            if __grains__.get(ROLLOUT_GRAIN) != value:
-                __salt__["grains.setval"](ROLLOUT_GRAIN, value, refresh_pillar=False)
+        value = ("converged" if answer["converged"] else "pending") if answer["member"] else None
         # the gate and the summary read the minion's own pillar, and the master targets on the grains it sends
-        if not __salt__["saltutil.refresh_pillar"](wait=True):
-            return _failed(ret, "the minion did not confirm its pillar refresh")
+        if not _pillar_refreshed(value if value and __grains__.get(ROLLOUT_GRAIN) != value else None):
+            return _failed(ret, "the minion did not confirm its pillar refresh within 30 s")
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     said = [f"left {', '.join(left)}"] if left else []
     said += [f"{value}: {answer['reason']}"] if answer["member"] else []
     ret["comment"] = f"{name}: " + ("; ".join(said) or "no Patroni role here, nothing to leave")
     return ret
+
+
+def _pillar_refreshed(grain_value=None):
+    """The minion's pillar refreshed (as ``saltutil.refresh_pillar wait=True`` does it, but saying whether it
+    completed), and with ``grain_value`` its grain ``patroni_debian_rollout`` set first: grains.setval asks for
+    the refresh itself (which re-reads grains and hands them to the master), so this waits for that one rather
+    than asking for a second: each reloads the minion's modules and grains."""
+    with salt.utils.event.get_event("minion", opts=__opts__, listen=True) as events:
+        if grain_value is None:
+            __salt__["event.fire"]({"clean_cache": True}, "pillar_refresh")
+        else:
+            __salt__["grains.setval"](ROLLOUT_GRAIN, grain_value, refresh_pillar=True)
+        done = events.get_event(tag=salt.defaults.events.MINION_PILLAR_REFRESH_COMPLETE, wait=30)
+    return bool(done) and done.get("complete") is not False
 
 
 def backup_published(name):
