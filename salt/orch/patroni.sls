@@ -38,7 +38,9 @@
 {#- the members whose formula would change something, as each said in the first step (grain patroni_debian_rollout,
     which the master reads at each phase's start): a converged member is left out of both phases, never out of
     the gate #}
-{%- set unsettled = "( " ~ members ~ " ) and G@patroni_debian_rollout:pending" %}
+{#- In test mode the first step does not run (Salt runs no function then), so no member has answered: both phases
+    then preview every member, as the formula's own test mode tells. #}
+{%- set unsettled = members if opts.get("test") else "( " ~ members ~ " ) and G@patroni_debian_rollout:pending" %}
 {#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
     the parentheses: "not (I@…" matched the bootstrap member too) #}
 {%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}

@@ -101,6 +101,13 @@ def test_a_re_run_converges_only_the_member_that_drifted(lab):
     unit = f"patroni@{lab.version}-main"
     drifted.run(["systemctl", "disable", unit])
     started_at = start_times(lab)
+    # a dry run asks no member (Salt runs no function then): its phases preview every member, changing nothing
+    code, steps, output = orchestrate(lab, "test=True")
+    assert code == 0, failures(steps)
+    preview = steps[PHASES[1]]
+    assert preview["result"] is None and set(preview["changes"]["ret"]) == {drifted.name}, preview["comment"]
+    assert all(machine.name in preview["comment"] for machine in lab.nodes), preview["comment"]
+    assert drifted.run(["systemctl", "is-enabled", unit], check=False).stdout.strip() == "disabled"
     code, steps, output = orchestrate(lab)
     assert code == 0, failures(steps)
     said = {machine.name: prepared(steps, machine.name)["comment"] for machine in lab.nodes}

@@ -19,12 +19,13 @@ import patroni_debian_ops as ops  # noqa: E402
 ORCH = pathlib.Path(__file__).resolve().parent.parent.parent / "salt" / "orch" / "patroni.sls"
 
 
-def target(name, orch=ORCH, pillar=None):
-    """The orchestration's ``name`` target, rendered from its own ``set`` lines with the orchestration's ``pillar``."""
+def target(name, orch=ORCH, pillar=None, opts=None):
+    """The orchestration's ``name`` target, rendered from its own ``set`` lines with the orchestration's ``pillar``
+    (and the master's ``opts``: ``test`` in a dry run)."""
     text = orch.read_text()
     names = "members|bootstrap|unsettled|etcd_hosts|repository|everyone|roles|declares|scope"
     sets = "".join(match.group(0) for match in re.finditer(r"\{%-\s*set (?:" + names + r")\b.*?%\}", text, re.S))
-    return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render(pillar=pillar or {})
+    return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render(pillar=pillar or {}, opts=opts or {})
 
 
 def matches(tgt, grains, pillar):
@@ -95,6 +96,8 @@ def test_the_phases_run_on_the_members_that_said_they_would_change(grains, pilla
     """Issue 24: the first step keeps each member's answer in grain patroni_debian_rollout; both phases target
     the members that said ``pending`` alone, and the gate every member."""
     assert matches(target("unsettled"), grains, pillar) is expected
+    # a dry run of the orchestration runs no first step, so its phases preview every member
+    assert target("unsettled", opts={"test": True}) == target("members")
     assert matches(target("members"), grains, pillar) is (pillar.get("patroni", {}).get("role") != "backup")
 
 
