@@ -638,7 +638,7 @@ def undeclared_here(clusters=None):
         salt pg3 patroni_debian.undeclared_here
     """
     named = pillar_rules._rollout_scopes(clusters)
-    listed = [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
+    listed = _listed_here()
     named_in_pillar = debian._pillar_get(_minion_pillar(), "patroni:clusters")
     if not listed or (isinstance(named_in_pillar, dict) and set(listed) <= set(named_in_pillar)):
         return []  # pillar still names every cluster here: nothing leaves, whatever else it may get wrong
@@ -650,6 +650,11 @@ def undeclared_here(clusters=None):
             f"validates and no longer names a cluster takes a member out. {exc}"
         ) from None
     return sorted(scope for scope in listed if scope not in declared and (named is None or scope in named))
+
+
+def _listed_here():
+    """The clusters the formula runs on this minion, as its grain ``patroni_debian_clusters`` lists them."""
+    return [str(scope) for scope in (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []]
 
 
 def _leaving_member(scope):
@@ -814,7 +819,7 @@ def rollout_converged(clusters=None):
     """
     if _role() not in ("bootstrap", "replica"):
         return {"member": False, "converged": True, "reason": "no Patroni role here"}
-    listed = (globals().get("__grains__") or {}).get(MEMBER_GRAIN) or []
+    listed = _listed_here()
     scopes = [scope for scope, _, _ in _pillar_scopes(clusters, _minion_pillar())]
     new = [scope for scope in scopes if scope not in listed or not os.path.exists(f"{render.PATRONI_DIR}/{scope}.yml")]
     if new:
