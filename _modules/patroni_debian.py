@@ -142,11 +142,18 @@ def _which(name):
 
 
 def _run(argv, check=True, user=None, env=None):
-    """Run a command without a shell, as ``user`` when given and we are root.
+    """Run a command without a shell, as ``user`` when given and we are root (:py:func:`_started`), to its end
+    (:py:func:`_finished`).
 
     subprocess rather than cmd.run: the plain-program door has no Salt. Output is captured, never logged
     here, so a caller decides what is safe to show.
     """
+    return _finished(_started(argv, user=user, env=env), argv, check=check)
+
+
+def _started(argv, user=None, env=None):
+    """The process of ``argv``, started without a shell, as ``user`` when given and we are root, in ``/`` (a
+    tool run as postgres must not start in root's folder), its output captured for :py:func:`_finished`."""
     program = _which(argv[0]) if os.sep not in argv[0] else argv[0]
     if not program:
         raise CommandExecutionError(f"{argv[0]} is not installed")
@@ -160,19 +167,25 @@ def _run(argv, check=True, user=None, env=None):
             os.setuid(entry.pw_uid)
 
         env = {**(env if env is not None else os.environ), "HOME": entry.pw_dir, "USER": entry.pw_name}
-    proc = subprocess.run(
+    return subprocess.Popen(
         [program] + list(argv[1:]),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
         env=env,
-        cwd="/",  # a tool run as postgres must not start in root's folder
+        cwd="/",
         preexec_fn=demote,
     )
+
+
+def _finished(proc, argv, check=True):
+    """Wait for ``proc`` (of ``argv``) to end; with ``check``, an exit code other than 0 is an error that says
+    the command and its output."""
+    stdout, stderr = proc.communicate()
     if check and proc.returncode:
-        detail = (proc.stderr or proc.stdout).strip()
+        detail = (stderr or stdout).strip()
         raise CommandExecutionError(f"{' '.join(argv)} failed with exit code {proc.returncode}: {detail}")
-    return proc
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _host_errors(function):
@@ -815,18 +828,27 @@ def _private_file(folder, name, text):
     return path
 
 
-def _basebackup(version, datadir, conninfo, secrets):
-    """pg_basebackup of the source into ``datadir``, as postgres; secrets only through private files."""
+@contextlib.contextmanager
+def _basebackup(version, folder, conninfo, secrets):
+    """pg_basebackup of the source into ``folder``, as postgres, started: yields a function that waits for its
+    end (an error if it failed). Secrets only through private files, gone once it has ended; leaving the block
+    before that ends it."""
     with _private_credentials(dict(secrets)) as (env, extra):
         argv = [
             f"{PG_LIB_DIR}/{version}/bin/pg_basebackup",
             "--pgdata",
-            datadir,
+            folder,
             "-X",
             "stream",
             f"--dbname={conninfo}{extra}",
         ]
-        _run(argv, user=CONFIG_OWNER, env={**os.environ, **env})
+        proc = _started(argv, user=CONFIG_OWNER, env={**os.environ, **env})
+        try:
+            yield lambda: _finished(proc, argv)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate()
 
 
 def _pg_createcluster(version, cluster, datadir=None, throwaway=False):
@@ -840,21 +862,21 @@ def _pg_createcluster(version, cluster, datadir=None, throwaway=False):
 
 
 def _parent_folders_for_postgres(datadir):
-    """The data directory's missing parent folders, made as postgres's (0755), as pg_createcluster makes them
-    when postgres runs it. Run by root, it makes them root's: Patroni, as postgres, then can neither remove
-    nor rename the data directory when it re-clones (reinit, a rewind that failed). Existing folders are left
-    as they are."""
-    if os.geteuid() != 0:
-        return
-    uid, gid = _account(CONFIG_OWNER)
+    """The data directory's missing parent folders, made as postgres's (0755, whatever the umask), as
+    pg_createcluster makes them when postgres runs it. Run by root, pg_createcluster would make them root's:
+    Patroni, as postgres, then could neither remove nor rename the data directory when it re-clones (reinit, a
+    rewind that failed). Made here for postgres too: a clone's copy goes into a folder beside the data
+    directory before pg_createcluster runs. Existing folders are left as they are."""
+    owner = _account(CONFIG_OWNER) if os.geteuid() == 0 else None
     missing, parent = [], os.path.dirname(os.path.abspath(datadir))
     while not os.path.lexists(parent):
         missing.append(parent)
         parent = os.path.dirname(parent)
     for folder in reversed(missing):
         os.mkdir(folder, 0o755)
-        os.chown(folder, uid, gid)
-        os.chmod(folder, 0o755)  # whatever the umask
+        if owner:
+            os.chown(folder, *owner)
+        os.chmod(folder, 0o755)
 
 
 def _new_paths(version, cluster, datadir):
@@ -960,7 +982,10 @@ def createcluster(version, cluster, datadir=None):
 def clone(version, cluster, datadir, connstring, password=None):
     """
     Make ``<version>/<cluster>`` a copy of a running member, as Debian's ``pg_clonecluster_patroni`` does:
-    pg-common metadata from ``pg_createcluster --start-conf=manual``, data from ``pg_basebackup``.
+    pg-common metadata from ``pg_createcluster --start-conf=manual``, data from ``pg_basebackup``. The base
+    backup runs while ``pg_createcluster`` does, into a new folder beside the data directory
+    (``.<name>.clone-*``, removed whatever happens) that moves in once both are done; where the data directory
+    is a mount point or its parent is not writable here, it runs after, into the data directory.
 
     A stale pg-common cluster of the same name whose data is gone (a re-clone) is dropped first, with
     ``--stop``. Refuses, touching nothing, when the data directory is not empty (in use by a running server or
@@ -1004,25 +1029,70 @@ def clone(version, cluster, datadir, connstring, password=None):
         secrets["password"] = _check_text("password", password)
     elif "password" not in secrets:
         secrets.update(_pillar_replication_password(version, cluster, conninfo, globals().get("__pillar__")))
-    _filled_cluster("clone", version, cluster, datadir, lambda: _basebackup(version, datadir, conninfo, secrets))
+    copy = functools.partial(_basebackup, version, conninfo=conninfo, secrets=secrets)
+    _filled_cluster("clone", version, cluster, datadir, copy=copy)
     log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, _scrub(conninfo))
     return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": _scrub(conninfo)}
 
 
-def _filled_cluster(action, version, cluster, datadir, fill):
+def _filled_cluster(action, version, cluster, datadir, fill=None, copy=None):
     """Debian's way to make a member from a copy: pg-common's metadata from ``pg_createcluster --start-conf=manual``,
-    then ``fill()`` puts the data into the emptied ``datadir`` (``pg_basebackup``, or pgBackRest's ``restore``).
+    then the data in the emptied ``datadir``: ``fill()`` puts it there (pgBackRest's ``restore``), or ``copy(folder)``
+    does, a copy that needs nothing of the new cluster (a base backup), as a block started with the folder that
+    yields a wait for its end. Such a copy runs beside initdb, into a folder next to ``datadir``, and moves in once
+    both are done: a replica's join costs the longer of the two rather than both. Where no such folder can be had
+    (:py:func:`_folder_beside`) it runs after initdb, into ``datadir``.
     Refuses, touching nothing, what ``_make_room_for_clone`` refuses; a failure removes what this run created."""
     _check_initdb(version)
-    with _host_lock(f"{action} {version}/{cluster}"):
-        _make_room_for_clone(version, cluster, datadir)
-        paths = _new_paths(version, cluster, datadir)
+    with contextlib.ExitStack() as beside:  # closed last: a copy still running is ended, its folder removed
+        with _host_lock(f"{action} {version}/{cluster}"):
+            _make_room_for_clone(version, cluster, datadir)
+            paths = _new_paths(version, cluster, datadir)
+            with _undone_on_failure(paths, datadir):
+                _parent_folders_for_postgres(datadir)
+                folder = _folder_beside(beside, datadir) if copy else None
+                copied = beside.enter_context(copy(folder)) if folder else None
+                _pg_createcluster(version, cluster, datadir, throwaway=True)
         with _undone_on_failure(paths, datadir):
-            _parent_folders_for_postgres(datadir)
-            _pg_createcluster(version, cluster, datadir, throwaway=True)
-    with _undone_on_failure(paths, datadir):
-        _empty_directory(datadir)  # initdb's fresh files, made by the line above, make way for the copy
-        fill()
+            if copied:
+                copied()
+                _empty_directory(datadir)  # initdb's fresh files, made above, make way for the copy
+                _moved_into(folder, datadir)
+                return
+            _empty_directory(datadir)
+            if copy:
+                with copy(datadir) as copied:
+                    copied()
+            else:
+                fill()
+
+
+def _folder_beside(stack, datadir):
+    """A new empty folder next to ``datadir``, on its filesystem, for postgres to fill, removed when ``stack``
+    closes. None where there is none to have: ``datadir`` a mount point (a rename cannot cross into it), or its
+    parent not writable here (Patroni runs the program as postgres)."""
+    parent = os.path.dirname(os.path.abspath(datadir))
+    if os.path.isdir(datadir) and os.stat(datadir).st_dev != os.stat(parent).st_dev:
+        return None
+    try:
+        folder = tempfile.mkdtemp(prefix=f".{os.path.basename(datadir)}.clone-", dir=parent)  # mode 0700
+    except PermissionError:
+        return None
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    if os.geteuid() == 0:
+        os.chown(folder, *_account(CONFIG_OWNER))
+    return folder
+
+
+def _moved_into(folder, datadir):
+    """What ``folder`` holds, renamed into the empty ``datadir`` on the same filesystem, the renames on disk."""
+    for name in os.listdir(folder):
+        os.rename(os.path.join(folder, name), os.path.join(datadir, name))
+    handle = os.open(datadir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 BACKUP_LABEL_RE = re.compile(r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?", re.ASCII)  # pgBackRest's backup labels

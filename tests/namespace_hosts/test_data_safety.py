@@ -322,9 +322,46 @@ def test_clone_keeps_secrets_of_every_syntax_out_of_arguments_and_messages(
     proc = node.run(sandbox.module_argv("clone", "15", f"spy-{name}", f"/var/lib/postgresql/15/spy-{name}", given))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recorded = basebackup_spy.read_text()
-    assert f"--pgdata\n/var/lib/postgresql/15/spy-{name}" in recorded  # the spy saw the real call
+    # the spy saw the real call, into a folder beside the data directory while initdb ran; that folder moved in
+    assert f"--pgdata\n/var/lib/postgresql/15/.spy-{name}.clone-" in recorded
+    beside = node.run(["find", "/var/lib/postgresql/15", "-maxdepth", "1", "-name", "*.clone-*"]).stdout
+    assert beside == ""
     for secret in (password, sslpassword):
         assert secret not in recorded and secret not in proc.stdout + proc.stderr
     assert node.run(["test", "-f", f"/var/lib/postgresql/15/spy-{name}/PG_VERSION"]).returncode == 0
     leftovers = node.run(["find", "/tmp", "-maxdepth", "1", "-name", "patroni-debian-*"]).stdout
     assert leftovers.strip() == ""
+
+
+@pytest.mark.parametrize("where", ["mounted", "lockedparent"])
+def test_clone_where_no_folder_beside_can_be_had_copies_into_the_data_directory(node, safe, basebackup_spy, where):
+    """The copy runs beside initdb, into a folder next to the data directory that then moves in. Where no such
+    folder can be had, the data directory a mount point (no rename crosses into it) or its parent not writable
+    by postgres (who runs the program under Patroni), pg_basebackup copies into the data directory after
+    initdb, as Debian's script does; nothing is left beside it either way."""
+    parent = f"/var/lib/postgresql/{where}/15"
+    datadir = f"{parent}/main"
+    node.run(["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0700", datadir])
+    if where == "mounted":
+        uid, gid = node.run(["id", "-u", "postgres"]).stdout.strip(), node.run(["id", "-g", "postgres"]).stdout.strip()
+        node.run(["mount", "-t", "tmpfs", "-o", f"size=256m,mode=0700,uid={uid},gid={gid}", "tmpfs", datadir])
+    else:
+        node.run(["chown", "root:root", parent])
+    try:
+        proc = door(
+            node,
+            "clone",
+            f"--scope=15-{where}",
+            f"--datadir={datadir}",
+            f"--connstring=host=/var/run/postgresql port={safe} user=postgres",
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"--pgdata\n{datadir}\n" in basebackup_spy.read_text()
+        assert node.run(["ls", "-A", parent]).stdout.split() == ["main"]
+        copied = node.run(["ls", datadir]).stdout.split()
+        assert "PG_VERSION" in copied and "backup_label" in copied, copied  # a base backup's, not initdb's
+        assert any(line.split()[:2] == ["15", where] for line in node.run(["pg_lsclusters", "-h"]).stdout.splitlines())
+    finally:
+        node.run(["pg_dropcluster", "15", where], check=False)
+        if where == "mounted":
+            node.run(["umount", datadir])

@@ -6,6 +6,7 @@ import os
 import pathlib
 import pwd
 import socket
+import subprocess
 import sys
 import time
 
@@ -411,17 +412,19 @@ def test_basebackup_secrets_only_in_private_files(monkeypatch):
     both 0600 and removed afterwards."""
     seen = {}
 
-    def recording_run(argv, check=True, user=None, env=None):
+    def recording_start(argv, user=None, env=None):
         files = {
             key: (env[key], os.stat(env[key]).st_mode & 0o777, open(env[key]).read())
             for key in ("PGPASSFILE", "PGSERVICEFILE")
         }
         seen.update(argv=argv, user=user, files=files)
+        return subprocess.Popen(["true"])
 
-    monkeypatch.setattr(pd, "_run", recording_run)
-    pd._basebackup(
+    monkeypatch.setattr(pd, "_started", recording_start)
+    with pd._basebackup(
         "15", "/var/lib/postgresql/15/main", "host=a user=r", {"password": "pa:ss\\word", "sslpassword": "k3y"}
-    )
+    ) as finished:
+        assert finished().returncode == 0
     assert not any("pa:ss" in argument or "k3y" in argument for argument in seen["argv"])
     assert seen["argv"][0] == "/usr/lib/postgresql/15/bin/pg_basebackup" and seen["user"] == "postgres"
     assert seen["argv"][-1] == "--dbname=host=a user=r service=patroni_debian_clone"
