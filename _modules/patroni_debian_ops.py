@@ -299,7 +299,7 @@ def serves_its_config(version, cluster):
 
 
 @debian._host_errors
-def wait_healthy(version, cluster, timeout=120, interval=0.5):
+def wait_healthy(version, cluster, timeout=120, interval=0.2):
     """
     Wait until this member is healthy: the leader, or a replica streaming from the leader on its timeline.
 
@@ -1149,7 +1149,7 @@ def _why_stopped(scope):
 
 
 @debian._host_errors
-def wait_members(clusters=None, timeout=120, interval=0.5):
+def wait_members(clusters=None, timeout=120, interval=0.2):
     """
     Plumbing: the formula and the orchestrations call it; people rarely need to.
 
