@@ -13,6 +13,7 @@ Works with Patroni 3.0.2 (bookworm) and 4.0.7 (trixie): only endpoints both have
 """
 
 import copy
+import hashlib
 import ipaddress
 import json
 import logging
@@ -794,7 +795,56 @@ def rollout_arguments(clusters=None, timeout=120):
     }
 
 
-ROLLOUT_GRAIN = "patroni_debian_rollout"  # "pending" or "converged": what orch.patroni's phases target
+ROLLOUT_GRAIN = "patroni_debian_rollout"  # "converged" keeps a member out of orch.patroni's phases
+NOTED_PILLAR = "patroni_debian_rollout.pillar"  # in the minion's cachedir: the first step's pillar, as a digest
+
+
+@debian._host_errors
+def note_rollout_pillar():
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    Note the digest of this job's pillar (the rollout's first step compiles it fresh) in the minion's cache,
+    root's alone. The rollout's gate and summary then read the minion's own pillar when it is that pillar, and
+    compile a fresh one when it is not: so the first step need not refresh the minion's pillar and wait for it.
+    Left out: the rollout's own ``patroni_rollout`` (one job's override) and ``schedule`` (which the minion adds
+    to its own pillar). Returns the digest.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.note_rollout_pillar
+    """
+    digest = _pillar_digest(_minion_pillar())
+    path = os.path.join(__opts__["cachedir"], NOTED_PILLAR)
+    os.replace(debian._stage(debian._Target(path, None, digest, None, "root", "root", 0o600)), path)
+    return digest
+
+
+NOT_NOTED = ("patroni_rollout", "schedule")  # one job's override; the key the minion's scheduler adds in memory
+
+
+def _pillar_digest(pillar):
+    """sha256 of ``pillar`` as JSON with sorted keys, without ``NOT_NOTED``."""
+    plain = {key: value for key, value in dict(pillar or {}).items() if key not in NOT_NOTED}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _rollout_pillar():
+    """The pillar the rollout's first step compiled (:py:func:`note_rollout_pillar`): the minion's own when its
+    digest is the one noted, else a fresh one (pillar changed since the minion last refreshed it, or nothing was
+    noted), the minion then asked to refresh its own after the job."""
+    pillar = _minion_pillar()
+    try:
+        with open(os.path.join(__opts__["cachedir"], NOTED_PILLAR), encoding="ascii") as stream:
+            noted = stream.read().strip()
+    except (OSError, ValueError):
+        noted = None
+    if noted and noted == _pillar_digest(pillar):
+        return pillar
+    __salt__["event.fire"]({}, "pillar_refresh")
+    return __salt__["pillar.items"]()
 
 
 @debian._host_errors
@@ -1156,7 +1206,8 @@ def wait_members(clusters=None, timeout=120, interval=0.2):
     Wait until this member is healthy in each cluster of its pillar (``patroni:clusters``, or only those
     named): the leader, whose PostgreSQL then gives out a transaction id (a write, refused in recovery), or a
     replica streaming from the leader on its timeline (:py:func:`wait_healthy`).
-    A cluster without a config here is an error: the member was to be converged before. Returns ``{scope:
+    A cluster without a config here is an error: the member was to be converged before. The pillar is the one
+    the rollout's first step compiled (:py:func:`note_rollout_pillar`), else a fresh one. Returns ``{scope:
     {member, role, leader, timeline, seconds}}``; after ``timeout`` seconds raises ``CommandExecutionError``
     naming the minion, the cluster, the step and what it saw last. The orchestration's last gate.
 
@@ -1167,7 +1218,7 @@ def wait_members(clusters=None, timeout=120, interval=0.2):
         salt '*' patroni_debian.wait_members timeout=60
     """
     result = {}
-    for scope, version, cluster in _pillar_scopes(clusters, _minion_pillar()):
+    for scope, version, cluster in _pillar_scopes(clusters, _rollout_pillar()):
         try:
             api = _api(version, cluster)
         except CommandExecutionError as exc:
@@ -1198,7 +1249,8 @@ def summary(clusters=None):
     Each cluster of this minion's pillar (or only those named) as its members see it (``GET /cluster``),
     verified: exactly one leader, every member running and on the leader's timeline. Returns ``{scope:
     {leader, timeline, port, vip, members: {name: {role, state, timeline, lag, host, port}}}}``; raises
-    ``CommandExecutionError`` naming the cluster and what is wrong. The orchestration's last step.
+    ``CommandExecutionError`` naming the cluster and what is wrong. The orchestration's last step; its pillar
+    is read as :py:func:`wait_members` reads it.
 
     CLI Example:
 
@@ -1206,7 +1258,7 @@ def summary(clusters=None):
 
         salt pg1 patroni_debian.summary
     """
-    scopes = _pillar_scopes(clusters, _minion_pillar())
+    scopes = _pillar_scopes(clusters, _rollout_pillar())
     named = pillar_rules._rollout_scopes(clusters) or set()
     missing = sorted(named - {scope for scope, _, _ in scopes})
     if missing:

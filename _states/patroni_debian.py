@@ -638,10 +638,12 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
     """
     The first step of the rollout (``orch.patroni``) on every minion it concerns, in one Salt job run with this
     release of the modules and a fresh pillar: its arguments checked (``patroni_debian.rollout_arguments``), the
-    clusters pillar no longer declares here left (``patroni_debian.leave_undeclared``), and on a member the
-    answer to whether the formula would change anything (``patroni_debian.rollout_converged``) kept in grain
-    ``patroni_debian_rollout`` (``pending`` or ``converged``), which the rollout's phases target. Pillar is then
-    refreshed in the minion itself, which also hands the grain to the master's targeting.
+    clusters pillar no longer declares here left (``patroni_debian.leave_undeclared``), this pillar noted for the
+    rollout's gate and summary (``patroni_debian.note_rollout_pillar``), and on a member the answer to whether the
+    formula would change anything (``patroni_debian.rollout_converged``). The rollout's phases leave out the
+    members whose grain ``patroni_debian_rollout`` says ``converged``; the master knows the grain this job sent
+    with its pillar request, so the grain is written (and the refresh it asks for waited for, which hands it to
+    the master) only when the answer is on the other side of ``converged``.
 
     Changes: the clusters left. In test mode nothing is left and no grain is set.
 
@@ -665,11 +667,12 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
         left = __salt__["patroni_debian.leave_undeclared"](arguments["clusters"], arguments["timeout"])
         if left:
             ret["changes"] = {"left": left}
+        __salt__["patroni_debian.note_rollout_pillar"]()
         answer = __salt__["patroni_debian.rollout_converged"](arguments["clusters"])
         value = ("converged" if answer["converged"] else "pending") if answer["member"] else None
-        # the gate and the summary read the minion's own pillar, and the master targets on the grains it sends
-        if not _pillar_refreshed(value if value and __grains__.get(ROLLOUT_GRAIN) != value else None):
-            return _failed(ret, "the minion did not confirm its pillar refresh within 30 s")
+        if value and (value == "converged") != (__grains__.get(ROLLOUT_GRAIN) == "converged"):
+            if not _grain_handed_to_master(value):
+                return _failed(ret, "the minion did not confirm its pillar refresh within 30 s")
     except (CommandExecutionError, SaltInvocationError) as exc:
         return _failed(ret, exc)
     said = [f"left {', '.join(left)}"] if left else []
@@ -678,16 +681,12 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
     return ret
 
 
-def _pillar_refreshed(grain_value=None):
-    """The minion's pillar refreshed (as ``saltutil.refresh_pillar wait=True`` does it, but saying whether it
-    completed), and with ``grain_value`` its grain ``patroni_debian_rollout`` set first: grains.setval asks for
-    the refresh itself (which re-reads grains and hands them to the master), so this waits for that one rather
-    than asking for a second: each reloads the minion's modules and grains."""
+def _grain_handed_to_master(value):
+    """Grain ``patroni_debian_rollout`` set to ``value``, and the pillar refresh grains.setval asks for (which
+    re-reads grains and sends them to the master) waited for, as ``saltutil.refresh_pillar wait=True`` waits,
+    but saying whether it completed."""
     with salt.utils.event.get_event("minion", opts=__opts__, listen=True) as events:
-        if grain_value is None:
-            __salt__["event.fire"]({"clean_cache": True}, "pillar_refresh")
-        else:
-            __salt__["grains.setval"](ROLLOUT_GRAIN, grain_value, refresh_pillar=True)
+        __salt__["grains.setval"](ROLLOUT_GRAIN, value, refresh_pillar=True)
         done = events.get_event(tag=salt.defaults.events.MINION_PILLAR_REFRESH_COMPLETE, wait=30)
     return bool(done) and done.get("complete") is not False
 

@@ -16,8 +16,8 @@
          cluster pillar no longer declares left (patroni_debian.leave_undeclared: Patroni stopped and disabled,
          data kept, back once the others no longer list it; refused for a leader); and each member asks the
          formula, in test mode, whether it would change anything there (patroni_debian.rollout_converged). Both
-         phases run only on the members that would change (grain patroni_debian_rollout: pending): a re-run on
-         converged clusters goes from this step to the gate;
+         phases leave out the members that would change nothing (grain patroni_debian_rollout: converged): a
+         re-run on converged clusters goes from this step to the gate;
       2. first phase: the formula on every such member, each keeping only the clusters it goes first in
          (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no replica); back
          once each such cluster is claimed (led, or its bootstrap under way), while the others install
@@ -37,10 +37,11 @@
 {%- set bootstrap = "I@patroni:role:bootstrap or G@patroni_role:bootstrap" %}
 {#- the members whose formula would change something, as each said in the first step (grain patroni_debian_rollout,
     which the master reads at each phase's start): a converged member is left out of both phases, never out of
-    the gate #}
+    the gate. "not converged" rather than "pending": a member that answers as its grain already stands (a new
+    member has none) then need not write the grain and wait for the master to get it. #}
 {#- In test mode the first step does not run (Salt runs no function then), so no member has answered: both phases
     then preview every member, as the formula's own test mode tells. #}
-{%- set unsettled = members if opts.get("test") else "( " ~ members ~ " ) and G@patroni_debian_rollout:pending" %}
+{%- set unsettled = members if opts.get("test") else "( " ~ members ~ " ) and not G@patroni_debian_rollout:converged" %}
 {#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
     the parentheses: "not (I@…" matched the bootstrap member too) #}
 {%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}
