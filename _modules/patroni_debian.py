@@ -829,10 +829,22 @@ def _private_file(folder, name, text):
 
 
 @contextlib.contextmanager
+def _running(argv, user=None, env=None):
+    """``argv`` started (:py:func:`_started`): yields a function that waits for its end (an error if it failed);
+    leaving the block before that ends it."""
+    proc = _started(argv, user=user, env=env)
+    try:
+        yield lambda: _finished(proc, argv)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate()
+
+
+@contextlib.contextmanager
 def _basebackup(version, folder, conninfo, secrets):
-    """pg_basebackup of the source into ``folder``, as postgres, started: yields a function that waits for its
-    end (an error if it failed). Secrets only through private files, gone once it has ended; leaving the block
-    before that ends it."""
+    """pg_basebackup of the source into ``folder``, as postgres, :py:func:`_running`. Secrets only through private
+    files, gone once it has ended."""
     with _private_credentials(dict(secrets)) as (env, extra):
         argv = [
             f"{PG_LIB_DIR}/{version}/bin/pg_basebackup",
@@ -842,13 +854,8 @@ def _basebackup(version, folder, conninfo, secrets):
             "stream",
             f"--dbname={conninfo}{extra}",
         ]
-        proc = _started(argv, user=CONFIG_OWNER, env={**os.environ, **env})
-        try:
-            yield lambda: _finished(proc, argv)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.communicate()
+        with _running(argv, user=CONFIG_OWNER, env={**os.environ, **env}) as finished:
+            yield finished
 
 
 def _pg_createcluster(version, cluster, datadir=None, throwaway=False):
@@ -1030,41 +1037,37 @@ def clone(version, cluster, datadir, connstring, password=None):
     elif "password" not in secrets:
         secrets.update(_pillar_replication_password(version, cluster, conninfo, globals().get("__pillar__")))
     copy = functools.partial(_basebackup, version, conninfo=conninfo, secrets=secrets)
-    _filled_cluster("clone", version, cluster, datadir, copy=copy)
+    _filled_cluster("clone", version, cluster, datadir, copy, beside=True)
     log.info("patroni_debian: cloned cluster %s/%s into %s from %s", version, cluster, datadir, _scrub(conninfo))
     return {"cluster": f"{version}/{cluster}", "datadir": datadir, "source": _scrub(conninfo)}
 
 
-def _filled_cluster(action, version, cluster, datadir, fill=None, copy=None):
+def _filled_cluster(action, version, cluster, datadir, copy, beside=False):
     """Debian's way to make a member from a copy: pg-common's metadata from ``pg_createcluster --start-conf=manual``,
-    then the data in the emptied ``datadir``: ``fill()`` puts it there (pgBackRest's ``restore``), or ``copy(folder)``
-    does, a copy that needs nothing of the new cluster (a base backup), as a block started with the folder that
-    yields a wait for its end. Such a copy runs beside initdb, into a folder next to ``datadir``, and moves in once
-    both are done: a replica's join costs the longer of the two rather than both. Where no such folder can be had
-    (:py:func:`_folder_beside`) it runs after initdb, into ``datadir``.
+    then the data in the emptied ``datadir`` from ``copy(folder)``, a block that starts the copy into ``folder``
+    and yields a wait for its end (``pg_basebackup``, pgBackRest's ``restore``). With ``beside`` (a copy that
+    needs nothing of the new cluster: a base backup) it runs beside initdb, into a folder next to ``datadir``,
+    and moves in once both are done: a replica's join costs the longer of the two rather than both. Without, or
+    where no such folder can be had (:py:func:`_folder_beside`), it runs after initdb, into ``datadir``.
     Refuses, touching nothing, what ``_make_room_for_clone`` refuses; a failure removes what this run created."""
     _check_initdb(version)
-    with contextlib.ExitStack() as beside:  # closed last: a copy still running is ended, its folder removed
+    with contextlib.ExitStack() as copying:  # closed last: a copy still running is ended, its folder removed
         with _host_lock(f"{action} {version}/{cluster}"):
             _make_room_for_clone(version, cluster, datadir)
             paths = _new_paths(version, cluster, datadir)
             with _undone_on_failure(paths, datadir):
                 _parent_folders_for_postgres(datadir)
-                folder = _folder_beside(beside, datadir) if copy else None
-                copied = beside.enter_context(copy(folder)) if folder else None
+                folder = _folder_beside(copying, datadir) if beside else None
+                copied = copying.enter_context(copy(folder)) if folder else None
                 _pg_createcluster(version, cluster, datadir, throwaway=True)
         with _undone_on_failure(paths, datadir):
-            if copied:
-                copied()
+            if not folder:
                 _empty_directory(datadir)  # initdb's fresh files, made above, make way for the copy
+                copied = copying.enter_context(copy(datadir))
+            copied()
+            if folder:
+                _empty_directory(datadir)
                 _moved_into(folder, datadir)
-                return
-            _empty_directory(datadir)
-            if copy:
-                with copy(datadir) as copied:
-                    copied()
-            else:
-                fill()
 
 
 def _folder_beside(stack, datadir):
@@ -1125,7 +1128,9 @@ def _restore_from_repository(version, cluster, datadir, stanza, backup_set=None)
     if delta:
         _delta_restored(version, cluster, datadir, lambda: _run([*argv, "--delta", "restore"], user=CONFIG_OWNER))
     else:
-        _filled_cluster("restore", version, cluster, datadir, lambda: _run([*argv, "restore"], user=CONFIG_OWNER))
+        # not beside: pgBackRest restores into its --pg1-path, datadir, which is the folder it is given
+        restore = [*argv, "restore"]
+        _filled_cluster("restore", version, cluster, datadir, lambda folder: _running(restore, user=CONFIG_OWNER))
     log.info("patroni_debian: restored cluster %s/%s into %s from stanza %s", version, cluster, datadir, stanza)
     return {
         "cluster": f"{version}/{cluster}",

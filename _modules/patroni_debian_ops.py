@@ -817,9 +817,13 @@ def note_rollout_pillar():
         salt '*' patroni_debian.note_rollout_pillar
     """
     digest = _pillar_digest(_minion_pillar())
-    path = os.path.join(__opts__["cachedir"], NOTED_PILLAR)
+    path = _noted_pillar_path()
     os.replace(debian._stage(debian._Target(path, None, digest, None, "root", "root", 0o600)), path)
     return digest
+
+
+def _noted_pillar_path():
+    return os.path.join(__opts__["cachedir"], NOTED_PILLAR)
 
 
 NOT_NOTED = ("patroni_rollout", "schedule")  # one job's override; the key the minion's scheduler adds in memory
@@ -837,7 +841,7 @@ def _rollout_pillar():
     noted), the minion then asked to refresh its own after the job."""
     pillar = _minion_pillar()
     try:
-        with open(os.path.join(__opts__["cachedir"], NOTED_PILLAR), encoding="ascii") as stream:
+        with open(_noted_pillar_path(), encoding="ascii") as stream:
             noted = stream.read().strip()
     except (OSError, ValueError):
         noted = None
