@@ -26,6 +26,7 @@ import tempfile
 import time
 
 import netlab
+import sandbox
 
 REPO = netlab.REPO
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -530,15 +531,15 @@ class MachineLab(netlab.Lab):
         (config / "states").mkdir()
         shutil.copy(REPO / "salt" / "top.sls.example", config / "states" / "top.sls")
         self.master_pki = config / "root" / "etc" / "salt" / "pki" / "master"
-        file_roots = [str(config / "states"), str(REPO / "salt"), str(REPO)]
+        file_roots = [str(config / "states"), str(REPO / "salt"), str(sandbox.served_repository(config / "repository"))]
         master = {
             "interface": self.slot.gateway,
             "root_dir": str(config / "root"),
             "pki_dir": "/etc/salt/pki/master",
             "file_roots": {"base": file_roots},
             "pillar_roots": {"base": [str(self.pillar_root)]},
-            # a working copy: its virtualenv and git objects are no files to serve
-            "file_ignore_regex": [r"/\.venv($|/)", r"/\.git($|/)", r"/__pycache__($|/)", r"/\.pytest_cache($|/)"],
+            # a working copy's compiled files are no files to serve
+            "file_ignore_regex": [r"(^|/)__pycache__($|/)"],
             "log_file": str(config / "master.log"),
             "log_level_logfile": "info",
             "timeout": 30,

@@ -61,7 +61,7 @@ def minion(tmp_path, pillar_text):
         "file_client": "local",
         "root_dir": str(tmp_path / "root"),
         "log_file": str(tmp_path / "minion.log"),
-        "file_roots": {"base": [str(sandbox.REPO / "salt"), str(sandbox.REPO)]},
+        "file_roots": {"base": [str(sandbox.REPO / "salt"), str(sandbox.served_repository(tmp_path / "repository"))]},
         "pillar_roots": {"base": [str(pillar)]},
         "enable_fqdns_grains": False,
     }
