@@ -1203,7 +1203,7 @@ def _why_stopped(scope):
 
 
 @debian._host_errors
-def wait_members(clusters=None, timeout=120, interval=0.2):
+def wait_members(clusters=None, timeout=120, interval=0.2, note_converged=False):
     """
     Plumbing: the formula and the orchestrations call it; people rarely need to.
 
@@ -1214,6 +1214,11 @@ def wait_members(clusters=None, timeout=120, interval=0.2):
     the rollout's first step compiled (:py:func:`note_rollout_pillar`), else a fresh one. Returns ``{scope:
     {member, role, leader, timeline, seconds}}``; after ``timeout`` seconds raises ``CommandExecutionError``
     naming the minion, the cluster, the step and what it saw last. The orchestration's last gate.
+
+    ``note_converged=True`` (the orchestration's gate): once healthy, the member's grain
+    ``patroni_debian_rollout`` says ``converged`` (written without a pillar refresh), the answer the next
+    rollout's first step most likely gives after the formula has just been applied here: that step then need
+    not write the grain and wait for the master to learn it. It asks the formula again whatever the grain says.
 
     CLI Example:
 
@@ -1228,6 +1233,8 @@ def wait_members(clusters=None, timeout=120, interval=0.2):
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"{_minion()}: {scope}: member: {exc}") from None
         result[scope] = _poll_member("not healthy", api, "member", _member_once, timeout, interval)
+    if note_converged and globals().get("__grains__", {}).get(ROLLOUT_GRAIN) != "converged":
+        __salt__["grains.setval"](ROLLOUT_GRAIN, "converged", refresh_pillar=False)
     return result
 
 

@@ -27,7 +27,8 @@
          it clones at once and never races the bootstrap; its Salt run overlaps the leader's bootstrap, and a
          member's clusters clone side by side;
       4. gate: every member leads and accepts writes (a transaction id given out), or streams from the leader
-         on its timeline;
+         on its timeline; a member the formula has just converged notes grain patroni_debian_rollout:
+         converged, so the next run's first step, answering the same, writes no grain and waits for no refresh;
       5. summary from the bootstrap member: members, roles, timeline, lag, port, VIP, verified;
       6. with pillar patroni:backup, the repository host (role backup) publishes its part in the Salt mine
          before the first phase, and once every member runs names them and creates each cluster's stanza.
@@ -132,7 +133,7 @@ Every member leads and accepts writes, or streams from the leader on its timelin
     - name: patroni_debian.wait_members
     - tgt: "{{ members }}"
     - tgt_type: compound
-    - kwarg: {{ dict(clusters=clusters, timeout=timeout) | json }}
+    - kwarg: {{ dict(clusters=clusters, timeout=timeout, note_converged=True) | json }}
     - expect_minions: True
     - timeout: 15
     - failhard: True

@@ -77,7 +77,14 @@ def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(fresh_machin
         "pg2": "replica",
         "pg3": "replica",
     }
+    # the gate notes what the next run's first step will answer, so that step writes no grain
+    assert rollout_grains(lab) == {"pg1": "converged", "pg2": "converged", "pg3": "converged"}
     arrived(lab, "orchestrated", streaming)  # what that starting point makes: the next test may start from here
+
+
+def rollout_grains(lab):
+    """Each member's grain ``patroni_debian_rollout``, as the minion holds it."""
+    return lab.salt("*", "grains.get", "patroni_debian_rollout")
 
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(lab, timings):
@@ -121,6 +128,7 @@ def test_a_re_run_converges_only_the_member_that_drifted(lab):
         assert set(steps[phase]["changes"].get("ret", {})) <= {drifted.name}, steps[phase]["comment"]
     assert set(steps[GATE]["changes"]["ret"]) == {machine.name for machine in lab.nodes}
     assert drifted.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
+    assert set(rollout_grains(lab).values()) == {"converged"}  # the drifted member's "pending" noted away again
     assert netlab.health(lab.nodes, API_PORT) == (leader, timeline) and start_times(lab) == started_at
 
 
