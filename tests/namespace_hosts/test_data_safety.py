@@ -174,10 +174,15 @@ def test_bad_arguments_exit_2_and_touch_nothing(node):
 def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, safe):
     """A real pg_basebackup as postgres, authenticated through a private pgpass file that is gone afterwards.
     Run by root (as Salt runs it), the data directory's new parent folders are postgres's all the same, or
-    Patroni could never remove or rename the data directory to re-clone it (reinit, a failed rewind)."""
+    Patroni could never remove or rename the data directory to re-clone it (reinit, a failed rewind). The source
+    checkpoints at once for it, as its log says (PostgreSQL logs checkpoints by default from 15)."""
     node.psql("ALTER ROLE postgres PASSWORD 'Cl0ne-secret'", port=safe)
+    # dirty buffers, which a spread checkpoint would pace
+    node.psql("CREATE TABLE IF NOT EXISTS ballast AS SELECT generate_series(1, 1000) AS n", port=safe)
     private = ["find", "/tmp", "-maxdepth", "1", "-name", "patroni-debian-*"]  # its folder for the pgpass file
     before = set(node.run(private).stdout.split())
+    source_log = "/var/log/postgresql/postgresql-15-safe.log"
+    logged = len(node.run(["cat", source_log]).stdout)
     result = node.module(
         "clone",
         "15",
@@ -185,6 +190,10 @@ def test_clone_through_salt_door_copies_a_running_cluster_with_a_password(node, 
         "/var/lib/postgresql/clones/15/copy",
         f"host=127.0.0.1 port={safe} user=postgres password=Cl0ne-secret",
     )
+    checkpoints = [
+        line for line in node.run(["cat", source_log]).stdout[logged:].splitlines() if "checkpoint starting" in line
+    ]
+    assert checkpoints and all("immediate" in line for line in checkpoints), checkpoints
     parents = node.run(["stat", "-c", "%U %a", "/var/lib/postgresql/clones", "/var/lib/postgresql/clones/15"])
     assert parents.stdout.split("\n")[:2] == ["postgres 755", "postgres 755"], parents.stdout
     assert result["source"] == f"user=postgres host=127.0.0.1 port={safe}"  # the password stays out

@@ -427,6 +427,7 @@ def test_basebackup_secrets_only_in_private_files(monkeypatch):
         assert finished().returncode == 0
     assert not any("pa:ss" in argument or "k3y" in argument for argument in seen["argv"])
     assert seen["argv"][0] == "/usr/lib/postgresql/15/bin/pg_basebackup" and seen["user"] == "postgres"
+    assert "--checkpoint=fast" in seen["argv"]  # the source checkpoints at once: no spread checkpoint to wait for
     assert seen["argv"][-1] == "--dbname=host=a user=r service=patroni_debian_clone"
     assert seen["files"]["PGPASSFILE"][1:] == (0o600, "*:*:*:*:pa\\:ss\\\\word\n")
     assert seen["files"]["PGSERVICEFILE"][1:] == (0o600, "[patroni_debian_clone]\nsslpassword=k3y\n\n")
