@@ -22,6 +22,8 @@ import re
 import time
 import warnings
 
+import yaml
+
 import patroni_debian as debian  # the siblings, for their pure helpers (no dunders there)
 import patroni_debian_config as pillar_rules  # its checks of pillar and orchestration arguments
 import patroni_debian_render as render
@@ -1113,6 +1115,91 @@ def _claim_once(api):
     """``(what was seen, the DCS view or None)``: claimed once a leader holds the cluster or a bootstrap began."""
     view = _dcs_view(api.scope)
     return ("unclaimed", None) if not (view["initialized"] or view["leader"]) else (None, view)
+
+
+# what each cluster's running state waits for, by the orchestration's phase: a claim on the cluster in the first,
+# a started Patroni in the second (its gate then waits for health), health in a plain run
+READY_BY_PHASE = {"first": "claimed", "all": "started"}
+WAITS_FOR = {
+    "healthy": "is running and healthy",
+    "claimed": "is running and its cluster claimed",
+    "started": "is running",
+}
+
+
+@debian._host_errors
+def formula_map(tplroot="patroni", rollout=None, saltenv="base"):
+    """
+    Plumbing: the formula and the orchestrations call it; people rarely need to.
+
+    What the formula's states are made of (the formula's map.jinja asks it) on this minion: its settings (``patroni`` of
+    ``salt://<tplroot>/defaults.yaml``, then the entry of its ``releases`` for this Debian release, grain
+    ``oscodename``, then pillar ``patroni:lookup``), the clusters it renders states for
+    (:py:func:`formula_clusters`), each with what its running state waits for, the packages they need, and pillar
+    ``patroni:tls`` and ``patroni:backup`` as checked.
+
+    rollout
+        The orchestration's narrowing (pillar ``patroni_rollout``): ``clusters``, and ``phase``: ``first`` keeps
+        the clusters this member goes first in (:py:func:`leads_rollout`) and leaves their live settings alone (a
+        bootstrap under way takes them from this very config); ``all`` waits for a started Patroni only.
+
+    Returns ``{patroni, clusters, packages, tls, valid, backup}``. Computed once per Salt job: every sls file of
+    the formula imports map.jinja, and Jinja would otherwise read the defaults and merge them anew for each.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' patroni_debian.formula_map
+    """
+    rollout = rollout if isinstance(rollout, dict) else {}
+    key = repr((tplroot, rollout, saltenv))
+    args = (str(tplroot), rollout, str(saltenv))
+    return pillar_rules._per_job(__context__, __opts__.get("jid"), "formula_map", key, _formula_map, *args)
+
+
+def _formula_map(tplroot, rollout, saltenv):
+    defaults = _formula_defaults(tplroot, saltenv)
+    declared = __salt__["patroni_debian.formula_clusters"](rollout.get("clusters"))
+    release = (defaults.get("releases") or {}).get(__grains__.get("oscodename"), {})
+    settings = render._deep_merge(render._deep_merge(defaults["patroni"], release), declared["lookup"])
+    phase = rollout.get("phase")
+    ready = READY_BY_PHASE.get(phase, "healthy")
+    clusters, packages = [], list(settings.get("packages") or [])
+    for cluster in declared["clusters"]:
+        if phase == "first" and not leads_rollout(cluster["version"], cluster["cluster"]):
+            continue
+        cluster.update(ready=ready, running=f"Patroni {cluster['scope']} {WAITS_FOR[ready]}", dynamic=phase != "first")
+        clusters.append(cluster)
+        packages.append(f"postgresql-{cluster['version']}")
+        packages.extend((settings.get("dcs_packages") or {}).get(cluster["dcs_type"], []))
+        if cluster["vip"]:
+            packages.extend((settings.get("vip_packages") or {}).get(cluster["dcs_type"], []))
+    if declared["backup"] and clusters:
+        packages.append("pgbackrest")
+    return {
+        "patroni": settings,
+        "clusters": clusters,
+        "packages": list(dict.fromkeys(packages)),
+        "tls": declared["tls"],
+        "valid": declared["valid"],
+        "backup": declared["backup"],
+    }
+
+
+def _formula_defaults(tplroot, saltenv):
+    """The formula's ``defaults.yaml``, from the master (or the local file roots), checked to hold ``patroni``."""
+    source = f"salt://{tplroot}/defaults.yaml"
+    text = __salt__["cp.get_file_str"](source, saltenv=saltenv)
+    if not text:
+        raise CommandExecutionError(f"the formula's defaults {source} (saltenv {saltenv}) could not be read")
+    try:
+        parsed = render._safe_yaml(text)
+    except (yaml.YAMLError, render._YamlTooLarge) as exc:
+        raise CommandExecutionError(f"the formula's defaults {source} are not YAML: {exc}") from exc
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("patroni"), dict):
+        raise CommandExecutionError(f"the formula's defaults {source} have no mapping patroni")
+    return parsed
 
 
 @debian._host_errors
