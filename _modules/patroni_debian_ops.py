@@ -22,7 +22,6 @@ import re
 import time
 import warnings
 
-import yaml
 
 import patroni_debian as debian  # the siblings, for their pure helpers (no dunders there)
 import patroni_debian_config as pillar_rules  # its checks of pillar and orchestration arguments
@@ -1193,10 +1192,7 @@ def _formula_defaults(tplroot, saltenv):
     text = __salt__["cp.get_file_str"](source, saltenv=saltenv)
     if not text:
         raise CommandExecutionError(f"the formula's defaults {source} (saltenv {saltenv}) could not be read")
-    try:
-        parsed = render._safe_yaml(text)
-    except (yaml.YAMLError, render._YamlTooLarge) as exc:
-        raise CommandExecutionError(f"the formula's defaults {source} are not YAML: {exc}") from exc
+    parsed = render._parsed_yaml(text, f"the formula's defaults {source}")
     if not isinstance(parsed, dict) or not isinstance(parsed.get("patroni"), dict):
         raise CommandExecutionError(f"the formula's defaults {source} have no mapping patroni")
     return parsed

@@ -853,13 +853,18 @@ def _read_yaml(path, follow_links=True):
     text = _read_text(path, follow_links)
     if text is None:
         return None
+    return _parsed_yaml(text, path)
+
+
+def _parsed_yaml(text, where):
+    """Parsed YAML of ``text`` (read from ``where``, which the errors name), through ``_safe_yaml``."""
     try:
         return _safe_yaml(text)
     except yaml.YAMLError as exc:
         # the parser quotes the offending line, which may hold a secret
-        raise CommandExecutionError(f"{path} is not valid YAML: {_scrub(str(exc))}") from None
+        raise CommandExecutionError(f"{where} is not valid YAML: {_scrub(str(exc))}") from None
     except _YamlTooLarge as exc:
-        raise CommandExecutionError(f"{path} {exc}; no Patroni config is near that, refused unread") from None
+        raise CommandExecutionError(f"{where} {exc}; no Patroni config is near that, refused unread") from None
 
 
 class _YamlTooLarge(Exception):

@@ -102,3 +102,25 @@ def test_a_good_pillar_renders_its_cluster(tmp_path):
     assert SKELETON < set(high) and "Patroni 15-main is configured" in high
     configured = high["Patroni 15-main is configured"]["patroni_debian"]
     assert {"version": "15"} in configured and {"cluster": "main"} in configured
+
+
+def test_unreadable_defaults_fail_the_render_naming_the_file_and_quoting_nothing(tmp_path):
+    """A formula copy whose defaults.yaml is not YAML: the render stops with the file's name, and the parser's quote
+    of the offending line (which could hold a value a user pasted there) is scrubbed. (Salt's own log on stderr
+    carries the render's traceback, as for any error raised inside Jinja; the job's answer does not.)"""
+    formula = tmp_path / "formula" / "patroni"
+    formula.mkdir(parents=True)
+    for entry in (sandbox.REPO / "salt" / "patroni").iterdir():
+        if entry.name != "defaults.yaml":
+            (formula / entry.name).symlink_to(entry)
+    (formula / "defaults.yaml").write_text("patroni:\n  packages: [patroni\n  password: Defaults-Secret-7\n")
+    config = minion(tmp_path, GOOD)
+    settings = yaml.safe_load((config / "minion").read_text())
+    settings["file_roots"]["base"][0] = str(formula.parent)
+    (config / "minion").write_text(yaml.safe_dump(settings))
+    argv = [SALT_CALL, "--local", "-c", str(config), "--out=json", "state.show_sls", "patroni"]
+    outcome = sandbox.run(sandbox.Host(dcs_yml=None), tmp_path / "host", argv)
+    errors = json.loads(outcome.stdout)["local"]
+    assert outcome.returncode != 0 and isinstance(errors, list) and "Traceback" not in outcome.stdout, outcome.stdout
+    assert all("the formula's defaults salt://patroni/defaults.yaml is not valid YAML" in error for error in errors)
+    assert "Defaults-Secret-7" not in outcome.stdout + outcome.stderr
