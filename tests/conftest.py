@@ -4,7 +4,8 @@ The tiers are named for what they need (tests/README.md): ``unit`` nothing; ``sa
 namespaces; ``namespace_hosts`` root, network namespaces and this host's PostgreSQL, Patroni and etcd;
 ``systemd_machines`` root and Debian machines booting systemd, once per release. ``make test`` runs them side by
 side with pytest-xdist: each release's machines on a worker of their own (one lab per release per run), the other
-tiers on a third (:py:func:`group`).
+tiers on a third, which then takes the longest machine tests (``OWN_LAB``) on a lab of its own per release
+(:py:func:`group`).
 """
 
 import logging
@@ -25,6 +26,10 @@ TIERS = {  # folder → (marker, what it needs)
     "namespace_hosts": ("namespace_hosts", "root: network namespaces, this host's PostgreSQL, Patroni and etcd"),
     "systemd_machines": ("systemd_machines", "root: Debian machines booting systemd (systemd-nspawn), per release"),
 }
+# Machine test files run on a lab of their own per release, by the worker that is free first (the one of the other
+# tiers, which ends 10-14 minutes before the machines): the longest, so that the three workers end together. Each
+# costs a lab's boot (about 30 s) and saves its release's lab the minutes of the file and a clean slate.
+OWN_LAB = ("tests/systemd_machines/test_backup.py",)
 _TIMINGS = {}
 _SPANS = {}  # label → [first start, last stop, tests passed, tests failed, the xdist workers that ran them]
 _FILES = {}  # label → {test file → seconds in setup, call and teardown}: where a tier's wall time goes
@@ -59,11 +64,12 @@ def release(item):
 
 def group(nodeid):
     """The worker's share a test belongs to, from its id: one per release for the machines (one lab per release,
-    on a worker of its own), and one for the rest, where the tests of the people's lab (slot 0: the README's,
-    make demo's) run one after another."""
+    on a worker of its own), one per release and file of ``OWN_LAB``, and one for the rest, where the tests of
+    the people's lab (slot 0: the README's, make demo's) run one after another."""
     found = re.search(r"\[(?:[^\]]*-)?(" + "|".join(RELEASES) + r")(?:-[^\]]*)?\]", nodeid)
     if nodeid.startswith("tests/systemd_machines/") and found:
-        return f"machines {found.group(1)}"
+        path = nodeid.split("::")[0]
+        return f"machines {found.group(1)}" + (f", {path}" if path in OWN_LAB else "")
     return "the other tiers"
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the machines' tier: one lab per release for the whole run, and the starting points tests declare.
+"""Fixtures of the machines' tier: one lab per release for the whole run (and one per release for each file of
+tests/conftest.py's ``OWN_LAB``, on another worker), and the starting points tests declare.
 
 A test never relies on what an earlier test left: it asks for a *starting point* (one of starting_points.py, or
 one of its module's made with ``starting_points.starting_point``). A starting point is made from a clean slate
@@ -24,14 +25,17 @@ from starting_points import (  # noqa: F401 - for every module
 @pytest.fixture(scope="session", params=machines.releases())
 def machine_lab(request, timings):
     """Three booted machines of a Debian release, every minion answering with this checkout's modules, etcd and a
-    master: one lab per release for the whole run. Tests do not use it directly: they ask for a starting point."""
+    master: one lab per release and worker for the whole run. Tests do not use it directly: they ask for a starting
+    point."""
     started = time.monotonic()
     with machines.MachineLab(machines=3, release=request.param) as lab:
-        timings[f"machines ({lab.release}): image cached → 3 machines booted (systemd running)"] = (
+        # a release may have a second lab, for the files of tests/conftest.py's OWN_LAB: its slot tells them apart
+        lab.label = f"{lab.release}, lab {lab.slot.number}"
+        timings[f"machines ({lab.label}): image cached → 3 machines booted (systemd running)"] = (
             time.monotonic() - started
         )
         lab.wait_minions()
-        timings[f"machines ({lab.release}): up → every minion answers test.ping"] = time.monotonic() - started
+        timings[f"machines ({lab.label}): up → every minion answers test.ping"] = time.monotonic() - started
         lab.provision()
         lab.starting_point = None
         yield lab

@@ -17,7 +17,7 @@ def clean_slate(lab, timings, bare=False, provision=True):
     started = time.monotonic()
     lab.starting_point, lab.converged, lab.api_ca = None, None, None
     lab.reset_all(bare=bare, provision=provision and not bare)
-    _add(timings, f"machines ({lab.release}): clean slates (3 machines reset, modules in place, minions back)", started)
+    _add(timings, f"machines ({lab.label}): clean slates (3 machines reset, modules in place, minions back)", started)
 
 
 def starting_point(name, make, check, bare=False, provision=True, adopts=()):
@@ -39,7 +39,7 @@ def starting_point(name, make, check, bare=False, provision=True, adopts=()):
             started = time.monotonic()
             lab.made = make(lab)
             lab.starting_point, lab.checked = name, check(lab)
-            _add(timings, f"machines ({lab.release}): starting point '{name}' made", started)
+            _add(timings, f"machines ({lab.label}): starting point '{name}' made", started)
             assert lab.checked, f"starting point {name}: its check fails right after it was made"
         failed = request.session.testsfailed
         yield lab

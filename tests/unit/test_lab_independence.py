@@ -90,7 +90,8 @@ def test_every_test_of_the_machines_states_its_starting_point(tmp_path):
 
 def test_each_release_s_machine_tests_share_one_worker_and_the_rest_another(tmp_path):
     """make test's workers: every machine test of a release in that release's share (one lab per release per
-    run), every other test in the third; decided from the test's id, as xdist's scheduler sees it."""
+    run) but those of the files given a lab of their own (a share per release and file), every other test in the
+    third; decided from the test's id, as xdist's scheduler sees it."""
     spec = importlib.util.spec_from_file_location("tests_root_conftest", os.path.join(TESTS, "conftest.py"))
     root = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(root)
@@ -98,9 +99,12 @@ def test_each_release_s_machine_tests_share_one_worker_and_the_rest_another(tmp_
     for nodeid, item in collected(tmp_path).items():
         wanted = "the other tiers"
         if "machine_lab" in item["fixtures"]:
-            wanted = f"machines {item['release']}"
+            path = nodeid.split("::")[0]
+            wanted = f"machines {item['release']}" + (f", {path}" if path in root.OWN_LAB else "")
         shares.setdefault(root.group(nodeid), set()).add(nodeid)
         assert root.group(nodeid) == wanted, nodeid
-    assert set(shares) == {"machines bookworm", "the other tiers"}  # the collection above is bookworm's
+    own = {f"machines bookworm, {path}" for path in root.OWN_LAB}
+    assert set(shares) == {"machines bookworm", "the other tiers"} | own  # the collection above is bookworm's
+    assert all(len(shares[share]) >= 1 for share in own)  # each file of OWN_LAB exists and has tests
     assert root.group("tests/sandboxed/test_bad_input.py::test_x[trixie-case]") == "the other tiers"
     assert root.group("tests/systemd_machines/test_x.py::test_y[trixie-orch.patroni-{}]") == "machines trixie"
