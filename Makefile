@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := postgresql-common postgresql-15 patroni vip-manager etcd-server etcd-client iproute2 util-linux systemd-container debootstrap
 PYTEST_ARGS ?=
-# Three workers: each release's machines on one (one lab per release, booted once), every other tier on the third.
+# Three workers: each release's machines on one (one lab per release, booted once), every other tier on the third,
+# which then runs the longest machine test file on a lab of its own per release (OWN_LAB in tests/conftest.py).
 # Groups: tests/conftest.py. PYTEST_ARGS come last: e.g. PYTEST_ARGS="-n 0 -m unit" for one tier in one process.
 XDIST := -n 3
 
