@@ -34,6 +34,7 @@ OWN_LAB = ("tests/systemd_machines/test_backup.py",)
 _TIMINGS = {}
 _SPANS = {}  # label → [first start, last stop, tests passed, tests failed, the xdist workers that ran them]
 _FILES = {}  # label → {test file → seconds in setup, call and teardown}: where a tier's wall time goes
+_WORKERS = {}  # xdist worker → [first test's start, last test's end, its shares]: how evenly the run is spread
 
 
 def _interrupt(signum, frame):
@@ -128,7 +129,11 @@ def pytest_runtest_logreport(report):
     files[test_file] = files.get(test_file, 0) + report.duration
     span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
     node = getattr(report, "node", None)
-    span[4].add(node.gateway.id if node is not None else "this process")
+    worker = node.gateway.id if node is not None else "this process"
+    span[4].add(worker)
+    busy = _WORKERS.setdefault(worker, [report.start, report.stop, set()])
+    busy[0], busy[1] = min(busy[0], report.start), max(busy[1], report.stop)
+    busy[2].add(label)
     if report.outcome == "failed":
         span[3] += 1
     elif report.when == "call" and report.outcome == "passed":
@@ -190,6 +195,11 @@ def pytest_terminal_summary(terminalreporter, config):
             heaviest = [f"{pathlib.Path(f).stem} {s / 60:.1f}" for f, s in heaviest if s >= 30]
             if heaviest:
                 terminalreporter.write_line(f"{'':12}min per file: {', '.join(heaviest)}")
+    if len(_WORKERS) > 1:  # the run's wall time is the last worker's: how far the others were from it
+        begun = min(start for start, _, _ in _WORKERS.values())
+        terminalreporter.write_line("each worker done, minutes after the first test's start:")
+        for worker, (_, stop, labels) in sorted(_WORKERS.items(), key=lambda kv: kv[1][1]):
+            terminalreporter.write_line(f"{(stop - begun) / 60:6.1f} min  {worker:5} {'; '.join(sorted(labels))}")
     sampler = getattr(config, "_cpu", None)
     if sampler is not None and sampler.samples:
         terminalreporter.write_line(f"CPU ({os.cpu_count()} cores): {sampler.summary()}")
