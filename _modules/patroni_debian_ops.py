@@ -22,7 +22,6 @@ import re
 import time
 import warnings
 
-
 import patroni_debian as debian  # the siblings, for their pure helpers (no dunders there)
 import patroni_debian_config as pillar_rules  # its checks of pillar and orchestration arguments
 import patroni_debian_render as render

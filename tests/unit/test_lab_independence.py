@@ -104,7 +104,7 @@ def test_each_release_s_machine_tests_share_one_worker_and_the_rest_another(tmp_
         shares.setdefault(root.group(nodeid), set()).add(nodeid)
         assert root.group(nodeid) == wanted, nodeid
     own = {f"machines bookworm, {path}" for path in root.OWN_LAB}
-    assert set(shares) == {"machines bookworm", "the other tiers"} | own  # the collection above is bookworm's
-    assert all(len(shares[share]) >= 1 for share in own)  # each file of OWN_LAB exists and has tests
+    # the collection above is bookworm's; a file of OWN_LAB without tests would leave its share out
+    assert set(shares) == {"machines bookworm", "the other tiers"} | own
     assert root.group("tests/sandboxed/test_bad_input.py::test_x[trixie-case]") == "the other tiers"
     assert root.group("tests/systemd_machines/test_x.py::test_y[trixie-orch.patroni-{}]") == "machines trixie"
