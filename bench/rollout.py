@@ -18,7 +18,9 @@ nothing costs), with its steps.
 
 Prints a line per run on stderr and, last, one JSON line on stdout: floor_seconds, rollout_seconds, ratio (against
 the floor's median) and ratio_to_fastest_floor, where the rollout's seconds go (median per step), the converged
-re-run's seconds and steps, and the growth figures.
+re-run's seconds and steps, and the growth figures. Beside each figure of seconds, the CPU seconds this host spent
+meanwhile, by part (*_cpu_seconds_*: the machines, their Salt minions, Patroni with PostgreSQL and what it runs, the
+Salt master, salt-run, the rest): on two cores the rollout's growth is bounded by CPU, not by waits.
 
 Usage (root, after `make test` has built .venv and the images):
     .venv/bin/python bench/rollout.py [RUNS] [--release bookworm|trixie] [--no-growth] [--etcd]
@@ -28,6 +30,7 @@ Usage (root, after `make test` has built .venv and the images):
 import base64
 import json
 import pathlib
+import resource
 import statistics
 import sys
 import time
@@ -100,17 +103,42 @@ def healthy(lab, clusters):
 
 
 def floor_once(lab, etcd=False):
+    """Seconds of the Debian way by hand to a healthy cluster, and the CPU seconds it took (:py:func:`cpu_of`)."""
     fresh(lab, etcd=etcd)
     lab.provision()  # by hand, createconfig must exist on the hosts, as Debian's script does
     started = time.monotonic()
-    machines.debian_way(lab, etcd_by_hand(lab) if etcd else lab.dcs(), AUTHENTICATION, {})
-    return time.monotonic() - started
+    cpu = cpu_of(lab, lambda: machines.debian_way(lab, etcd_by_hand(lab) if etcd else lab.dcs(), AUTHENTICATION, {}))
+    return time.monotonic() - started, cpu[1]
 
 
 def rollout_once(lab, clusters=1, etcd=False):
-    """Seconds from ``salt-run`` to healthy clusters, and the seconds of each orchestration step."""
+    """Seconds from ``salt-run`` to healthy clusters, the seconds of each orchestration step, the CPU seconds."""
     fresh(lab, clusters, etcd)
-    return orchestrated(lab, clusters)
+    (seconds, steps), cpu = cpu_of(lab, lambda: orchestrated(lab, clusters))
+    return seconds, steps, cpu
+
+
+SALT_RUN = "salt-run (the benchmark's own commands)"
+REST = "the host's rest (kernel, the lab's Salt client, other programs)"
+
+
+def cpu_of(lab, run):
+    """``run()``'s result, and the CPU seconds this host spent while it ran, by part: the machines whole and their
+    Salt minions, Patroni with PostgreSQL (bootstrap, clone and all it runs), the Salt master, ``salt-run`` and
+    the rest (``MachineLab.cpu_seconds``)."""
+    before, children = lab.cpu_seconds(), _children_cpu()
+    result = run()
+    after = lab.cpu_seconds()
+    spent = {part: after[part] - before.get(part, 0.0) for part in after}
+    spent[SALT_RUN] = _children_cpu() - children
+    spent[REST] = spent["host"] - spent["machines"] - spent["Salt master"] - spent[SALT_RUN]
+    return result, {part: round(seconds, 2) for part, seconds in spent.items()}
+
+
+def _children_cpu():
+    """CPU seconds of this benchmark's ended child processes (``salt-run``, each through ``ip netns exec``)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def orchestrated(lab, clusters=1):
@@ -144,29 +172,37 @@ def _clock(text):
 
 
 def main(runs, release, growing=True, etcd=False):
-    floors, rollouts, steps, reruns, rerun_steps = [], [], [], [], []
+    floors, rollouts, steps, reruns, rerun_steps, floor_cpu, rollout_cpu = [], [], [], [], [], [], []
     growth = {"replicas": {}, "clusters": {}}
+    growth_cpu = {"replicas": {}, "clusters": {}}
     with machines.MachineLab(machines=3, release=release) as lab:
         for run in range(runs):
-            floors.append(floor_once(lab, etcd))
-            seconds, spent = rollout_once(lab, etcd=etcd)
+            seconds, cpu = floor_once(lab, etcd)
+            floors.append(seconds)
+            floor_cpu.append(cpu)
+            seconds, spent, cpu = rollout_once(lab, etcd=etcd)
             rollouts.append(seconds)
             steps.append(spent)
+            rollout_cpu.append(cpu)
             again, spent_again = orchestrated(lab)
             reruns.append(again)
             rerun_steps.append(spent_again)
             print(
-                f"run {run + 1}: floor {floors[-1]:.1f} s, rollout {seconds:.1f} s, converged re-run {again:.1f} s",
+                f"run {run + 1}: floor {floors[-1]:.1f} s ({floor_cpu[-1]['host']:.1f} s of CPU),"
+                f" rollout {seconds:.1f} s ({cpu['host']:.1f} s of CPU), converged re-run {again:.1f} s",
                 file=sys.stderr,
             )
         growth["replicas"][2] = statistics.median(rollouts)
+        growth_cpu["replicas"][2] = medians(rollout_cpu)
         for clusters in (1, 3, 6) if growing else ():
-            growth["clusters"][clusters] = rollout_once(lab, clusters)[0]
-            print(f"{clusters} cluster(s) on 3 machines: {growth['clusters'][clusters]:.1f} s", file=sys.stderr)
+            seconds, _, growth_cpu["clusters"][clusters] = rollout_once(lab, clusters)
+            growth["clusters"][clusters] = seconds
+            print(f"{clusters} cluster(s) on 3 machines: {seconds:.1f} s", file=sys.stderr)
     for members in (2, 4, 5) if growing else ():
         with machines.MachineLab(machines=members, release=release) as lab:
-            growth["replicas"][members - 1] = rollout_once(lab)[0]
-            print(f"{members - 1} replica(s): {growth['replicas'][members - 1]:.1f} s", file=sys.stderr)
+            seconds, _, growth_cpu["replicas"][members - 1] = rollout_once(lab)
+            growth["replicas"][members - 1] = seconds
+            print(f"{members - 1} replica(s): {seconds:.1f} s", file=sys.stderr)
     floor, rollout = statistics.median(floors), statistics.median(rollouts)
     print(
         json.dumps(
@@ -181,6 +217,8 @@ def main(runs, release, growing=True, etcd=False):
                 "floor_runs": [round(s, 2) for s in floors],
                 "rollout_runs": [round(s, 2) for s in rollouts],
                 "rollout_steps_median_seconds": medians(steps),
+                "floor_cpu_seconds_median": medians(floor_cpu),
+                "rollout_cpu_seconds_median": medians(rollout_cpu),
                 "converged_rerun_seconds": round(statistics.median(reruns), 2),
                 "converged_rerun_runs": [round(s, 2) for s in reruns],
                 "converged_rerun_steps_median_seconds": medians(rerun_steps),
@@ -188,6 +226,8 @@ def main(runs, release, growing=True, etcd=False):
                 "rollout_seconds_by_clusters_on_3_machines": {
                     n: round(s, 2) for n, s in sorted(growth["clusters"].items())
                 },
+                "rollout_cpu_seconds_by_replicas": dict(sorted(growth_cpu["replicas"].items())),
+                "rollout_cpu_seconds_by_clusters_on_3_machines": dict(sorted(growth_cpu["clusters"].items())),
             }
         )
     )
