@@ -640,10 +640,11 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
     release of the modules and a fresh pillar: its arguments checked (``patroni_debian.rollout_arguments``), the
     clusters pillar no longer declares here left (``patroni_debian.leave_undeclared``), this pillar noted for the
     rollout's gate and summary (``patroni_debian.note_rollout_pillar``), and on a member the answer to whether the
-    formula would change anything (``patroni_debian.rollout_converged``). The rollout's phases leave out the
-    members whose grain ``patroni_debian_rollout`` says ``converged``; the master knows the grain this job sent
-    with its pillar request, so the grain is written (and the refresh it asks for waited for, which hands it to
-    the master) only when the answer is on the other side of ``converged``.
+    formula would change anything (``patroni_debian.rollout_converged``) and, if so, whether its first phase has
+    work here. The rollout's phases leave out the members whose grain ``patroni_debian_rollout`` says
+    ``converged``, its first phase also those that say neither ``early`` nor have the bootstrap role; the master
+    knows the grain this job sent with its pillar request, so the grain is written (and the refresh it asks for
+    waited for, which hands it to the master) only when the answer falls in another of these classes.
 
     Changes: the clusters left. In test mode nothing is left and no grain is set.
 
@@ -669,8 +670,8 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
             ret["changes"] = {"left": left}
         __salt__["patroni_debian.note_rollout_pillar"]()
         answer = __salt__["patroni_debian.rollout_converged"](arguments["clusters"])
-        value = ("converged" if answer["converged"] else "pending") if answer["member"] else None
-        if value and (value == "converged") != (__grains__.get(ROLLOUT_GRAIN) == "converged"):
+        value = _rollout_answer(answer) if answer["member"] else None
+        if value and _grain_to_write(value, answer["role"], __grains__.get(ROLLOUT_GRAIN)):
             if not _grain_handed_to_master(value):
                 return _failed(ret, "the minion did not confirm its pillar refresh within 30 s")
     except (CommandExecutionError, SaltInvocationError) as exc:
@@ -679,6 +680,29 @@ def rollout_prepared(name, clusters=None, timeout=HEALTH_TIMEOUT):
     said += [f"{value}: {answer['reason']}"] if answer["member"] else []
     ret["comment"] = f"{name}: " + ("; ".join(said) or "no Patroni role here, nothing to leave")
     return ret
+
+
+def _rollout_answer(answer):
+    """This member's word for the rollout's phases (grain ``patroni_debian_rollout``): ``converged`` keeps it out
+    of both, ``early`` puts it in the first as well as the second, any other word (``pending``, or no grain) in the
+    second only. A member of bootstrap role is in the first phase by its role: it need not say ``early``."""
+    if answer["converged"]:
+        return "converged"
+    return "early" if answer["early"] and answer["role"] != "bootstrap" else "pending"
+
+
+def _grain_to_write(value, role, grain):
+    """Whether the answer ``value`` must be written over grain ``patroni_debian_rollout`` as the master knows it
+    (``grain``) on a member of ``role``: only when the phases would read the two differently, since a write costs
+    the pillar refresh that hands it to the master."""
+    return _grain_class(value, role) != _grain_class(grain, role)
+
+
+def _grain_class(value, role):
+    """What the phases make of grain ``patroni_debian_rollout`` being ``value`` on a member of ``role``."""
+    if value == "converged" or (value == "early" and role != "bootstrap"):
+        return value
+    return "pending"
 
 
 def _grain_handed_to_master(value):

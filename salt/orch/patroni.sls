@@ -18,10 +18,12 @@
          formula, in test mode, whether it would change anything there (patroni_debian.rollout_converged). Both
          phases leave out the members that would change nothing (grain patroni_debian_rollout: converged): a
          re-run on converged clusters goes from this step to the gate;
-      2. first phase: the formula on every such member, each keeping only the clusters it goes first in
-         (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no replica); back
-         once each such cluster is claimed (led, or its bootstrap under way), while the others install
-         packages and the program;
+      2. first phase: the formula on those of them that have work in it, each keeping only the clusters it
+         goes first in (patroni_debian.leads_rollout: it leads now, or it has the bootstrap role and is no
+         replica); back once each such cluster is claimed (led, or its bootstrap under way), while the others
+         that said early in the first step (patroni_debian.rollout_goes_early: packages not all installed, TLS
+         or backups in pillar) install packages and the program, and with pillar etcd every member
+         starts its etcd. A replica with its packages in place is left out: it waits for the second phase;
       3. second phase: the formula on every such member, all at once, back once Patroni runs. A replica without
          data starts Patroni only once the DCS shows a leader running as the primary (wait_leader_in_dcs), so
          it clones at once and never races the bootstrap; its Salt run overlaps the leader's bootstrap, and a
@@ -43,6 +45,12 @@
 {#- In test mode the first step does not run (Salt runs no function then), so no member has answered: both phases
     then preview every member, as the formula's own test mode tells. #}
 {%- set unsettled = members if opts.get("test") else "( " ~ members ~ " ) and not G@patroni_debian_rollout:converged" %}
+{#- the first phase's: of those, the members that have work in it (patroni_debian.rollout_goes_early): the bootstrap
+    member, and the members whose grain says early (one that leads now, or whose packages, certificates or pillar
+    the first phase would see to beside the leader's bootstrap); with pillar etcd every member, whose
+    etcd members start together there. A replica with its packages in place waits for the second phase. #}
+{%- set early = unsettled if opts.get("test") else "( " ~ unsettled ~ " ) and ( " ~ bootstrap
+                ~ " or G@patroni_debian_rollout:early or I@etcd:members:* )" %}
 {#- the etcd of pillar etcd, on hosts of its own: no Patroni role (Salt's compound matcher needs the spaces inside
     the parentheses: "not (I@…" matched the bootstrap member too) #}
 {%- set etcd_hosts = "I@etcd:members:* and not ( " ~ members ~ " )" %}
@@ -104,7 +112,7 @@ The repository host has published its part:
 
 First phase, the member that goes first in each cluster is converged:
   salt.state:
-    - tgt: "{{ unsettled }}"
+    - tgt: "{{ early }}"
     - tgt_type: compound
     - sls: patroni
     - pillar: {{ {"patroni_rollout": dict(only, phase="first")} | json }}

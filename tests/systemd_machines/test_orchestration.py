@@ -77,6 +77,13 @@ def test_bare_machines_become_a_cluster_led_by_the_bootstrap_member(fresh_machin
         "pg2": "replica",
         "pg3": "replica",
     }
+    # issue 24: the replicas' packages are in place (this image), so the first phase is the bootstrap member's
+    # alone, their first step wrote no grain, and the second phase is everyone's
+    said = {machine.name: prepared(steps, machine.name)["comment"] for machine in lab.nodes}
+    assert all("pending: " in said[name] for name in ("pg2", "pg3")), said
+    first, second = steps[PHASES[0]]["comment"], steps[PHASES[1]]["comment"]  # each names the minions it ran on
+    assert "pg1" in first and "pg2" not in first and "pg3" not in first, first
+    assert all(name in second for name in ("pg1", "pg2", "pg3")), second
     # the gate notes what the next run's first step will answer, so that step writes no grain
     assert rollout_grains(lab) == {"pg1": "converged", "pg2": "converged", "pg3": "converged"}
     arrived(lab, "orchestrated", streaming)  # what that starting point makes: the next test may start from here

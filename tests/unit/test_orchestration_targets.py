@@ -2,6 +2,7 @@
 hosts of its own must match those and no Patroni member (it once matched the bootstrap member, whose two state
 runs at once then refused each other: Salt's matcher needs spaces inside parentheses)."""
 
+import importlib.util
 import json
 import pathlib
 import re
@@ -23,7 +24,7 @@ def target(name, orch=ORCH, pillar=None, opts=None):
     """The orchestration's ``name`` target, rendered from its own ``set`` lines with the orchestration's ``pillar``
     (and the master's ``opts``: ``test`` in a dry run)."""
     text = orch.read_text()
-    names = "members|bootstrap|unsettled|etcd_hosts|repository|everyone|roles|declares|scope"
+    names = "members|bootstrap|unsettled|early|etcd_hosts|repository|everyone|roles|declares|scope"
     sets = "".join(match.group(0) for match in re.finditer(r"\{%-\s*set (?:" + names + r")\b.*?%\}", text, re.S))
     return jinja2.Environment().from_string(sets + "{{ " + name + " }}").render(pillar=pillar or {}, opts=opts or {})
 
@@ -100,6 +101,63 @@ def test_the_phases_run_on_the_members_that_did_not_say_converged(grains, pillar
     # a dry run of the orchestration runs no first step, so its phases preview every member
     assert target("unsettled", opts={"test": True}) == target("members")
     assert matches(target("members"), grains, pillar) is (pillar.get("patroni", {}).get("role") != "backup")
+
+
+REPLICA = {"patroni": {"role": "replica"}}
+
+
+@pytest.mark.parametrize(
+    "grains, pillar, expected",
+    [
+        ({}, {"patroni": {"role": "bootstrap"}}, True),  # the bootstrap member goes first by its role
+        ({"patroni_role": "bootstrap", "patroni_debian_rollout": "pending"}, {}, True),
+        ({"patroni_debian_rollout": "early"}, REPLICA, True),  # leads now, or has packages to install
+        ({}, REPLICA, False),  # a new replica whose packages are in place: the second phase only
+        ({"patroni_debian_rollout": "pending"}, REPLICA, False),
+        ({}, {**REPLICA, **ETCD}, True),  # pillar etcd: every member starts its etcd in the first phase
+        ({"patroni_debian_rollout": "converged"}, {**REPLICA, **ETCD}, False),
+        ({"patroni_debian_rollout": "converged", "patroni_role": "bootstrap"}, {}, False),
+        ({"patroni_debian_rollout": "early"}, {"patroni": {"role": "backup"}}, False),  # no member
+    ],
+)
+def test_the_first_phase_runs_on_the_unsettled_members_that_have_work_in_it(grains, pillar, expected):
+    """Issue 24: a replica whose packages and program are in place is left out of the first phase, which would only
+    render the formula there; the bootstrap member, a member that said ``early`` and, with pillar etcd, every
+    member are in it, unless converged."""
+    assert matches(target("early"), grains, pillar) is expected
+    assert not expected or matches(target("unsettled"), grains, pillar)  # never beyond the second phase's members
+    assert target("early", opts={"test": True}) == target("members")  # a dry run previews every member
+
+
+def _state_module():
+    path = ORCH.parent.parent.parent / "_states" / "patroni_debian.py"
+    spec = importlib.util.spec_from_file_location("patroni_debian_states", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "answer, grain, written",
+    [
+        ({"converged": False, "early": False, "role": "replica"}, None, None),  # a new replica, packages in place
+        ({"converged": False, "early": True, "role": "replica"}, None, "early"),  # a new replica to install
+        ({"converged": False, "early": True, "role": "replica"}, "early", None),
+        ({"converged": False, "early": False, "role": "replica"}, "early", "pending"),
+        ({"converged": False, "early": False, "role": "replica"}, "converged", "pending"),
+        ({"converged": True, "early": False, "role": "replica"}, "converged", None),
+        ({"converged": True, "early": False, "role": "replica"}, "early", "converged"),
+        ({"converged": False, "early": True, "role": "bootstrap"}, None, None),  # first by its role
+        ({"converged": False, "early": True, "role": "bootstrap"}, "early", None),
+        ({"converged": False, "early": True, "role": "bootstrap"}, "converged", "pending"),
+    ],
+)
+def test_the_first_step_writes_the_grain_only_when_the_phases_would_read_it_otherwise(answer, grain, written):
+    """Each write of grain patroni_debian_rollout costs the first step a pillar refresh that the member waits for:
+    only an answer that puts the member in other phases than the grain the master knows is written."""
+    states = _state_module()
+    value = states._rollout_answer(answer)
+    assert (value if states._grain_to_write(value, answer["role"], grain) else None) == written
 
 
 def _captured(name):
