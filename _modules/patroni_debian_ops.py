@@ -989,8 +989,8 @@ def _runs_here(scope):
 # Read by Patroni's own DCS client, in the interpreter Patroni runs under, from the member's config: every DCS type
 # Patroni supports, and no Patroni needs to run here. Prints what a member's start depends on, as JSON; given a
 # number of seconds, first waits (in one process, polling every 0.1 s) for a leader running as the primary, or
-# for a claim on the bootstrap to be dropped; given "claimed" after them, for a claim or a leader instead. No validator: Patroni 4 refuses Debian's template there (its empty
-# parameters and superuser password), yet runs it.
+# for a claim on the bootstrap to be dropped; given "claimed" after them, for a claim or a leader instead. No
+# validator: Patroni 4 refuses Debian's template there (its empty parameters and superuser password), yet runs it.
 DCS_VIEW = """
 import json, sys, time
 from patroni.config import Config
