@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+import host_cpu
+
 TESTS = pathlib.Path(__file__).resolve().parent
 RELEASES = ("bookworm", "trixie")  # machines.RELEASES, without importing the labs into every worker
 TIERS = {  # folder → (marker, what it needs)
@@ -145,20 +147,13 @@ class CpuSampler:
 
     def __init__(self, interval=5):
         self.samples, self.interval = [], interval
-        self._last = self._read()
+        self._last = host_cpu.ticks()
         threading.Thread(target=self._run, daemon=True).start()
-
-    @staticmethod
-    def _read():
-        with open("/proc/stat", encoding="ascii") as stat:
-            values = [int(v) for v in stat.readline().split()[1:]]
-        idle = values[3] + values[4]  # idle and iowait
-        return sum(values), idle
 
     def _run(self):
         while True:
             time.sleep(self.interval)
-            total, idle = self._read()
+            total, idle = host_cpu.ticks()
             spent, idled = total - self._last[0], idle - self._last[1]
             self._last = (total, idle)
             if spent:

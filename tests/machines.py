@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+import host_cpu
 import netlab
 import sandbox
 
@@ -488,9 +489,9 @@ class Machine:
         counters only grow while the machine's cgroup exists (resets included), so two reads' difference is what
         ran between them. A part not started yet counts 0."""
         folder = pathlib.Path(f"/sys/fs/cgroup/unified/{self.cgroup}")
-        spent = {"machines": _cgroup_cpu(folder)}
+        spent = {"machines": host_cpu.cgroup_seconds(folder)}
         for part, unit in CPU_PARTS.items():
-            spent[part] = sum(_cgroup_cpu(found) for found in folder.glob(f"**/{unit}"))
+            spent[part] = sum(host_cpu.cgroup_seconds(found) for found in folder.glob(f"**/{unit}"))
         return spent
 
     def http(self, path, port=8008):
@@ -720,7 +721,8 @@ class MachineLab(netlab.Lab):
         """CPU seconds so far, by part: the host whole (``host``), the lab's machines (``machines``) and their Salt
         minions and Patroni with PostgreSQL (``CPU_PARTS``), the Salt master. Two reads' difference is what ran
         between them; the host's rest is everything else (the master's clients, the kernel, other labs)."""
-        spent = {"host": _busy_seconds(), "Salt master": _session_cpu(self.master.pid) if self.master else 0.0}
+        master = host_cpu.session_seconds(self.master.pid) if self.master else 0.0
+        spent = {"host": host_cpu.busy_seconds(), "Salt master": master}
         for machine in self.nodes:
             for part, seconds in machine.cpu_seconds().items():
                 spent[part] = spent.get(part, 0.0) + seconds
@@ -733,40 +735,6 @@ class MachineLab(netlab.Lab):
             self.master.kill()
             self.master.wait()
         super().down()  # remove_stale() also takes the machines' overlays and cgroups
-
-
-def _cgroup_cpu(folder):
-    """``usage_usec`` of the cgroup ``folder`` (cgroup v2's ``cpu.stat``), in seconds; 0 when it is gone."""
-    try:
-        with open(folder / "cpu.stat", encoding="ascii") as stat:
-            usage = dict(line.split() for line in stat)
-    except FileNotFoundError:
-        return 0.0
-    return int(usage["usage_usec"]) / 1e6
-
-
-def _busy_seconds():
-    """CPU seconds this host has been busy since it booted, every core (``/proc/stat``: all but idle and iowait)."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        values = [int(value) for value in stat.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _session_cpu(session):
-    """CPU seconds of the live processes of ``session`` (a process group leader's id) and of the children they
-    have reaped: the lab's Salt master, whose workers live as long as it does."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[3]) == session:
-            total += sum(int(value) for value in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def files(folder):
